@@ -1,0 +1,243 @@
+"""Settings: the one place that reads the environment.
+
+`load_settings()` reads `.env` (python-dotenv; real environment variables win), validates every
+key and returns a frozen `Settings`. All problems are collected and reported together, so an
+operator fixes a broken configuration in one pass instead of one restart per missing key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from storage.crypto import TokenCipher
+
+T = TypeVar("T")
+
+DEFAULT_STORAGE_URL = "sqlite:///data/gamenight.db"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(Exception):
+    """The configuration is incomplete or invalid; `problems` names every bad key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+    def report(self) -> str:
+        lines = ["Game Night cannot start: the configuration needs attention."]
+        lines += [f"  - {p}" for p in self.problems]
+        lines.append("Set these in the environment or in a .env file (see .env.example).")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Settings:
+    discord_token: str = field(repr=False)
+    spotify_client_id: str
+    spotify_client_secret: str = field(repr=False)
+    token_encryption_key: str = field(repr=False)
+    public_base_url: str = "http://127.0.0.1:8000"
+    spotify_redirect_uri: str = "http://127.0.0.1:8000/spotify/callback"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    storage_url: str = DEFAULT_STORAGE_URL
+    cors_origins: tuple[str, ...] = ("*",)
+    log_level: str = "INFO"
+    discord_api_base: str = "https://discord.com/api/v10"
+    discord_gateway_url: str | None = None
+    discord_dev_guild_id: int | None = None
+    spotify_api_base: str = "https://api.spotify.com"
+    spotify_accounts_base: str = "https://accounts.spotify.com"
+    stream_cache_max_entries: int = 10_000
+
+    def cipher(self) -> TokenCipher:
+        return TokenCipher.from_keys(self.token_encryption_key)
+
+
+class _Reader:
+    """Reads typed values from a mapping and remembers every problem instead of stopping."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, key: str) -> str | None:
+        value = self.env.get(key)
+        return value.strip() if value is not None and value.strip() else None
+
+    def required(self, key: str, what: str) -> str:
+        value = self.raw(key)
+        if value is None:
+            self.problems.append(f"{key} is missing ({what})")
+            return ""
+        return value
+
+    def parsed(self, key: str, default: T, parse: Callable[[str], T], expected: str) -> T:
+        value = self.raw(key)
+        if value is None:
+            return default
+        try:
+            return parse(value)
+        except ValueError:
+            self.problems.append(f"{key}={value!r} is not valid: expected {expected}")
+            return default
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 < port < 65536:
+        raise ValueError(value)
+    return port
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError(value)
+    return number
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(value)
+    return value.rstrip("/")
+
+
+def _ws_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        raise ValueError(value)
+    return value
+
+
+def _storage_url(value: str) -> str:
+    scheme = urlsplit(value).scheme
+    if scheme not in ("sqlite", "redis", "rediss"):
+        raise ValueError(value)
+    return value
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(value)
+    return level
+
+
+def _redirect_uri(value: str) -> str:
+    # Spotify accepts only HTTPS redirect URIs, or plain HTTP on a loopback IP literal
+    # (it rejects `localhost` since 2025).
+    parts = urlsplit(value)
+    if parts.scheme == "https" and parts.netloc:
+        return value
+    if parts.scheme == "http" and parts.hostname:
+        try:
+            if ipaddress.ip_address(parts.hostname).is_loopback:
+                return value
+        except ValueError:
+            pass
+    raise ValueError(value)
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+    if not origins:
+        raise ValueError(value)
+    return origins
+
+
+def _fernet_keys(value: str) -> str:
+    TokenCipher.from_keys(value)  # raises ValueError on a malformed key
+    return value
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, dotenv_path: str | Path | None = ".env"
+) -> Settings:
+    """Read and validate the configuration; raise SettingsError naming every problem."""
+    env: dict[str, str] = {}
+    if dotenv_path is not None and Path(dotenv_path).is_file():
+        env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    env.update(os.environ if environ is None else environ)
+    r = _Reader(env)
+
+    discord_token = r.required("DISCORD_TOKEN", "the bot token from the Discord developer portal")
+    client_id = r.required("SPOTIFY_CLIENT_ID", "from the Spotify developer dashboard")
+    client_secret = r.required("SPOTIFY_CLIENT_SECRET", "from the Spotify developer dashboard")
+    key = r.required(
+        "TOKEN_ENCRYPTION_KEY",
+        "encrypts Spotify tokens at rest; make one with "
+        '`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`',
+    )
+    if key:
+        key = r.parsed("TOKEN_ENCRYPTION_KEY", "", _fernet_keys, "one or more Fernet keys, comma-separated")
+
+    http_port = r.parsed("HTTP_PORT", 8000, _port, "a TCP port (1-65535)")
+    public_base = r.parsed(
+        "PUBLIC_BASE_URL", f"http://127.0.0.1:{http_port}", _http_url, "an http(s):// URL"
+    )
+    redirect = r.parsed(
+        "SPOTIFY_REDIRECT_URI",
+        f"{public_base}/spotify/callback",
+        _redirect_uri,
+        "an https:// URL or http://127.0.0.1:PORT/... (Spotify refuses `localhost`)",
+    )
+    if r.raw("SPOTIFY_REDIRECT_URI") is None and public_base:
+        # A derived URI must satisfy Spotify's rule too; name the key the operator can change.
+        try:
+            _redirect_uri(redirect)
+        except ValueError:
+            r.problems.append(
+                f"PUBLIC_BASE_URL={public_base!r} gives the redirect URI {redirect!r}, which Spotify "
+                "refuses: use https://, or http://127.0.0.1:PORT, or set SPOTIFY_REDIRECT_URI"
+            )
+
+    settings = Settings(
+        discord_token=discord_token,
+        spotify_client_id=client_id,
+        spotify_client_secret=client_secret,
+        token_encryption_key=key,
+        public_base_url=public_base,
+        spotify_redirect_uri=redirect,
+        http_host=r.raw("HTTP_HOST") or "127.0.0.1",
+        http_port=http_port,
+        storage_url=r.parsed(
+            "STORAGE_URL", DEFAULT_STORAGE_URL, _storage_url, "sqlite:///path or redis://host:port/db"
+        ),
+        cors_origins=r.parsed("CORS_ORIGINS", ("*",), _origins, "* or comma-separated origins"),
+        log_level=r.parsed("LOG_LEVEL", "INFO", _log_level, "one of " + ", ".join(LOG_LEVELS)),
+        discord_api_base=r.parsed(
+            "DISCORD_API_BASE", "https://discord.com/api/v10", _http_url, "an http(s):// URL"
+        ),
+        discord_gateway_url=r.parsed("DISCORD_GATEWAY_URL", None, _ws_url, "a ws(s):// URL"),
+        discord_dev_guild_id=r.parsed("DISCORD_DEV_GUILD_ID", None, _positive_int, "a guild id"),
+        spotify_api_base=r.parsed(
+            "SPOTIFY_API_BASE", "https://api.spotify.com", _http_url, "an http(s):// URL"
+        ),
+        spotify_accounts_base=r.parsed(
+            "SPOTIFY_ACCOUNTS_BASE", "https://accounts.spotify.com", _http_url, "an http(s):// URL"
+        ),
+        stream_cache_max_entries=r.parsed(
+            "STREAM_CACHE_MAX_ENTRIES", 10_000, _positive_int, "a positive whole number"
+        ),
+    )
+    if r.problems:
+        raise SettingsError(r.problems)
+    return settings
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", force=True
+    )

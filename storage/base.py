@@ -1,0 +1,110 @@
+"""The storage contract: one set of Protocols, implemented by the SQLite and Redis backends.
+
+Every backend passes the same contract suite (tests/storage/test_contract.py). Callers depend
+on the narrow Protocol they need (a `LinkStore`, a `StreamCache`, ...), never on a backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol, TypedDict
+
+from storage.records import (
+    CachedStream,
+    Failure,
+    HostSnapshot,
+    LinkStatus,
+    ListenerState,
+    OAuthState,
+    Session,
+    SpotifyLink,
+    StateConsumption,
+)
+
+
+class SessionFields(TypedDict, total=False):
+    """Session-level fields `update_session` may change; listeners have their own calls."""
+
+    host_user_id: int
+    channel_id: int | None
+    status_message_id: int | None
+    snapshot: HostSnapshot | None
+    listen_token: str | None
+    host_active_at: float
+
+
+class LinkStore(Protocol):
+    async def put_link(self, link: SpotifyLink) -> None: ...
+    async def get_link(self, discord_user_id: int) -> SpotifyLink | None: ...
+    async def set_link_status(self, discord_user_id: int, status: LinkStatus) -> bool: ...
+    async def delete_link(self, discord_user_id: int) -> bool: ...
+
+
+class OAuthStateStore(Protocol):
+    async def put_oauth_state(self, state: OAuthState) -> None: ...
+
+    async def consume_oauth_state(self, state: str, now: float) -> StateConsumption:
+        """Atomically use a state once: exactly one of any concurrent callers gets OK."""
+        ...
+
+
+class SessionStore(Protocol):
+    async def create_session(self, session: Session) -> bool:
+        """Store a new session; False (and nothing written) if the guild already has one."""
+        ...
+
+    async def get_session(self, guild_id: int) -> Session | None: ...
+    async def list_sessions(self) -> list[Session]: ...
+    async def update_session(self, guild_id: int, fields: SessionFields) -> bool: ...
+    async def delete_session(self, guild_id: int) -> bool: ...
+    async def put_listener(self, guild_id: int, listener: ListenerState) -> bool: ...
+    async def remove_listener(self, guild_id: int, user_id: int) -> bool: ...
+
+
+class StreamCache(Protocol):
+    async def get_stream(self, track_id: str) -> CachedStream | None: ...
+
+    async def put_stream(self, entry: CachedStream) -> None:
+        """Insert or replace; beyond the configured bound, evict least recently accessed."""
+        ...
+
+    async def touch_streams(self, accessed: Mapping[str, float]) -> None:
+        """Batch-update last_access (callers defer these so a cache hit costs no write)."""
+        ...
+
+    async def delete_stream(self, track_id: str) -> bool: ...
+    async def count_streams(self) -> int: ...
+
+    async def streams_to_refresh(
+        self, expiring_before: float, accessed_since: float, limit: int
+    ) -> list[CachedStream]:
+        """Recently used entries whose stream URL expires soon, soonest first."""
+        ...
+
+    async def put_failure(self, failure: Failure) -> None: ...
+
+    async def get_failure(self, track_id: str, now: float) -> Failure | None:
+        """The negative-cache entry, or None when absent or past its retry_after."""
+        ...
+
+    async def delete_failure(self, track_id: str) -> None: ...
+
+
+class LeaseStore(Protocol):
+    """Named leases with an owner token: one holder at a time, lost when not renewed."""
+
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool: ...
+    async def renew_lease(self, name: str, holder: str, ttl: float) -> bool: ...
+    async def release_lease(self, name: str, holder: str) -> bool: ...
+
+
+class Storage(LinkStore, OAuthStateStore, SessionStore, StreamCache, LeaseStore, Protocol):
+    """Everything a backend provides, plus its lifetime."""
+
+    url: str
+
+    async def ping(self) -> None:
+        """Raise StorageUnavailable when the backend does not answer."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,119 @@
+"""The records storage keeps (DESIGN §3). Plain frozen dataclasses; times are Unix seconds.
+
+They live in storage because storage is the bottom layer: core builds its domain on them and
+bot shows them, and neither may be imported from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class LinkStatus(StrEnum):
+    OK = "ok"
+    NEEDS_RELINK = "needs_relink"  # refresh token revoked or expired (invalid_grant)
+    PREMIUM_REQUIRED = "premium_required"  # learned from a 403 PREMIUM_REQUIRED answer
+
+
+@dataclass(frozen=True)
+class SpotifyLink:
+    discord_user_id: int
+    spotify_user_id: str
+    display_name: str
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_at: float
+    scopes: tuple[str, ...]
+    linked_at: float
+    status: LinkStatus = LinkStatus.OK
+
+
+@dataclass(frozen=True)
+class OAuthState:
+    state: str = field(repr=False)
+    discord_user_id: int
+    guild_id: int | None
+    created_at: float
+    expires_at: float
+
+
+class StateCheck(StrEnum):
+    """What consuming an OAuth state found; lets the callback page say what went wrong."""
+
+    OK = "ok"
+    EXPIRED = "expired"
+    USED = "used"
+    UNKNOWN = "unknown"  # never issued (forged) or long gone
+
+
+@dataclass(frozen=True)
+class StateConsumption:
+    check: StateCheck
+    record: OAuthState | None = None  # set for OK and EXPIRED
+
+
+class ListenerStatus(StrEnum):
+    ATTACHED = "attached"
+    DETACHED = "detached"  # paused or played something else on their own: not fought
+    NO_DEVICE = "no_device"
+    PREMIUM_REQUIRED = "premium_required"
+    NEEDS_RELINK = "needs_relink"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class ListenerState:
+    user_id: int
+    status: ListenerStatus = ListenerStatus.ATTACHED
+    joined_at: float = 0.0
+    updated_at: float = 0.0
+    device_id: str | None = None
+    detail: str = ""  # short, user-safe reason shown on the status message
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    """The host's playback as last observed. `at` is the local clock at the request midpoint."""
+
+    track_id: str | None
+    position_ms: int
+    is_playing: bool
+    at: float
+    duration_ms: int = 0
+    device_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Session:
+    guild_id: int
+    host_user_id: int
+    created_at: float
+    channel_id: int | None = None
+    status_message_id: int | None = None
+    snapshot: HostSnapshot | None = None
+    listen_token: str | None = field(default=None, repr=False)
+    host_active_at: float = 0.0  # last time the host was seen playing, for the idle timeout
+    listeners: dict[int, ListenerState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CachedStream:
+    track_id: str
+    video_url: str
+    stream_url: str
+    expires_at: float  # from the stream URL's `expire` parameter, or a fallback TTL
+    resolved_at: float
+    last_access: float
+    title: str = ""
+    duration_s: float = 0.0
+    score: float = 0.0
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Negative cache entry: resolution failed; do not retry before `retry_after`."""
+
+    track_id: str
+    reason: str
+    retry_after: float

@@ -1,0 +1,73 @@
+"""Session-wide test setup: the network guard, a private redis-server, storage factories."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests import netguard
+
+netguard.install()
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(autouse=True)
+def _no_network_escapes() -> Iterator[None]:
+    """Fail the test if anything tried to leave loopback, even when the error was swallowed."""
+    before = len(netguard.BLOCKED)
+    yield
+    escaped = netguard.BLOCKED[before:]
+    assert not escaped, f"test tried to reach the network: {escaped}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A redis-server of our own on a free port (or REDIS_URL when given)."""
+    if url := os.environ.get("REDIS_URL"):
+        yield url
+        return
+    exe = shutil.which("redis-server")
+    if exe is None:
+        message = "redis-server is not installed (apt-get install redis-server)"
+        if IN_CI:
+            pytest.fail(message + "; under CI=true this fails the run")
+        pytest.skip(message)
+    workdir = tempfile.mkdtemp(prefix="gamenight-redis-")
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", workdir, "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"redis-server did not start on port {port}")
+            time.sleep(0.01)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
