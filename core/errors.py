@@ -1,0 +1,100 @@
+"""Domain errors. `UserFacingError.message` is safe to show a user (Discord or HTTP body).
+
+One handler per surface turns these into an ephemeral reply or an HTTP response; anything that
+is not a UserFacingError is logged with its traceback and answered with a generic message.
+"""
+
+from __future__ import annotations
+
+
+class UserFacingError(Exception):
+    """An error whose message can be shown to the person who caused it."""
+
+    http_status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# --- Spotify ---------------------------------------------------------------------------------
+
+
+class SpotifyError(UserFacingError):
+    """Base for errors from the Spotify Web API or accounts service."""
+
+    http_status = 502
+
+
+class TokenExpired(SpotifyError):
+    """The access token was refused (401); refresh and retry once."""
+
+
+class TokenRevoked(SpotifyError):
+    """The refresh token is dead (invalid_grant): the user must run /link again."""
+
+
+class PremiumRequired(SpotifyError):
+    """403 PREMIUM_REQUIRED: player commands need Spotify Premium."""
+
+
+class NoActiveDevice(SpotifyError):
+    """404 NO_ACTIVE_DEVICE: the account has no Spotify app open."""
+
+
+class RestrictionViolated(SpotifyError):
+    """403 'Restriction violated' (e.g. pausing an already paused player)."""
+
+
+class NotFound(SpotifyError):
+    http_status = 404
+
+
+class RateLimited(SpotifyError):
+    """429: every caller of this Spotify app waits `retry_after` seconds."""
+
+    http_status = 503
+
+    def __init__(self, message: str, retry_after: float, quota_exceeded: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.quota_exceeded = quota_exceeded
+
+
+class Upstream(SpotifyError):
+    """Spotify answered 5xx or did not answer in time."""
+
+    def __init__(self, message: str, status: int | None = None, timeout: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.timeout = timeout
+        self.http_status = 504 if timeout else 502
+
+
+# --- Stream resolution -----------------------------------------------------------------------
+
+
+class ResolveError(UserFacingError):
+    """Base for stream-resolution failures."""
+
+    http_status = 502
+
+
+class NoMatch(ResolveError):
+    """No YouTube video matches the track closely enough."""
+
+    http_status = 404
+
+
+class ExtractionFailed(ResolveError):
+    """A video was found but yt-dlp could not produce a stream URL."""
+
+
+class ResolveTimeout(ResolveError):
+    http_status = 504
+
+
+class Overloaded(UserFacingError):
+    """Too many resolutions queued or a client over its rate limit."""
+
+    http_status = 503
