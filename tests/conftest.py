@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -35,12 +36,9 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """A redis-server of our own on a free port (or REDIS_URL when given)."""
-    if url := os.environ.get("REDIS_URL"):
-        yield url
-        return
+@contextmanager
+def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start a private, non-persistent redis-server on a free port; yield its URL and process."""
     exe = shutil.which("redis-server")
     if exe is None:
         message = "redis-server is not installed (apt-get install redis-server)"
@@ -49,25 +47,34 @@ def redis_url() -> Iterator[str]:
         pytest.skip(message)
     workdir = tempfile.mkdtemp(prefix="gamenight-redis-")
     port = free_port()
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir, "--loglevel", "warning"],
+        [exe, *args, "--dir", workdir, "--loglevel", "warning"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"redis-server did not start on port {port}")
-            time.sleep(0.01)
     try:
-        yield f"redis://127.0.0.1:{port}/0"
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"redis-server did not start on port {port}")
+                time.sleep(0.01)
+        yield f"redis://127.0.0.1:{port}/0", proc
     finally:
-        proc.terminate()
+        proc.kill()
         proc.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The session's redis-server (or REDIS_URL when given)."""
+    if url := os.environ.get("REDIS_URL"):
+        yield url
+        return
+    with redis_server() as (url, _):
+        yield url

@@ -1,0 +1,69 @@
+"""Versioned SQLite schema. Append new migrations; never edit one that has shipped.
+
+The database's `PRAGMA user_version` records how many have been applied.
+"""
+
+MIGRATIONS: list[tuple[str, ...]] = [
+    (
+        """CREATE TABLE links (
+            discord_user_id INTEGER PRIMARY KEY,
+            spotify_user_id TEXT NOT NULL,
+            display_name TEXT NOT NULL,
+            access_token_enc TEXT NOT NULL,
+            refresh_token_enc TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            scopes TEXT NOT NULL,
+            linked_at REAL NOT NULL,
+            status TEXT NOT NULL
+        )""",
+        """CREATE TABLE oauth_states (
+            state_hash TEXT PRIMARY KEY,
+            discord_user_id INTEGER NOT NULL,
+            guild_id INTEGER,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            used_at REAL
+        )""",
+        "CREATE INDEX oauth_states_by_expiry ON oauth_states (expires_at)",
+        """CREATE TABLE sessions (
+            guild_id INTEGER PRIMARY KEY,
+            host_user_id INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            channel_id INTEGER,
+            status_message_id INTEGER,
+            snapshot TEXT,
+            listen_token TEXT,
+            host_active_at REAL NOT NULL DEFAULT 0
+        )""",
+        "CREATE UNIQUE INDEX sessions_by_listen_token ON sessions (listen_token)",
+        """CREATE TABLE session_listeners (
+            guild_id INTEGER NOT NULL REFERENCES sessions (guild_id) ON DELETE CASCADE,
+            user_id INTEGER NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (guild_id, user_id)
+        )""",
+        """CREATE TABLE streams (
+            track_id TEXT PRIMARY KEY,
+            video_url TEXT NOT NULL,
+            stream_url TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            resolved_at REAL NOT NULL,
+            last_access REAL NOT NULL,
+            title TEXT NOT NULL,
+            duration_s REAL NOT NULL,
+            score REAL NOT NULL
+        )""",
+        "CREATE INDEX streams_by_last_access ON streams (last_access)",
+        "CREATE INDEX streams_by_expiry ON streams (expires_at)",
+        """CREATE TABLE failures (
+            track_id TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            retry_after REAL NOT NULL
+        )""",
+        """CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+    ),
+]

@@ -1,0 +1,517 @@
+"""Redis backend (redis.asyncio): for several processes sharing one state.
+
+Keys live under a namespace (`gamenight:` by default, `?prefix=` in the URL changes it). What
+must be atomic across processes — single-use OAuth states, one session per guild, the bounded
+stream cache, leases — runs as a Lua script on the server.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from storage.base import SessionFields
+from storage.codec import dump_listener, dump_snapshot, load_listener, load_snapshot, state_key
+from storage.crypto import TokenCipher
+from storage.errors import StorageError, StorageUnavailable
+from storage.records import (
+    CachedStream,
+    Failure,
+    LinkStatus,
+    ListenerState,
+    OAuthState,
+    Session,
+    SpotifyLink,
+    StateCheck,
+    StateConsumption,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+STATE_RETENTION_S = 24 * 3600  # see storage/sqlite.py: lets the callback tell reuse from forgery
+
+# KEYS[1] state hash key. ARGV[1] now. Returns {check, user, guild, created, expires}.
+_CONSUME_STATE = """
+local fields = redis.call('HMGET', KEYS[1], 'user', 'guild', 'created', 'expires', 'used')
+if not fields[1] then return {'unknown'} end
+if fields[5] then return {'used'} end
+redis.call('HSET', KEYS[1], 'used', ARGV[1])
+return {'ok', fields[1], fields[2], fields[3], fields[4]}
+"""
+
+# KEYS[1] session hash, KEYS[2] listeners hash, KEYS[3] session index set.
+# ARGV[1] guild id, ARGV[2] session field count n, then n field/value pairs, then listener pairs.
+_CREATE_SESSION = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local n = tonumber(ARGV[2])
+for i = 3, 2 + 2 * n, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 3 + 2 * n, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('SADD', KEYS[3], ARGV[1])
+return 1
+"""
+
+# KEYS[1] a hash. ARGV: field count n, n field/value pairs to set, then fields to delete.
+# Only touches a hash that exists, so an update never resurrects a deleted record.
+_UPDATE_EXISTING = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local n = tonumber(ARGV[1])
+for i = 2, 1 + 2 * n, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 2 + 2 * n, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
+return 1
+"""
+
+# KEYS[1] session hash, KEYS[2] listeners hash. ARGV[1] user id, ARGV[2] listener JSON.
+_PUT_LISTENER = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+# KEYS[1] stream hash, KEYS[2] LRU zset, KEYS[3] expiry zset. ARGV[1] track id,
+# ARGV[2] last_access, ARGV[3] expires_at, ARGV[4] max entries, ARGV[5] key prefix for streams,
+# then field/value pairs.
+_PUT_STREAM = """
+redis.call('DEL', KEYS[1])
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if excess > 0 then
+  local evicted = redis.call('ZRANGE', KEYS[2], 0, excess - 1)
+  for _, id in ipairs(evicted) do
+    redis.call('DEL', ARGV[5] .. id)
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZREM', KEYS[3], id)
+  end
+end
+return 1
+"""
+
+# KEYS[1] LRU zset. ARGV[1] stream key prefix, then track id / access time pairs.
+# GT: a late batch never moves an entry back in time; entries evicted meanwhile stay gone.
+_TOUCH_STREAMS = """
+for i = 2, #ARGV, 2 do
+  local id, at = ARGV[i], tonumber(ARGV[i + 1])
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score and tonumber(score) < at then
+    redis.call('ZADD', KEYS[1], at, id)
+    redis.call('HSET', ARGV[1] .. id, 'last_access', ARGV[i + 1])
+  end
+end
+return 1
+"""
+
+# KEYS[1] lease key. ARGV[1] holder, ARGV[2] ttl ms.
+_ACQUIRE_LEASE = """
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+_RENEW_LEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+def _redis_errors(
+    method: Callable[Concatenate[RedisStorage, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[RedisStorage, P], Coroutine[Any, Any, R]]:
+    """Turn client errors into StorageError / StorageUnavailable with the server named."""
+
+    async def wrapper(self: RedisStorage, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self.closed:  # redis-py would silently reconnect; a closed store should say so
+            raise StorageUnavailable(f"Redis storage {self.url} is closed")
+        try:
+            return await method(self, *args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StorageUnavailable(f"Redis at {self.url} is unreachable: {exc}") from exc
+        except RedisError as exc:
+            raise StorageError(f"Redis at {self.url} failed: {exc}") from exc
+
+    return wrapper
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _num(value: str | None) -> int | None:
+    return None if value in (None, "") else int(value)
+
+
+class RedisStorage:
+    def __init__(
+        self, client: aioredis.Redis, url: str, prefix: str, cipher: TokenCipher, max_streams: int
+    ) -> None:
+        self._r = client
+        self._p = prefix
+        self._cipher = cipher
+        self._max_streams = max_streams
+        self.url = url  # without credentials: safe to log
+        self.closed = False
+        self._consume_state = client.register_script(_CONSUME_STATE)
+        self._create_session = client.register_script(_CREATE_SESSION)
+        self._update_existing = client.register_script(_UPDATE_EXISTING)
+        self._touch = client.register_script(_TOUCH_STREAMS)
+        self._put_listener = client.register_script(_PUT_LISTENER)
+        self._put_stream = client.register_script(_PUT_STREAM)
+        self._acquire = client.register_script(_ACQUIRE_LEASE)
+        self._renew = client.register_script(_RENEW_LEASE)
+        self._release = client.register_script(_RELEASE_LEASE)
+
+    @classmethod
+    async def open(cls, url: str, cipher: TokenCipher, max_streams: int) -> RedisStorage:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        prefix = query.pop("prefix", ["gamenight"])[0] + ":"
+        safe_url = f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
+        client_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        client = aioredis.from_url(
+            client_url, decode_responses=True, socket_connect_timeout=5, socket_timeout=5
+        )
+        storage = cls(client, safe_url, prefix, cipher, max_streams)
+        try:
+            await storage.ping()
+        except StorageError:
+            await client.aclose()
+            raise
+        return storage
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await self._r.aclose()
+
+    @_redis_errors
+    async def ping(self) -> None:
+        await self._r.ping()
+
+    def _k(self, *parts: object) -> str:
+        return self._p + ":".join(str(p) for p in parts)
+
+    # --- links -----------------------------------------------------------------------------
+
+    @_redis_errors
+    async def put_link(self, link: SpotifyLink) -> None:
+        await self._r.hset(
+            self._k("link", link.discord_user_id),
+            mapping={
+                "spotify_user_id": link.spotify_user_id,
+                "display_name": link.display_name,
+                "access_token": self._cipher.encrypt(link.access_token),
+                "refresh_token": self._cipher.encrypt(link.refresh_token),
+                "expires_at": repr(link.expires_at),
+                "scopes": " ".join(link.scopes),
+                "linked_at": repr(link.linked_at),
+                "status": link.status.value,
+            },
+        )
+
+    @_redis_errors
+    async def get_link(self, discord_user_id: int) -> SpotifyLink | None:
+        data = cast(dict[str, str], await self._r.hgetall(self._k("link", discord_user_id)))
+        if not data:
+            return None
+        return SpotifyLink(
+            discord_user_id=discord_user_id,
+            spotify_user_id=data["spotify_user_id"],
+            display_name=data["display_name"],
+            access_token=self._cipher.decrypt(data["access_token"]),
+            refresh_token=self._cipher.decrypt(data["refresh_token"]),
+            expires_at=float(data["expires_at"]),
+            scopes=tuple(data["scopes"].split()),
+            linked_at=float(data["linked_at"]),
+            status=LinkStatus(data["status"]),
+        )
+
+    @_redis_errors
+    async def set_link_status(self, discord_user_id: int, status: LinkStatus) -> bool:
+        key = self._k("link", discord_user_id)
+        return bool(await self._update_existing(keys=[key], args=[1, "status", status.value]))
+
+    @_redis_errors
+    async def delete_link(self, discord_user_id: int) -> bool:
+        return bool(await self._r.delete(self._k("link", discord_user_id)))
+
+    # --- OAuth states ----------------------------------------------------------------------
+
+    @_redis_errors
+    async def put_oauth_state(self, state: OAuthState) -> None:
+        key = self._k("oauth", state_key(state.state))
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "user": state.discord_user_id,
+                    "guild": "" if state.guild_id is None else state.guild_id,
+                    "created": repr(state.created_at),
+                    "expires": repr(state.expires_at),
+                },
+            )
+            pipe.pexpire(key, _ms(state.expires_at - time.time() + STATE_RETENTION_S))
+            await pipe.execute()
+
+    @_redis_errors
+    async def consume_oauth_state(self, state: str, now: float) -> StateConsumption:
+        key = self._k("oauth", state_key(state))
+        result = await self._consume_state(keys=[key], args=[repr(now)])
+        check = StateCheck(result[0])
+        if check is not StateCheck.OK:
+            return StateConsumption(check)
+        _, user, guild, created, expires = result
+        record = OAuthState(state, int(user), _num(guild), float(created), float(expires))
+        return StateConsumption(
+            StateCheck.OK if now <= record.expires_at else StateCheck.EXPIRED, record
+        )
+
+    # --- sessions --------------------------------------------------------------------------
+
+    def _session_keys(self, guild_id: int) -> list[str]:
+        return [self._k("session", guild_id), self._k("session", guild_id, "listeners")]
+
+    @staticmethod
+    def _session_values(fields: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        """Split fields into flat field/value pairs to set and names to delete (None)."""
+        pairs: list[str] = []
+        deletes: list[str] = []
+        for name, raw in fields.items():
+            value = dump_snapshot(raw) if name == "snapshot" else raw
+            if value is None:
+                deletes.append(name)
+            else:
+                pairs += [name, repr(value) if isinstance(value, float) else str(value)]
+        return pairs, deletes
+
+    @_redis_errors
+    async def create_session(self, session: Session) -> bool:
+        pairs, _ = self._session_values(
+            {
+                "host_user_id": session.host_user_id,
+                "created_at": session.created_at,
+                "channel_id": session.channel_id,
+                "status_message_id": session.status_message_id,
+                "snapshot": session.snapshot,
+                "listen_token": session.listen_token,
+                "host_active_at": session.host_active_at,
+            }
+        )
+        listeners: list[str] = []
+        for uid, listener in session.listeners.items():
+            listeners += [str(uid), dump_listener(listener)]
+        keys = [*self._session_keys(session.guild_id), self._k("sessions")]
+        args: list[str | int] = [session.guild_id, len(pairs) // 2, *pairs, *listeners]
+        return bool(await self._create_session(keys=keys, args=args))
+
+    @_redis_errors
+    async def get_session(self, guild_id: int) -> Session | None:
+        session_key, listeners_key = self._session_keys(guild_id)
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.hgetall(session_key)
+            pipe.hgetall(listeners_key)
+            data, listeners = await pipe.execute()
+        if not data:
+            return None
+        return Session(
+            guild_id=guild_id,
+            host_user_id=int(data["host_user_id"]),
+            created_at=float(data["created_at"]),
+            channel_id=_num(data.get("channel_id")),
+            status_message_id=_num(data.get("status_message_id")),
+            snapshot=load_snapshot(data.get("snapshot")),
+            listen_token=data.get("listen_token"),
+            host_active_at=float(data.get("host_active_at", 0)),
+            listeners={int(uid): load_listener(raw) for uid, raw in listeners.items()},
+        )
+
+    @_redis_errors
+    async def list_sessions(self) -> list[Session]:
+        guild_ids = sorted(int(g) for g in await self._r.smembers(self._k("sessions")))
+        sessions = []
+        for guild_id in guild_ids:
+            session = await self.get_session(guild_id)
+            if session is not None:
+                sessions.append(session)
+        return sessions
+
+    @_redis_errors
+    async def update_session(self, guild_id: int, fields: SessionFields) -> bool:
+        unknown = set(fields) - set(SessionFields.__annotations__)
+        if unknown:
+            raise StorageError(f"not session fields: {sorted(unknown)}")
+        pairs, deletes = self._session_values(fields)
+        key = self._session_keys(guild_id)[0]
+        args: list[str | int] = [len(pairs) // 2, *pairs, *deletes]
+        return bool(await self._update_existing(keys=[key], args=args))
+
+    @_redis_errors
+    async def delete_session(self, guild_id: int) -> bool:
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.delete(*self._session_keys(guild_id))
+            pipe.srem(self._k("sessions"), guild_id)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    @_redis_errors
+    async def put_listener(self, guild_id: int, listener: ListenerState) -> bool:
+        keys = self._session_keys(guild_id)
+        return bool(
+            await self._put_listener(keys=keys, args=[listener.user_id, dump_listener(listener)])
+        )
+
+    @_redis_errors
+    async def remove_listener(self, guild_id: int, user_id: int) -> bool:
+        return bool(await self._r.hdel(self._session_keys(guild_id)[1], str(user_id)))
+
+    # --- stream cache ----------------------------------------------------------------------
+
+    @_redis_errors
+    async def get_stream(self, track_id: str) -> CachedStream | None:
+        data = cast(dict[str, str], await self._r.hgetall(self._k("stream", track_id)))
+        return _stream(track_id, data) if data else None
+
+    @_redis_errors
+    async def put_stream(self, entry: CachedStream) -> None:
+        fields = {
+            "video_url": entry.video_url,
+            "stream_url": entry.stream_url,
+            "expires_at": repr(entry.expires_at),
+            "resolved_at": repr(entry.resolved_at),
+            "last_access": repr(entry.last_access),
+            "title": entry.title,
+            "duration_s": repr(entry.duration_s),
+            "score": repr(entry.score),
+        }
+        flat = [item for pair in fields.items() for item in pair]
+        await self._put_stream(
+            keys=[
+                self._k("stream", entry.track_id),
+                self._k("streams", "lru"),
+                self._k("streams", "expiry"),
+            ],
+            args=[
+                entry.track_id,
+                entry.last_access,
+                entry.expires_at,
+                self._max_streams,
+                self._k("stream", ""),
+                *flat,
+            ],
+        )
+
+    @_redis_errors
+    async def touch_streams(self, accessed: Mapping[str, float]) -> None:
+        if not accessed:
+            return
+        flat = [item for track_id, at in accessed.items() for item in (track_id, repr(at))]
+        await self._touch(keys=[self._k("streams", "lru")], args=[self._k("stream", ""), *flat])
+
+    @_redis_errors
+    async def delete_stream(self, track_id: str) -> bool:
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.delete(self._k("stream", track_id))
+            pipe.zrem(self._k("streams", "lru"), track_id)
+            pipe.zrem(self._k("streams", "expiry"), track_id)
+            deleted, _, _ = await pipe.execute()
+        return bool(deleted)
+
+    @_redis_errors
+    async def count_streams(self) -> int:
+        return int(await self._r.zcard(self._k("streams", "lru")))
+
+    @_redis_errors
+    async def streams_to_refresh(
+        self, expiring_before: float, accessed_since: float, limit: int
+    ) -> list[CachedStream]:
+        lru = self._k("streams", "lru")
+        found: list[CachedStream] = []
+        offset, page = 0, max(limit, 100)
+        while len(found) < limit:
+            ids = cast(
+                list[str],
+                await self._r.zrangebyscore(
+                    self._k("streams", "expiry"),
+                    "-inf",
+                    f"({expiring_before}",
+                    start=offset,
+                    num=page,
+                ),
+            )
+            if not ids:
+                break
+            offset += len(ids)
+            async with self._r.pipeline(transaction=False) as pipe:
+                for track_id in ids:
+                    pipe.zscore(lru, track_id)
+                scores = await pipe.execute()
+            for track_id, score in zip(ids, scores, strict=True):
+                if score is not None and score >= accessed_since:
+                    entry = await self.get_stream(track_id)
+                    if entry is not None:
+                        found.append(entry)
+                        if len(found) == limit:
+                            break
+        return found
+
+    @_redis_errors
+    async def put_failure(self, failure: Failure) -> None:
+        value = json.dumps({"reason": failure.reason, "retry_after": failure.retry_after})
+        ttl = failure.retry_after - time.time()
+        if ttl > 0:
+            await self._r.set(self._k("failure", failure.track_id), value, px=_ms(ttl))
+
+    @_redis_errors
+    async def get_failure(self, track_id: str, now: float) -> Failure | None:
+        raw = await self._r.get(self._k("failure", track_id))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        if data["retry_after"] <= now:
+            return None
+        return Failure(track_id, data["reason"], data["retry_after"])
+
+    @_redis_errors
+    async def delete_failure(self, track_id: str) -> None:
+        await self._r.delete(self._k("failure", track_id))
+
+    # --- leases ----------------------------------------------------------------------------
+
+    @_redis_errors
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        return bool(await self._acquire(keys=[self._k("lease", name)], args=[holder, _ms(ttl)]))
+
+    @_redis_errors
+    async def renew_lease(self, name: str, holder: str, ttl: float) -> bool:
+        return bool(await self._renew(keys=[self._k("lease", name)], args=[holder, _ms(ttl)]))
+
+    @_redis_errors
+    async def release_lease(self, name: str, holder: str) -> bool:
+        return bool(await self._release(keys=[self._k("lease", name)], args=[holder]))
+
+
+def _stream(track_id: str, data: Mapping[str, str]) -> CachedStream:
+    return CachedStream(
+        track_id=track_id,
+        video_url=data["video_url"],
+        stream_url=data["stream_url"],
+        expires_at=float(data["expires_at"]),
+        resolved_at=float(data["resolved_at"]),
+        last_access=float(data["last_access"]),
+        title=data["title"],
+        duration_s=float(data["duration_s"]),
+        score=float(data["score"]),
+    )

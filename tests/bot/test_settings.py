@@ -1,0 +1,107 @@
+"""Settings: defaults, validation, and one message naming every problem."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from bot.settings import SettingsError, load_settings
+
+KEY = Fernet.generate_key().decode()
+MINIMAL = {
+    "DISCORD_TOKEN": "discord-token",
+    "SPOTIFY_CLIENT_ID": "client-id",
+    "SPOTIFY_CLIENT_SECRET": "client-secret",
+    "TOKEN_ENCRYPTION_KEY": KEY,
+}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults() -> None:
+    s = load_settings(MINIMAL, dotenv_path=None)
+    assert s.storage_url == "sqlite:///data/gamenight.db"
+    assert (s.http_host, s.http_port) == ("127.0.0.1", 8000)
+    assert s.spotify_redirect_uri == "http://127.0.0.1:8000/spotify/callback"
+    assert s.cors_origins == ("*",)
+    assert s.log_level == "INFO"
+    assert s.cipher().decrypt(s.cipher().encrypt("x")) == "x"
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    text = repr(load_settings(MINIMAL, dotenv_path=None))
+    assert "discord-token" not in text and "client-secret" not in text and KEY not in text
+
+
+def test_every_missing_setting_is_named_at_once() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({}, dotenv_path=None)
+    report = caught.value.report()
+    for key in MINIMAL:
+        assert key in report
+    assert len(caught.value.problems) == 4
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("HTTP_PORT", "eighty"),
+        ("HTTP_PORT", "70000"),
+        ("STORAGE_URL", "mysql://db"),
+        ("LOG_LEVEL", "loud"),
+        ("TOKEN_ENCRYPTION_KEY", "not-a-fernet-key"),
+        ("SPOTIFY_REDIRECT_URI", "http://localhost:8000/spotify/callback"),
+        ("SPOTIFY_REDIRECT_URI", "http://example.com/callback"),
+        ("PUBLIC_BASE_URL", "ftp://example.com"),
+        ("DISCORD_GATEWAY_URL", "http://127.0.0.1:1/gateway"),
+        ("DISCORD_DEV_GUILD_ID", "-5"),
+        ("CORS_ORIGINS", " , "),
+    ],
+)
+def test_invalid_values_are_named(key: str, value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**MINIMAL, key: value}, dotenv_path=None)
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith(key)
+
+
+def test_public_http_base_needs_an_explicit_https_redirect() -> None:
+    with pytest.raises(SettingsError, match="PUBLIC_BASE_URL"):
+        load_settings({**MINIMAL, "PUBLIC_BASE_URL": "http://bot.example.com"}, dotenv_path=None)
+    s = load_settings({**MINIMAL, "PUBLIC_BASE_URL": "https://bot.example.com/"}, dotenv_path=None)
+    assert s.spotify_redirect_uri == "https://bot.example.com/spotify/callback"
+
+
+def test_dotenv_file_is_read_and_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("\n".join(f"{k}={v}" for k, v in MINIMAL.items()) + "\nHTTP_PORT=9000\n")
+    s = load_settings({"HTTP_PORT": "9100"}, dotenv_path=env_file)
+    assert s.discord_token == "discord-token"
+    assert s.http_port == 9100
+
+
+def test_cors_origins_list() -> None:
+    s = load_settings({**MINIMAL, "CORS_ORIGINS": "https://a.example, https://b.example/"}, None)
+    assert s.cors_origins == ("https://a.example", "https://b.example")
+
+
+def test_running_with_an_empty_environment_explains_and_exits(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        cwd=tmp_path,
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr + done.stdout
+    for key in MINIMAL:
+        assert key in done.stderr

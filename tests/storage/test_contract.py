@@ -1,0 +1,374 @@
+"""The one storage contract, run against SQLite and Redis alike."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from storage import Storage, StorageUnavailable
+from storage.records import (
+    CachedStream,
+    Failure,
+    HostSnapshot,
+    LinkStatus,
+    ListenerState,
+    ListenerStatus,
+    OAuthState,
+    Session,
+    SpotifyLink,
+    StateCheck,
+)
+from tests.storage.conftest import Opener
+
+NOW = 1_800_000_000.0
+
+
+def a_link(user_id: int = 1, **changes: object) -> SpotifyLink:
+    link = SpotifyLink(
+        discord_user_id=user_id,
+        spotify_user_id=f"spotify-{user_id}",
+        display_name="Ada",
+        access_token=f"access-secret-{user_id}",
+        refresh_token=f"refresh-secret-{user_id}",
+        expires_at=NOW + 3600.5,
+        scopes=("user-read-playback-state", "user-modify-playback-state"),
+        linked_at=NOW,
+    )
+    return dataclasses.replace(link, **changes)  # type: ignore[arg-type]
+
+
+def a_state(state: str = "s" * 43, expires_at: float | None = None) -> OAuthState:
+    now = time.time()
+    return OAuthState(state, 42, 7, now, now + 600 if expires_at is None else expires_at)
+
+
+def a_session(guild_id: int = 100, listeners: tuple[int, ...] = ()) -> Session:
+    return Session(
+        guild_id=guild_id,
+        host_user_id=1,
+        created_at=NOW,
+        channel_id=555,
+        listeners={uid: ListenerState(uid, joined_at=NOW) for uid in listeners},
+    )
+
+
+def a_stream(
+    track_id: str, last_access: float = NOW, expires_at: float = NOW + 600
+) -> CachedStream:
+    return CachedStream(
+        track_id=track_id,
+        video_url=f"http://127.0.0.1/watch?v={track_id}",
+        stream_url=f"http://127.0.0.1/audio/{track_id}?expire={int(expires_at)}",
+        expires_at=expires_at,
+        resolved_at=NOW,
+        last_access=last_access,
+        title="Artist - Song",
+        duration_s=201.5,
+        score=0.93,
+    )
+
+
+# --- links -----------------------------------------------------------------------------------
+
+
+async def test_link_round_trip_update_and_delete(store: Storage) -> None:
+    assert await store.get_link(1) is None
+    link = a_link()
+    await store.put_link(link)
+    assert await store.get_link(1) == link
+
+    rotated = dataclasses.replace(link, access_token="new-access", refresh_token="new-refresh")
+    await store.put_link(rotated)
+    assert await store.get_link(1) == rotated
+
+    assert await store.set_link_status(1, LinkStatus.NEEDS_RELINK)
+    got = await store.get_link(1)
+    assert got is not None and got.status is LinkStatus.NEEDS_RELINK
+    assert not await store.set_link_status(2, LinkStatus.OK)
+    assert await store.get_link(2) is None  # a status change never creates a link
+
+    assert await store.delete_link(1)
+    assert not await store.delete_link(1)
+    assert await store.get_link(1) is None
+
+
+# --- OAuth states ----------------------------------------------------------------------------
+
+
+async def test_oauth_state_is_single_use(store: Storage) -> None:
+    state = a_state()
+    await store.put_oauth_state(state)
+    first = await store.consume_oauth_state(state.state, time.time())
+    assert first.check is StateCheck.OK
+    assert first.record == state
+    again = await store.consume_oauth_state(state.state, time.time())
+    assert again.check is StateCheck.USED and again.record is None
+
+
+async def test_oauth_state_unknown_and_expired(store: Storage) -> None:
+    assert (await store.consume_oauth_state("forged", time.time())).check is StateCheck.UNKNOWN
+    state = a_state("x" * 43, expires_at=time.time() - 1)
+    await store.put_oauth_state(state)
+    expired = await store.consume_oauth_state(state.state, time.time())
+    assert expired.check is StateCheck.EXPIRED
+    assert expired.record is not None and expired.record.discord_user_id == 42
+    # Expired states are burnt too: a second try reads as used, not as a fresh chance.
+    assert (await store.consume_oauth_state(state.state, time.time())).check is StateCheck.USED
+
+
+async def test_oauth_state_concurrent_consumers_exactly_one_wins(open_store: Opener) -> None:
+    # Separate connections, like separate requests or processes racing for one state.
+    stores = [await open_store() for _ in range(4)]
+    for n in range(5):
+        state = a_state(f"race-{n}-" + "y" * 30)
+        await stores[0].put_oauth_state(state)
+        results = await asyncio.gather(
+            *(s.consume_oauth_state(state.state, time.time()) for s in stores for _ in range(5))
+        )
+        checks = [r.check for r in results]
+        assert checks.count(StateCheck.OK) == 1, checks
+        assert checks.count(StateCheck.USED) == len(checks) - 1
+
+
+async def test_oauth_state_hash_only_at_rest(
+    store: Storage, backend: str, storage_url: str
+) -> None:
+    state = a_state("bearer-secret-" + "z" * 30)
+    await store.put_oauth_state(state)
+    assert state.state.encode() not in await raw_dump(backend, storage_url)
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+
+async def test_session_round_trip_and_one_per_guild(store: Storage) -> None:
+    session = a_session(listeners=(2, 3))
+    assert await store.create_session(session)
+    assert await store.get_session(100) == session
+    assert not await store.create_session(dataclasses.replace(session, host_user_id=9))
+    got = await store.get_session(100)
+    assert got is not None and got.host_user_id == 1  # the losing create wrote nothing
+    assert await store.get_session(101) is None
+
+
+async def test_session_concurrent_creates_exactly_one_wins(store: Storage) -> None:
+    results = await asyncio.gather(
+        *(store.create_session(dataclasses.replace(a_session(), host_user_id=h)) for h in range(10))
+    )
+    assert results.count(True) == 1
+
+
+async def test_session_update_fields(store: Storage) -> None:
+    await store.create_session(a_session())
+    snapshot = HostSnapshot("4uLU6hMCjMI75M1A2tKUQC", 61_000, True, NOW + 5.25, 200_000, "dev-1")
+    assert await store.update_session(
+        100,
+        {"host_user_id": 2, "snapshot": snapshot, "status_message_id": 777, "host_active_at": NOW},
+    )
+    got = await store.get_session(100)
+    assert got is not None
+    assert (got.host_user_id, got.snapshot, got.status_message_id) == (2, snapshot, 777)
+    assert got.host_active_at == NOW and got.channel_id == 555
+
+    assert await store.update_session(100, {"snapshot": None, "channel_id": None})
+    got = await store.get_session(100)
+    assert got is not None and got.snapshot is None and got.channel_id is None
+    assert not await store.update_session(999, {"host_user_id": 3})
+    assert await store.get_session(999) is None  # never resurrected by an update
+
+
+async def test_listeners_put_remove_and_cascade(store: Storage) -> None:
+    await store.create_session(a_session(listeners=(2,)))
+    detached = ListenerState(
+        3, ListenerStatus.DETACHED, NOW, NOW + 1, "dev-3", "paused on their own"
+    )
+    assert await store.put_listener(100, detached)
+    assert await store.put_listener(
+        100, dataclasses.replace(detached, status=ListenerStatus.NO_DEVICE)
+    )
+    got = await store.get_session(100)
+    assert got is not None
+    assert sorted(got.listeners) == [2, 3]
+    assert got.listeners[3].status is ListenerStatus.NO_DEVICE
+    assert got.listeners[3].detail == "paused on their own"
+
+    assert await store.remove_listener(100, 2)
+    assert not await store.remove_listener(100, 2)
+    assert not await store.put_listener(555, detached)  # no such session: refused
+    assert await store.get_session(555) is None
+
+    assert await store.delete_session(100)
+    assert not await store.delete_session(100)
+    assert await store.create_session(a_session())
+    fresh = await store.get_session(100)
+    assert fresh is not None and fresh.listeners == {}  # old listeners went with the session
+
+
+async def test_list_sessions(store: Storage) -> None:
+    for guild_id in (3, 1, 2):
+        await store.create_session(a_session(guild_id, listeners=(guild_id * 10,)))
+    await store.delete_session(2)
+    sessions = await store.list_sessions()
+    assert [s.guild_id for s in sessions] == [1, 3]
+    assert [list(s.listeners) for s in sessions] == [[10], [30]]
+
+
+# --- stream cache ----------------------------------------------------------------------------
+
+
+async def test_stream_round_trip_replace_delete(store: Storage) -> None:
+    entry = a_stream("4uLU6hMCjMI75M1A2tKUQC")
+    await store.put_stream(entry)
+    assert await store.get_stream(entry.track_id) == entry
+    newer = dataclasses.replace(entry, stream_url="http://127.0.0.1/new", expires_at=NOW + 900)
+    await store.put_stream(newer)
+    assert await store.get_stream(entry.track_id) == newer
+    assert await store.count_streams() == 1
+    assert await store.delete_stream(entry.track_id)
+    assert not await store.delete_stream(entry.track_id)
+    assert await store.get_stream(entry.track_id) is None
+    assert await store.count_streams() == 0
+
+
+async def test_lru_eviction_follows_last_access(open_store: Opener) -> None:
+    store = await open_store(max_streams=3)
+    for n, track in enumerate("abc"):
+        await store.put_stream(a_stream(track, last_access=NOW + n))
+    await store.touch_streams({"a": NOW + 10})  # a is now the most recently used
+    await store.put_stream(a_stream("d", last_access=NOW + 11))
+    assert await store.count_streams() == 3
+    assert await store.get_stream("b") is None  # least recently accessed went first
+    await store.put_stream(a_stream("e", last_access=NOW + 12))
+    assert await store.get_stream("c") is None
+    remaining = [t for t in "abcde" if await store.get_stream(t) is not None]
+    assert remaining == ["a", "d", "e"]
+
+
+async def test_touch_never_moves_back_or_resurrects(store: Storage) -> None:
+    await store.put_stream(a_stream("a", last_access=NOW + 50))
+    await store.touch_streams({"a": NOW + 10, "gone": NOW + 99})
+    got = await store.get_stream("a")
+    assert got is not None and got.last_access == NOW + 50
+    assert await store.get_stream("gone") is None
+    await store.touch_streams({"a": NOW + 60})
+    got = await store.get_stream("a")
+    assert got is not None and got.last_access == NOW + 60
+
+
+async def test_streams_to_refresh(store: Storage) -> None:
+    await store.put_stream(a_stream("soon-used", last_access=NOW, expires_at=NOW + 60))
+    await store.put_stream(a_stream("sooner-used", last_access=NOW, expires_at=NOW + 30))
+    await store.put_stream(a_stream("soon-stale", last_access=NOW - 7200, expires_at=NOW + 60))
+    await store.put_stream(a_stream("later", last_access=NOW, expires_at=NOW + 6000))
+    due = await store.streams_to_refresh(NOW + 120, NOW - 3600, limit=10)
+    assert [e.track_id for e in due] == ["sooner-used", "soon-used"]
+    assert [e.track_id for e in await store.streams_to_refresh(NOW + 120, NOW - 3600, 1)] == [
+        "sooner-used"
+    ]
+
+
+async def test_negative_cache(store: Storage) -> None:
+    now = time.time()
+    await store.put_failure(Failure("t1", "no match", now + 60))
+    assert await store.get_failure("t1", now) == Failure("t1", "no match", now + 60)
+    assert await store.get_failure("t1", now + 61) is None
+    await store.delete_failure("t1")
+    assert await store.get_failure("t1", now) is None
+
+
+async def test_negative_cache_expires_in_real_time(store: Storage) -> None:
+    await store.put_failure(Failure("t2", "youtube down", time.time() + 0.2))
+    assert await store.get_failure("t2", time.time()) is not None
+    await asyncio.sleep(0.3)
+    assert await store.get_failure("t2", time.time()) is None
+
+
+# --- leases ----------------------------------------------------------------------------------
+
+
+async def test_lease_single_holder_renew_release(store: Storage) -> None:
+    assert await store.acquire_lease("guild:1", "proc-a", 5)
+    assert await store.acquire_lease("guild:1", "proc-a", 5)  # re-acquire by the holder
+    assert not await store.acquire_lease("guild:1", "proc-b", 5)
+    assert await store.renew_lease("guild:1", "proc-a", 5)
+    assert not await store.renew_lease("guild:1", "proc-b", 5)
+    assert not await store.release_lease("guild:1", "proc-b")
+    assert await store.release_lease("guild:1", "proc-a")
+    assert await store.acquire_lease("guild:1", "proc-b", 5)
+
+
+async def test_lease_expires_when_not_renewed(store: Storage) -> None:
+    assert await store.acquire_lease("guild:2", "proc-a", 0.15)
+    assert not await store.acquire_lease("guild:2", "proc-b", 5)
+    await asyncio.sleep(0.25)
+    assert not await store.renew_lease("guild:2", "proc-a", 5)  # too late: it was lost
+    assert await store.acquire_lease("guild:2", "proc-b", 5)
+
+
+async def test_lease_concurrent_acquire_exactly_one_wins(open_store: Opener) -> None:
+    stores = [await open_store() for _ in range(3)]
+    results = await asyncio.gather(
+        *(
+            s.acquire_lease("guild:3", f"proc-{i}-{j}", 5)
+            for i, s in enumerate(stores)
+            for j in range(4)
+        )
+    )
+    assert results.count(True) == 1
+
+
+# --- durability and secrets ------------------------------------------------------------------
+
+
+async def test_everything_survives_reopen(open_store: Opener) -> None:
+    first = await open_store()
+    await first.put_link(a_link())
+    await first.create_session(a_session(listeners=(5,)))
+    await first.put_stream(a_stream("a"))
+    await first.aclose()
+    second = await open_store()
+    assert await second.get_link(1) == a_link()
+    assert await second.get_session(100) == a_session(listeners=(5,))
+    assert await second.get_stream("a") == a_stream("a")
+
+
+async def test_tokens_are_encrypted_at_rest(store: Storage, backend: str, storage_url: str) -> None:
+    await store.put_link(a_link(7))
+    raw = await raw_dump(backend, storage_url)
+    assert b"spotify-7" in raw  # the dump does see the stored record...
+    assert b"access-secret-7" not in raw  # ...but never the tokens in clear
+    assert b"refresh-secret-7" not in raw
+
+
+async def test_operations_after_close_fail_clearly(open_store: Opener) -> None:
+    store = await open_store()
+    await store.aclose()
+    with pytest.raises(StorageUnavailable):
+        await store.get_link(1)
+
+
+async def raw_dump(backend: str, storage_url: str) -> bytes:
+    """Every byte the backend holds: the SQLite files, or every Redis key and value."""
+    if backend == "sqlite":
+        path = Path(storage_url.removeprefix("sqlite:///"))
+        files = [path, path.with_name(path.name + "-wal")]
+        return b"".join(f.read_bytes() for f in files if f.exists())
+    client = aioredis.from_url(storage_url.split("?", maxsplit=1)[0])
+    try:
+        chunks: list[bytes] = []
+        async for key in client.scan_iter():
+            chunks.append(key)
+            kind = await client.type(key)
+            if kind == b"hash":
+                for k, v in (await client.hgetall(key)).items():
+                    chunks += [k, v]
+            elif kind == b"string":
+                chunks.append(await client.get(key) or b"")
+        return b"\n".join(chunks)
+    finally:
+        await client.aclose()
