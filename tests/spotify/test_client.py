@@ -40,7 +40,8 @@ async def test_401_from_twenty_concurrent_callers_makes_exactly_one_refresh(
     assert fake.count("/api/token") == 1
     assert len([r for r in fake.requests("/v1/me/player/devices") if r.status == 401]) == 20
     after = await links.get_link(ALICE)
-    assert after is not None and after.access_token != before.access_token
+    assert after is not None
+    assert after.access_token != before.access_token
     assert after.refresh_token == before.refresh_token  # not rotated: kept
 
 
@@ -61,12 +62,14 @@ async def test_rotated_refresh_token_is_stored_and_used_next_time(
     fake.expire_access_tokens("alice")
     await client.profile(ALICE)
     second = await links.get_link(ALICE)
-    assert second is not None and second.refresh_token != first.refresh_token
+    assert second is not None
+    assert second.refresh_token != first.refresh_token
 
     fake.expire_access_tokens("alice")
     await client.profile(ALICE)  # would be invalid_grant with the old refresh token
     third = await links.get_link(ALICE)
-    assert third is not None and third.refresh_token != second.refresh_token
+    assert third is not None
+    assert third.refresh_token != second.refresh_token
     assert third.status == LinkStatus.OK
 
 
@@ -80,7 +83,8 @@ async def test_invalid_grant_marks_the_link_for_relinking(
     with pytest.raises(TokenRevoked, match="/link"):
         await client.playback(ALICE)
     stored = await links.get_link(ALICE)
-    assert stored is not None and stored.status == LinkStatus.NEEDS_RELINK
+    assert stored is not None
+    assert stored.status == LinkStatus.NEEDS_RELINK
 
     sent = len(fake.log)
     with pytest.raises(TokenRevoked):
@@ -162,7 +166,8 @@ async def test_player_refusals_from_the_simulated_accounts(
     with pytest.raises(PremiumRequired):
         await client.play(BOB, track.uri)
     bob = await links.get_link(BOB)
-    assert bob is not None and bob.status == LinkStatus.PREMIUM_REQUIRED
+    assert bob is not None
+    assert bob.status == LinkStatus.PREMIUM_REQUIRED
     assert await client.playback(BOB) is None  # reading works without Premium
 
     with pytest.raises(NoActiveDevice):
@@ -187,7 +192,8 @@ async def test_premium_flag_clears_when_a_command_succeeds(
     fake.accounts["bob"].premium = True  # upgraded
     await client.play(BOB, fake.catalog[0].uri)
     bob = await links.get_link(BOB)
-    assert bob is not None and bob.status == LinkStatus.OK
+    assert bob is not None
+    assert bob.status == LinkStatus.OK
 
 
 # --- player and catalog ------------------------------------------------------------------
@@ -202,13 +208,16 @@ async def test_player_calls_drive_the_simulated_player(
 
     await client.play(ALICE, first.uri, position_ms=30_000)
     playback = await client.playback(ALICE)
-    assert playback is not None and playback.track is not None
-    assert playback.track.id == first.id and playback.track.isrc == first.isrc
-    assert (
-        playback.track.artists == first.artists and playback.track.duration_ms == first.duration_ms
-    )
-    assert playback.is_playing and 30_000 <= playback.progress_ms < 40_000
-    assert playback.device is not None and playback.device.is_active
+    assert playback is not None
+    assert playback.track is not None
+    assert playback.track.id == first.id
+    assert playback.track.isrc == first.isrc
+    assert playback.track.artists == first.artists
+    assert playback.track.duration_ms == first.duration_ms
+    assert playback.is_playing
+    assert 30_000 <= playback.progress_ms < 40_000
+    assert playback.device is not None
+    assert playback.device.is_active
     assert playback.requested_at <= playback.answered_at
 
     await client.seek(ALICE, 90_000)
@@ -236,7 +245,8 @@ async def test_track_uses_app_credentials(fake: FakeSpotify, client: SpotifyClie
     await client.track(wanted.id)
     assert fake.count("/api/token") == 1  # the app token is reused
     (request, _) = fake.requests("/v1/tracks/")
-    assert request.account_id is None and request.app_id == fake.app.client_id
+    assert request.account_id is None
+    assert request.app_id == fake.app.client_id
 
     with pytest.raises(NotFound):
         await client.track("0" * 22)
@@ -255,7 +265,9 @@ async def test_playlists_follow_paging(
     fake.add_playlist("bob", "Not mine", ids[:1])
 
     playlists = await client.user_playlists(ALICE)
-    assert len(playlists) == 55 and playlists[0].id == big.id and playlists[0].track_count == 120
+    assert len(playlists) == 55
+    assert playlists[0].id == big.id
+    assert playlists[0].track_count == 120
     assert fake.count("/v1/me/playlists") == 2
 
     tracks = await client.playlist_tracks(big.id, ALICE)

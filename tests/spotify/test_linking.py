@@ -36,11 +36,14 @@ async def test_full_round_trip_links_and_the_link_works(
     assert params["state"] == state
     outcome = await linker.complete(params.get("state"), params.get("code"), params.get("error"))
 
-    assert outcome.ok and outcome.reason == "linked"
+    assert outcome.ok
+    assert outcome.reason == "linked"
     assert (outcome.discord_user_id, outcome.display_name) == (ALICE, "Alice")
     stored = await linker.link(ALICE)
-    assert stored is not None and stored.spotify_user_id == "alice"
-    assert stored.status == LinkStatus.OK and "user-read-playback-state" in stored.scopes
+    assert stored is not None
+    assert stored.spotify_user_id == "alice"
+    assert stored.status == LinkStatus.OK
+    assert "user-read-playback-state" in stored.scopes
     # The stored tokens really work against the API.
     assert (await client.profile(ALICE)).id == "alice"
 
