@@ -243,7 +243,9 @@ class FakeYouTube:
         if video is None:
             return web.Response(status=404, text="Video unavailable")
         expire = int(time.time() + self.stream_lifetime)
+        # Like googlevideo, every page view hands out a different URL (here: a fetch number).
         src = f"{self.stream_path(video_id)}?expire={expire}&id={video_id}"
+        src += f"&rn={self.counts.page_fetches}"
         src += f"&sig={self._sign(video_id, expire)}"
         title = escape(f"{', '.join(video.artists)} - {video.name}")
         html = (
