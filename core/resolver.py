@@ -58,11 +58,17 @@ class Finder(Protocol):
 
     def find(self, track: TrackInfo) -> VideoMatch: ...
 
+    def warm_up(self) -> None: ...
+
 
 class Extractor(Protocol):
     """Blocking: a stream URL for a video (core.youtube.YouTube)."""
 
     def extract(self, video_url: str) -> Extraction: ...
+
+    def warm_up(self) -> None:
+        """Blocking: pay one-off import and set-up costs before the first request."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -138,9 +144,11 @@ class Resolver:
     # --- lifetime ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the timers: deferred last-access writes and the background refresher."""
+        """Warm spotDL and yt-dlp up, then start the timers (access-time writes, refresher)."""
         if self._loops:
             return
+        await self._run(self._extractor.warm_up)
+        await self._run(self._finder.warm_up)
         self._loops = [
             asyncio.create_task(self._every(self.config.touch_interval_s, self.flush_access)),
             asyncio.create_task(self._every(self.config.refresh_interval_s, self.refresh_expiring)),
