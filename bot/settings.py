@@ -59,6 +59,8 @@ class Settings:
     spotify_api_base: str = "https://api.spotify.com"
     spotify_accounts_base: str = "https://accounts.spotify.com"
     stream_cache_max_entries: int = 10_000
+    resolver_workers: int = 4
+    youtube_base_url: str | None = None  # a YouTube stand-in (sandbox); None is the real one
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -177,11 +179,13 @@ def load_settings(
     client_secret = r.required("SPOTIFY_CLIENT_SECRET", "from the Spotify developer dashboard")
     key = r.required(
         "TOKEN_ENCRYPTION_KEY",
-        "encrypts Spotify tokens at rest; make one with "
-        '`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`',
+        "encrypts Spotify tokens at rest; make one with `python -c "
+        '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`',
     )
     if key:
-        key = r.parsed("TOKEN_ENCRYPTION_KEY", "", _fernet_keys, "one or more Fernet keys, comma-separated")
+        key = r.parsed(
+            "TOKEN_ENCRYPTION_KEY", "", _fernet_keys, "one or more Fernet keys, comma-separated"
+        )
 
     http_port = r.parsed("HTTP_PORT", 8000, _port, "a TCP port (1-65535)")
     public_base = r.parsed(
@@ -199,8 +203,9 @@ def load_settings(
             _redirect_uri(redirect)
         except ValueError:
             r.problems.append(
-                f"PUBLIC_BASE_URL={public_base!r} gives the redirect URI {redirect!r}, which Spotify "
-                "refuses: use https://, or http://127.0.0.1:PORT, or set SPOTIFY_REDIRECT_URI"
+                f"PUBLIC_BASE_URL={public_base!r} gives the redirect URI {redirect!r}, which "
+                "Spotify refuses: use https://, or http://127.0.0.1:PORT, "
+                "or set SPOTIFY_REDIRECT_URI"
             )
 
     settings = Settings(
@@ -213,7 +218,10 @@ def load_settings(
         http_host=r.raw("HTTP_HOST") or "127.0.0.1",
         http_port=http_port,
         storage_url=r.parsed(
-            "STORAGE_URL", DEFAULT_STORAGE_URL, _storage_url, "sqlite:///path or redis://host:port/db"
+            "STORAGE_URL",
+            DEFAULT_STORAGE_URL,
+            _storage_url,
+            "sqlite:///path or redis://host:port/db",
         ),
         cors_origins=r.parsed("CORS_ORIGINS", ("*",), _origins, "* or comma-separated origins"),
         log_level=r.parsed("LOG_LEVEL", "INFO", _log_level, "one of " + ", ".join(LOG_LEVELS)),
@@ -231,6 +239,10 @@ def load_settings(
         stream_cache_max_entries=r.parsed(
             "STREAM_CACHE_MAX_ENTRIES", 10_000, _positive_int, "a positive whole number"
         ),
+        resolver_workers=r.parsed(
+            "RESOLVER_WORKERS", 4, _positive_int, "a positive whole number of threads"
+        ),
+        youtube_base_url=r.parsed("YOUTUBE_BASE_URL", None, _http_url, "an http(s):// URL"),
     )
     if r.problems:
         raise SettingsError(r.problems)

@@ -32,9 +32,9 @@ from core.errors import (
     SearchFailed,
     UserFacingError,
 )
-from core.matcher import VideoMatch
+from core.matcher import SpotdlFinder, VideoMatch
 from core.tracks import TrackInfo, is_track_id
-from core.youtube import Extraction, stream_expiry
+from core.youtube import Extraction, YouTube, stream_expiry
 from storage.base import StreamCache
 from storage.records import CachedStream, Failure
 
@@ -45,6 +45,7 @@ __all__ = [
     "ResolverConfig",
     "ResolverStats",
     "TrackLookup",
+    "build_resolver",
 ]
 
 log = logging.getLogger(__name__)
@@ -369,3 +370,27 @@ class Resolver:
                 await work()
             except Exception:  # a storage blip must not end the timer
                 log.exception("resolver background task failed; retrying next interval")
+
+
+def build_resolver(
+    cache: StreamCache,
+    track_lookup: TrackLookup,
+    *,
+    config: ResolverConfig | None = None,
+    youtube_base_url: str | None = None,
+    ytmusic_client_factory: Callable[[], Any] | None = None,
+    duration_tolerance_s: float = 7.0,
+) -> Resolver:
+    """A Resolver over spotDL + yt-dlp. Call from the running loop; then `await start()`.
+
+    `youtube_base_url` and `ytmusic_client_factory` point both libraries at a YouTube stand-in
+    (tests/fakes/youtube.py: `base_url` and `ytmusic_client`); leave them None in production.
+    """
+    youtube = YouTube(base_url=youtube_base_url)
+    finder = SpotdlFinder(
+        youtube,
+        loop=asyncio.get_running_loop(),
+        duration_tolerance_s=duration_tolerance_s,
+        ytmusic_client_factory=ytmusic_client_factory,
+    )
+    return Resolver(cache, finder, youtube, track_lookup, config=config)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from core.matcher import SpotdlFinder
-from core.resolver import Resolver, ResolverConfig
+from core.resolver import Resolver, ResolverConfig, build_resolver
 from core.tracks import TrackInfo
-from core.youtube import YouTube
 from tests import netguard
 from tests.fakes.youtube import FakeYouTube
 from tests.resolver.memory_cache import MemoryStreamCache
@@ -45,23 +42,17 @@ async def resolver_stack(
         os.environ["HOME"] = home  # spotDL writes ~/.config/spotdl
         async with FakeYouTube(search_delay=search_delay, page_delay=page_delay) as fake:
             stock(fake, tracks)
-            youtube = YouTube(base_url=fake.base_url)
-            finder = SpotdlFinder(
-                youtube,
-                loop=asyncio.get_running_loop(),
-                ytmusic_client_factory=fake.ytmusic_client,
-            )
             by_id = {bench_track(i).id: bench_track(i) for i in range(tracks)}
 
             async def lookup(track_id: str) -> TrackInfo:
                 return by_id[track_id]
 
-            resolver = Resolver(
+            resolver = build_resolver(
                 MemoryStreamCache(10_000),
-                finder,
-                youtube,
                 lookup,
                 config=ResolverConfig(workers=workers, timeout_s=120),
+                youtube_base_url=fake.base_url,
+                ytmusic_client_factory=fake.ytmusic_client,
             )
             await resolver.start()  # warms yt-dlp up, as the application does at start-up
             try:

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from core.errors import ExtractionFailed, NoMatch, Overloaded, ResolveTimeout, SearchFailed
-from core.resolver import Resolver, ResolverConfig
+from core.resolver import Resolver, ResolverConfig, build_resolver
 from storage.base import StreamCache
 from tests.fakes.youtube import FakeYouTube
 from tests.resolver.conftest import (
@@ -442,3 +442,17 @@ async def test_closed_resolver_refuses_new_work(resolver: Resolver) -> None:
     await resolver.aclose()
     with pytest.raises(Overloaded):
         await resolver.resolve(RICK)
+
+
+async def test_build_resolver_wires_spotdl_and_ytdlp_to_the_given_youtube(
+    fake_youtube: FakeYouTube, cache: StreamCache, lookup: Lookup
+) -> None:
+    async with build_resolver(
+        cache,
+        lookup,
+        youtube_base_url=fake_youtube.base_url,
+        ytmusic_client_factory=fake_youtube.ytmusic_client,
+    ) as resolver:  # start() warms both libraries up
+        entry = await resolver.resolve_id(QUEEN.id)
+    assert entry.video_url == QUEEN_VIDEO
+    assert entry.stream_url.startswith(fake_youtube.base_url)
