@@ -59,6 +59,8 @@ class Settings:
     spotify_api_base: str = "https://api.spotify.com"
     spotify_accounts_base: str = "https://accounts.spotify.com"
     stream_cache_max_entries: int = 10_000
+    resolver_workers: int = 4
+    youtube_base_url: str | None = None  # a YouTube stand-in (sandbox); None is the real one
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -238,6 +240,10 @@ def load_settings(
         stream_cache_max_entries=r.parsed(
             "STREAM_CACHE_MAX_ENTRIES", 10_000, _positive_int, "a positive whole number"
         ),
+        resolver_workers=r.parsed(
+            "RESOLVER_WORKERS", 4, _positive_int, "a positive whole number of threads"
+        ),
+        youtube_base_url=r.parsed("YOUTUBE_BASE_URL", None, _http_url, "an http(s):// URL"),
     )
     if r.problems:
         raise SettingsError(r.problems)
