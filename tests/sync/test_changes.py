@@ -15,6 +15,7 @@ def st(
     track: str | None = A,
     pos: int = 60_000,
     playing: bool = True,
+    *,
     at: float = T0,
     dur: int = 200_000,
     dev: str | None = "phone",

@@ -32,6 +32,7 @@ def st(
     track: str | None = A,
     pos: int = 60_500,
     playing: bool = True,
+    *,
     at: float = NOW,
     dur: int = 200_000,
     dev: str | None = None,
@@ -49,6 +50,7 @@ HOST_IDLE = PlayerState.idle(100.5)
 def view(
     belief: PlayerState | None = None,
     observed: PlayerState | None = None,
+    *,
     status: S = S.ATTACHED,
     retry_at: float = 0.0,
     device: str | None = None,
@@ -90,7 +92,12 @@ ROWS: list[tuple[str, PlayerState, ListenerView, Action]] = [
     ),
     ("no device, waiting", HOST, view(status=S.NO_DEVICE, retry_at=110), Nothing("backing off")),
     ("no device, retry due", HOST, view(status=S.NO_DEVICE, retry_at=100), Play(URI_A, 60_600)),
-    ("error, backing off", HOST, view(IN_SYNC, status=S.ERROR, retry_at=102), Nothing("backing off")),
+    (
+        "error, backing off",
+        HOST,
+        view(IN_SYNC, status=S.ERROR, retry_at=102),
+        Nothing("backing off"),
+    ),
     ("error, retry due", HOST, view(st(B), status=S.ERROR, retry_at=101), Play(URI_A, 60_600)),
     # --- observations: autonomy and drift --------------------------------------------------
     (
