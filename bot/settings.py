@@ -59,6 +59,9 @@ class Settings:
     spotify_api_base: str = "https://api.spotify.com"
     spotify_accounts_base: str = "https://accounts.spotify.com"
     stream_cache_max_entries: int = 10_000
+    sync_poll_interval_s: float = 1.0
+    sync_drift_threshold_ms: int = 1500
+    host_idle_timeout_s: float = 1800.0
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -103,6 +106,20 @@ def _port(value: str) -> int:
 def _positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
+        raise ValueError(value)
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0 or number == float("inf"):
+        raise ValueError(value)
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0 or number == float("inf"):
         raise ValueError(value)
     return number
 
@@ -230,6 +247,15 @@ def load_settings(
         ),
         stream_cache_max_entries=r.parsed(
             "STREAM_CACHE_MAX_ENTRIES", 10_000, _positive_int, "a positive whole number"
+        ),
+        sync_poll_interval_s=r.parsed(
+            "SYNC_POLL_INTERVAL", 1.0, _positive_float, "seconds between host polls, e.g. 1"
+        ),
+        sync_drift_threshold_ms=r.parsed(
+            "SYNC_DRIFT_THRESHOLD_MS", 1500, _positive_int, "milliseconds, e.g. 1500"
+        ),
+        host_idle_timeout_s=r.parsed(
+            "HOST_IDLE_TIMEOUT", 1800.0, _non_negative_float, "seconds (0 never ends a session)"
         ),
     )
     if r.problems:

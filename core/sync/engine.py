@@ -541,3 +541,54 @@ class SyncEngine:
         if held:
             self._lease_renewed = now
         return held
+
+
+class SyncEngines:
+    """Every session's engine in this process, one per guild.
+
+    The composition root builds it with a factory (client, storage, events, config bound) and
+    calls `resume_all()` at start-up, and again every few seconds when several processes share
+    Redis storage so that a guild whose process died is taken over once its lease runs out.
+    """
+
+    def __init__(self, factory: Callable[[int], SyncEngine]) -> None:
+        self._factory = factory
+        self._engines: dict[int, SyncEngine] = {}
+
+    def get(self, guild_id: int) -> SyncEngine | None:
+        engine = self._engines.get(guild_id)
+        return engine if engine is not None and engine.running else None
+
+    async def start(self, guild_id: int) -> SyncEngine:
+        """Run the loop for a stored session (idempotent)."""
+        engine = self.get(guild_id)
+        if engine is None:
+            stale = self._engines.pop(guild_id, None)
+            if stale is not None:
+                await stale.aclose()
+            engine = self._engines[guild_id] = self._factory(guild_id)
+            await engine.start()
+        return engine
+
+    def wake(self, guild_id: int) -> None:
+        """A join, leave, resync or host change was stored: act on it now."""
+        if (engine := self.get(guild_id)) is not None:
+            engine.wake()
+
+    async def stop(self, guild_id: int) -> None:
+        engine = self._engines.pop(guild_id, None)
+        if engine is not None:
+            await engine.aclose()
+
+    async def resume_all(self, sessions: SessionStore) -> int:
+        """Start loops for stored sessions that have none here; returns how many started."""
+        started = 0
+        for session in await sessions.list_sessions():
+            if self.get(session.guild_id) is None:
+                await self.start(session.guild_id)
+                started += 1
+        return started
+
+    async def aclose(self) -> None:
+        engines, self._engines = list(self._engines.values()), {}
+        await asyncio.gather(*(engine.aclose() for engine in engines))

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from core.errors import PremiumRequired, RateLimited, TokenRevoked
-from core.sync.engine import EngineConfig, SyncEngine
+from core.sync.engine import EngineConfig, SyncEngine, SyncEngines
 from core.sync.schedule import DriftConfig
 from storage.records import HostSnapshot, ListenerState, Session
 from storage.records import ListenerStatus as S
@@ -284,3 +284,18 @@ async def test_status_message_edits_are_rate_limited() -> None:
         rig.clock.advance(1)
     assert len(rig.events.statuses) == 2  # at 0 s and at 3 s
     assert rig.events.statuses[-1].track == track("D")
+
+
+async def test_engines_resume_stored_sessions_once() -> None:
+    rig = Rig()
+    rig.spotify.host_plays(HOST, A, 0)
+    engines = SyncEngines(lambda guild_id: rig.new_engine())
+    assert await engines.resume_all(rig.store) == 1
+    assert await engines.resume_all(rig.store) == 0
+    first = engines.get(GUILD)
+    assert first is not None
+    assert await engines.start(GUILD) is first
+    await asyncio.sleep(0.01)  # the loop's first round runs
+    assert rig.spotify.player(L1).track == A
+    await engines.aclose()
+    assert not first.running
