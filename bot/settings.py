@@ -194,11 +194,13 @@ def load_settings(
     client_secret = r.required("SPOTIFY_CLIENT_SECRET", "from the Spotify developer dashboard")
     key = r.required(
         "TOKEN_ENCRYPTION_KEY",
-        "encrypts Spotify tokens at rest; make one with "
-        '`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`',
+        "encrypts Spotify tokens at rest; make one with `python -c "
+        '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`',
     )
     if key:
-        key = r.parsed("TOKEN_ENCRYPTION_KEY", "", _fernet_keys, "one or more Fernet keys, comma-separated")
+        key = r.parsed(
+            "TOKEN_ENCRYPTION_KEY", "", _fernet_keys, "one or more Fernet keys, comma-separated"
+        )
 
     http_port = r.parsed("HTTP_PORT", 8000, _port, "a TCP port (1-65535)")
     public_base = r.parsed(
@@ -216,8 +218,9 @@ def load_settings(
             _redirect_uri(redirect)
         except ValueError:
             r.problems.append(
-                f"PUBLIC_BASE_URL={public_base!r} gives the redirect URI {redirect!r}, which Spotify "
-                "refuses: use https://, or http://127.0.0.1:PORT, or set SPOTIFY_REDIRECT_URI"
+                f"PUBLIC_BASE_URL={public_base!r} gives the redirect URI {redirect!r}, which "
+                "Spotify refuses: use https://, or http://127.0.0.1:PORT, "
+                "or set SPOTIFY_REDIRECT_URI"
             )
 
     settings = Settings(
@@ -230,7 +233,10 @@ def load_settings(
         http_host=r.raw("HTTP_HOST") or "127.0.0.1",
         http_port=http_port,
         storage_url=r.parsed(
-            "STORAGE_URL", DEFAULT_STORAGE_URL, _storage_url, "sqlite:///path or redis://host:port/db"
+            "STORAGE_URL",
+            DEFAULT_STORAGE_URL,
+            _storage_url,
+            "sqlite:///path or redis://host:port/db",
         ),
         cors_origins=r.parsed("CORS_ORIGINS", ("*",), _origins, "* or comma-separated origins"),
         log_level=r.parsed("LOG_LEVEL", "INFO", _log_level, "one of " + ", ".join(LOG_LEVELS)),

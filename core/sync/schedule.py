@@ -16,7 +16,7 @@ from core.sync.state import PlayerState
 @dataclass(frozen=True)
 class PollConfig:
     interval_s: float = 1.0  # while the host plays (Settings: sync poll interval)
-    paused_s: float = 4.0
+    paused_s: float = 3.0  # resume shows up within this; the issue allows 3-5 s
     idle_s: float = 10.0  # nothing playing at all
     end_margin_s: float = 0.1  # poll this long after the predicted end of the track
     follow_s: float = 0.25  # then this often until the next track shows up ...

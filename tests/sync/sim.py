@@ -9,14 +9,14 @@ client, real spotipy and the fake Spotify server instead.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from core.errors import NoActiveDevice
 from core.sync.ports import SessionStatus
 from core.tracks import TrackInfo
 from storage.base import SessionFields
-from storage.records import ListenerState, Session
+from storage.records import LinkStatus, ListenerState, Session, SpotifyLink
 
 
 class ManualClock:
@@ -87,7 +87,7 @@ class SimSpotify:
     def host_plays(self, uid: int, info: TrackInfo, position_ms: int, playing: bool = True) -> None:
         self.catalog[info.id] = info
         p = self.player(uid)
-        p.track, p.position_ms, p.is_playing, p.at = info, position_ms, playing, self.clock.now
+        p.track, p.position_ms, p.is_playing, p.at = info, position_ms, playing, self.clock()
 
     def commands(self, uid: int) -> list[tuple[str, tuple[object, ...]]]:
         return [(name, args) for who, name, args in self.log if who == uid and name != "playback"]
@@ -104,7 +104,7 @@ class SimSpotify:
         p = self.player(discord_user_id)
         if p.track is None or p.device is None:
             return None
-        now = self.clock.now
+        now = self.clock()
         return SimPlayback(p.track, p.position(now), p.is_playing, p.device, now, now)
 
     async def play(
@@ -120,20 +120,20 @@ class SimSpotify:
             p.track = self.catalog[track_uri.rsplit(":", 1)[-1]]
             p.position_ms = position_ms or 0
         else:
-            p.position_ms = p.position(self.clock.now) if position_ms is None else position_ms
-        p.is_playing, p.at = True, self.clock.now
+            p.position_ms = p.position(self.clock()) if position_ms is None else position_ms
+        p.is_playing, p.at = True, self.clock()
 
     async def pause(self, discord_user_id: int, device_id: str | None = None) -> None:
         await self._call(discord_user_id, "pause", device_id)
         p = self._active(discord_user_id, device_id)
-        p.position_ms, p.is_playing, p.at = p.position(self.clock.now), False, self.clock.now
+        p.position_ms, p.is_playing, p.at = p.position(self.clock()), False, self.clock()
 
     async def seek(
         self, discord_user_id: int, position_ms: int, device_id: str | None = None
     ) -> None:
         await self._call(discord_user_id, "seek", position_ms, device_id)
         p = self._active(discord_user_id, device_id)
-        p.position_ms, p.at = position_ms, self.clock.now
+        p.position_ms, p.at = position_ms, self.clock()
 
     async def devices(self, discord_user_id: int) -> Sequence[SimDevice]:
         await self._call(discord_user_id, "devices")
@@ -152,12 +152,28 @@ class SimSpotify:
 
 
 class MemoryStore:
-    """SessionStore + LeaseStore in a dict, with a clock for lease expiry."""
+    """LinkStore + SessionStore + LeaseStore in dicts, with a clock for lease expiry."""
 
-    def __init__(self, clock: ManualClock) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self.sessions: dict[int, Session] = {}
         self.leases: dict[str, tuple[str, float]] = {}
+        self.links: dict[int, SpotifyLink] = {}
+
+    async def put_link(self, link: SpotifyLink) -> None:
+        self.links[link.discord_user_id] = link
+
+    async def get_link(self, discord_user_id: int) -> SpotifyLink | None:
+        return self.links.get(discord_user_id)
+
+    async def set_link_status(self, discord_user_id: int, status: LinkStatus) -> bool:
+        if discord_user_id not in self.links:
+            return False
+        self.links[discord_user_id] = replace(self.links[discord_user_id], status=status)
+        return True
+
+    async def delete_link(self, discord_user_id: int) -> bool:
+        return self.links.pop(discord_user_id, None) is not None
 
     async def create_session(self, session: Session) -> bool:
         if session.guild_id in self.sessions:
@@ -198,16 +214,16 @@ class MemoryStore:
 
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
         current = self.leases.get(name)
-        if current is not None and current[0] != holder and current[1] > self.clock.now:
+        if current is not None and current[0] != holder and current[1] > self.clock():
             return False
-        self.leases[name] = (holder, self.clock.now + ttl)
+        self.leases[name] = (holder, self.clock() + ttl)
         return True
 
     async def renew_lease(self, name: str, holder: str, ttl: float) -> bool:
         current = self.leases.get(name)
-        if current is None or current[0] != holder or current[1] <= self.clock.now:
+        if current is None or current[0] != holder or current[1] <= self.clock():
             return False
-        self.leases[name] = (holder, self.clock.now + ttl)
+        self.leases[name] = (holder, self.clock() + ttl)
         return True
 
     async def release_lease(self, name: str, holder: str) -> bool:

@@ -64,7 +64,7 @@ async def test_mirrors_track_pause_resume_seek_and_skip() -> None:
 
     sp.host_plays(HOST, A, sp.player(HOST).position(rig.clock.now), playing=False)
     rig.clock.advance(0.5)
-    assert await rig.engine.step() == pytest.approx(4.0)  # paused: slower polling
+    assert await rig.engine.step() == pytest.approx(3.0)  # paused: slower polling
     assert sp.commands(L1)[-1] == ("pause", (None,))
     assert not sp.player(L1).is_playing
 
@@ -235,7 +235,7 @@ async def test_host_rate_limited_backs_off_and_host_idle_ends_the_session() -> N
     sp.host_plays(HOST, A, 0, playing=False)
     assert await rig.engine.step() == pytest.approx(12)
     rig.clock.advance(12)
-    assert await rig.engine.step() == pytest.approx(8)  # paused (4 s), doubled after a 429
+    assert await rig.engine.step() == pytest.approx(6)  # paused (3 s), doubled after a 429
     rig.clock.advance(61)
     assert await rig.engine.step() is None
     assert rig.engine.ended == "idle"

@@ -28,7 +28,7 @@ HIT = RatePressure().hit(NOW - 1, retry_after=0)  # one 429 a second ago, Retry-
 ROWS: list[tuple[str, PlayerState | None, RatePressure, float]] = [
     ("no state yet", None, RatePressure(), 10.0),
     ("nothing playing", PlayerState.idle(NOW), RatePressure(), 10.0),
-    ("paused", PlayerState(A, 5_000, False, NOW, 200_000), RatePressure(), 4.0),
+    ("paused", PlayerState(A, 5_000, False, NOW, 200_000), RatePressure(), 3.0),
     ("playing mid-track", playing(100), RatePressure(), 1.0),
     ("end in 0.6 s: poll just after", playing(0.6), RatePressure(), 0.7),
     ("end in 0.9 s", playing(0.9), RatePressure(), 1.0),
@@ -40,7 +40,7 @@ ROWS: list[tuple[str, PlayerState | None, RatePressure, float]] = [
     ("long past the end: normal", playing(0, at=NOW - 5), RatePressure(), 1.0),
     ("unknown duration", PlayerState(A, 5_000, True, NOW, 0), RatePressure(), 1.0),
     ("one 429: twice as slow", playing(100), HIT, 2.0),
-    ("429 while paused", PlayerState(A, 5_000, False, NOW, 200_000), HIT, 8.0),
+    ("429 while paused", PlayerState(A, 5_000, False, NOW, 200_000), HIT, 6.0),
     ("Retry-After wins", playing(100), RatePressure().hit(NOW, retry_after=30), 30.0),
     ("three 429s", playing(100), HIT.hit(NOW, 0).hit(NOW, 0), 8.0),
     ("capped at 2**3", playing(100), HIT.hit(NOW, 0).hit(NOW, 0).hit(NOW, 0), 8.0),
