@@ -61,6 +61,9 @@ class Settings:
     stream_cache_max_entries: int = 10_000
     resolver_workers: int = 4
     youtube_base_url: str | None = None  # a YouTube stand-in (sandbox); None is the real one
+    sync_poll_interval_s: float = 1.0
+    sync_drift_threshold_ms: int = 1500
+    host_idle_timeout_s: float = 1800.0
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -105,6 +108,20 @@ def _port(value: str) -> int:
 def _positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
+        raise ValueError(value)
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0 or number == float("inf"):
+        raise ValueError(value)
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0 or number == float("inf"):
         raise ValueError(value)
     return number
 
@@ -244,6 +261,15 @@ def load_settings(
             "RESOLVER_WORKERS", 4, _positive_int, "a positive whole number of threads"
         ),
         youtube_base_url=r.parsed("YOUTUBE_BASE_URL", None, _http_url, "an http(s):// URL"),
+        sync_poll_interval_s=r.parsed(
+            "SYNC_POLL_INTERVAL", 1.0, _positive_float, "seconds between host polls, e.g. 1"
+        ),
+        sync_drift_threshold_ms=r.parsed(
+            "SYNC_DRIFT_THRESHOLD_MS", 1500, _positive_int, "milliseconds, e.g. 1500"
+        ),
+        host_idle_timeout_s=r.parsed(
+            "HOST_IDLE_TIMEOUT", 1800.0, _non_negative_float, "seconds (0 never ends a session)"
+        ),
     )
     if r.problems:
         raise SettingsError(r.problems)

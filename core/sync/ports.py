@@ -1,0 +1,122 @@
+"""What the sync engine needs from the outside world, as narrow Protocols.
+
+`PlayerClient` is the slice of `core.spotify.client.SpotifyClient` the engine calls (that class
+satisfies it structurally; see SPOTIFY_API.md), and `SyncEvents` is what the bot supplies to show
+the engine's work in Discord (the status message, private notices). Core never imports discord:
+the bot implements `SyncEvents`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.sync.state import PlayerState
+from core.tracks import TrackInfo
+from storage.records import ListenerState
+
+
+class DeviceLike(Protocol):
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def is_active(self) -> bool: ...
+    @property
+    def is_restricted(self) -> bool: ...
+
+
+class PlaybackLike(Protocol):
+    """The shape of `core.spotify.models.Playback`."""
+
+    @property
+    def track(self) -> TrackInfo | None: ...
+    @property
+    def progress_ms(self) -> int: ...
+    @property
+    def is_playing(self) -> bool: ...
+    @property
+    def device(self) -> DeviceLike | None: ...
+    @property
+    def requested_at(self) -> float: ...
+    @property
+    def answered_at(self) -> float: ...
+
+
+class PlayerClient(Protocol):
+    async def playback(self, discord_user_id: int) -> PlaybackLike | None: ...
+    async def play(
+        self,
+        discord_user_id: int,
+        track_uri: str | None,
+        position_ms: int | None = None,
+        device_id: str | None = None,
+    ) -> None: ...
+    async def pause(self, discord_user_id: int, device_id: str | None = None) -> None: ...
+    async def seek(
+        self, discord_user_id: int, position_ms: int, device_id: str | None = None
+    ) -> None: ...
+    async def devices(self, discord_user_id: int) -> Sequence[DeviceLike]: ...
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    """What the status message shows; sent at most once per `status_interval_s`."""
+
+    guild_id: int
+    host_user_id: int
+    track: TrackInfo | None
+    is_playing: bool
+    listeners: tuple[ListenerState, ...]
+
+
+class SyncEvents(Protocol):
+    async def status_changed(self, status: SessionStatus) -> None:
+        """Edit the session's status message."""
+        ...
+
+    async def notify_user(self, guild_id: int, user_id: int, message: str) -> None:
+        """Tell one user, privately, something only they can fix (relink, open Spotify)."""
+        ...
+
+    async def session_ended(self, guild_id: int, reason: str) -> None:
+        """The engine ended the session on its own (host idle); say so in the channel."""
+        ...
+
+
+def observation(
+    playback: PlaybackLike | None, requested_at: float, answered_at: float
+) -> PlayerState:
+    """A player read as a `PlayerState`; `None` (204, nothing playing) becomes idle.
+
+    The request times given here are the caller's own; a Playback carries its own, which win
+    (they were taken closest to the wire, inside the client).
+    """
+    if playback is None:
+        return PlayerState.idle(requested_at + max(0.0, answered_at - requested_at) / 2)
+    track = playback.track
+    return PlayerState.observed(
+        track_id=track.id if track else None,
+        progress_ms=playback.progress_ms,
+        is_playing=playback.is_playing,
+        requested_at=playback.requested_at,
+        answered_at=playback.answered_at,
+        duration_ms=track.duration_ms if track else 0,
+        device_id=playback.device.id if playback.device else None,
+    )
+
+
+def pick_device(devices: Sequence[DeviceLike]) -> str | None:
+    """The device to target when a listener has no active one: active first, then a computer
+    or phone (where a person is likely to be listening), never a restricted one."""
+    usable = [d for d in devices if d.id and not d.is_restricted]
+    if not usable:
+        return None
+    usable.sort(
+        key=lambda d: (not d.is_active, d.type.lower() not in ("computer", "smartphone"), d.name)
+    )
+    return usable[0].id
