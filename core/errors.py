@@ -26,6 +26,12 @@ class SpotifyError(UserFacingError):
     http_status = 502
 
 
+class NotLinked(SpotifyError):
+    """The user has no Spotify link stored."""
+
+    http_status = 409
+
+
 class TokenExpired(SpotifyError):
     """The access token was refused (401); refresh and retry once."""
 

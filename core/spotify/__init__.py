@@ -1,0 +1,17 @@
+"""The Spotify client layer: async calls over spotipy, tokens, limits and the error taxonomy."""
+
+from core.spotify.client import SpotifyClient
+from core.spotify.config import SCOPES, SpotifyConfig
+from core.spotify.limiter import AppLimiter
+from core.spotify.models import Device, Playback, PlaylistRef, Profile
+
+__all__ = [
+    "SCOPES",
+    "AppLimiter",
+    "Device",
+    "Playback",
+    "PlaylistRef",
+    "Profile",
+    "SpotifyClient",
+    "SpotifyConfig",
+]

@@ -1,0 +1,124 @@
+"""Spotify's accounts service: the authorize URL and the token endpoint (all three grants).
+
+Our own small aiohttp client rather than spotipy's SpotifyOAuth: SpotifyOAuth blocks, keeps
+tokens in its cache handler (the stored SpotifyLink is the source of truth here), replaces the
+granted scope with the requested one, and logs the Basic header and refresh token at DEBUG.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+from core.errors import SpotifyError, TokenRevoked, Upstream
+from core.spotify.config import SpotifyConfig
+from core.spotify.errors import rate_limited, retry_after
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)  # None: keep the one you have (no rotation)
+    expires_at: float
+    scopes: tuple[str, ...]
+
+
+class Accounts:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        config: SpotifyConfig,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._http = http
+        self._config = config
+        self._clock = clock
+        self._token_url = config.accounts_base.rstrip("/") + "/api/token"
+        self._auth = aiohttp.BasicAuth(config.client_id, config.client_secret)
+
+    def authorize_url(self, state: str, login_hint: str | None = None) -> str:
+        params = {
+            "client_id": self._config.client_id,
+            "response_type": "code",
+            "redirect_uri": self._config.redirect_uri,
+            "scope": " ".join(self._config.scopes),
+            "state": state,
+        }
+        if login_hint:
+            params["login_hint"] = login_hint
+        return f"{self._config.accounts_base.rstrip('/')}/authorize?{urlencode(params)}"
+
+    async def exchange_code(self, code: str) -> TokenGrant:
+        grant = await self._grant(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": self._config.redirect_uri,
+            }
+        )
+        if grant.refresh_token is None:
+            raise Upstream("Spotify sent no refresh token.")
+        return grant
+
+    async def refresh(self, refresh_token: str) -> TokenGrant:
+        """A new access token; TokenRevoked when the refresh token is dead (invalid_grant)."""
+        return await self._grant({"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+    async def client_token(self) -> TokenGrant:
+        return await self._grant({"grant_type": "client_credentials"})
+
+    async def _grant(self, form: dict[str, str]) -> TokenGrant:
+        sent_at = self._clock()
+        body = await self._post(form)
+        try:
+            access = str(body["access_token"])
+            lifetime = float(body["expires_in"])
+        except (KeyError, TypeError, ValueError):
+            raise Upstream("Spotify sent a token answer we cannot read.") from None
+        refresh = body.get("refresh_token")
+        return TokenGrant(
+            access_token=access,
+            refresh_token=str(refresh) if refresh else None,
+            # Count from when we asked, so clock skew and latency make us refresh early, not late.
+            expires_at=sent_at + lifetime,
+            scopes=tuple(str(body.get("scope") or "").split()),
+        )
+
+    async def _post(self, form: dict[str, str]) -> dict[str, Any]:
+        grant_type = form["grant_type"]
+        timeout = aiohttp.ClientTimeout(total=self._config.call_timeout)
+        try:
+            async with self._http.post(
+                self._token_url, data=form, auth=self._auth, timeout=timeout
+            ) as response:
+                status = response.status
+                try:
+                    body = await response.json(content_type=None)
+                except ValueError:
+                    body = None
+                headers = dict(response.headers)
+        except TimeoutError:
+            raise Upstream("Spotify did not answer in time.", timeout=True) from None
+        except aiohttp.ClientError as exc:
+            log.warning("Spotify token endpoint unreachable: %s", type(exc).__name__)
+            raise Upstream("Spotify cannot be reached right now.") from None
+        if status == 200 and isinstance(body, dict):
+            return body
+        error = body.get("error") if isinstance(body, dict) else None
+        if status == 400 and error == "invalid_grant":
+            raise TokenRevoked("Your Spotify link has expired: run /link again.")
+        if status == 429:
+            raise rate_limited(retry_after(headers), False)
+        if status >= 500 or not isinstance(body, dict):
+            raise Upstream("Spotify is having trouble right now; try again shortly.", status=status)
+        # invalid_client and friends are our configuration, not the user's doing.
+        log.error("Spotify token endpoint refused %s: %s %s", grant_type, status, error)
+        raise SpotifyError("Spotify refused this bot's credentials; tell the operator.")

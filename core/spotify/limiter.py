@@ -1,0 +1,79 @@
+"""One limiter per Spotify app: Retry-After applies to every caller, and a rolling budget.
+
+Spotify rate-limits per app (client id) over a rolling ~30 s window and answers 429 with
+Retry-After. Once any call sees a 429, no call of the app goes out before Retry-After ends;
+callers that would wait longer than they may get RateLimited at once instead. Below that, calls
+are admitted while fewer than `limit` went out in the last `window` seconds, so the app stays
+under its budget instead of discovering it through 429s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from core.spotify.errors import rate_limited
+
+log = logging.getLogger(__name__)
+
+
+class AppLimiter:
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("limit must be >= 1 and window > 0")
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._sleep = sleep
+        self._sent: deque[float] = deque()
+        self._blocked_until = 0.0
+        self._quota_exceeded = False
+
+    @property
+    def blocked_for(self) -> float:
+        """Seconds until Retry-After ends (0 when not blocked)."""
+        return max(0.0, self._blocked_until - self._clock())
+
+    def penalize(self, retry_after: float, quota_exceeded: bool = False) -> None:
+        """A 429 arrived: hold every call of this app for `retry_after` seconds."""
+        until = self._clock() + retry_after
+        if until > self._blocked_until:
+            log.warning(
+                "Spotify rate limit: holding every call for %.1f s%s",
+                retry_after,
+                " (quota exceeded)" if quota_exceeded else "",
+            )
+            self._blocked_until = until
+            self._quota_exceeded = quota_exceeded
+
+    async def acquire(self, max_wait: float) -> None:
+        """Wait for a send slot; RateLimited when that would take longer than `max_wait`."""
+        deadline = self._clock() + max_wait
+        while True:
+            now = self._clock()
+            if self._blocked_until > now:
+                wait = self._blocked_until - now
+                if now + wait > deadline:
+                    raise rate_limited(wait, self._quota_exceeded)
+            else:
+                while self._sent and self._sent[0] <= now - self.window:
+                    self._sent.popleft()
+                if len(self._sent) < self.limit:
+                    # Check and record in one step: no await between them, so no over-admission.
+                    self._sent.append(now)
+                    return
+                wait = self._sent[0] + self.window - now
+                if now + wait > deadline:
+                    raise rate_limited(wait, False)
+            # Re-check after sleeping: a 429 may have extended the hold meanwhile.
+            await self._sleep(wait)

@@ -1,0 +1,121 @@
+"""Access tokens: the user's (from the stored link) and the app's (client credentials).
+
+The stored SpotifyLink is the source of truth. A refresh happens under a per-user lock and
+re-reads the link first, so when many calls find the same token expired (or get 401 with it)
+exactly one refresh goes out and the others use its result. A rotated refresh token is stored;
+invalid_grant marks the link NEEDS_RELINK. The lock is per process: with several processes
+(Redis) two may refresh at once, which Spotify tolerates unless it rotates refresh tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import replace
+
+from core.errors import NotLinked, TokenRevoked
+from core.spotify.accounts import Accounts, TokenGrant
+from storage.base import LinkStore
+from storage.records import LinkStatus, SpotifyLink
+
+log = logging.getLogger(__name__)
+
+NOT_LINKED = "You haven't linked Spotify yet: run /link."
+RELINK = "Your Spotify link has expired: run /link again."
+
+
+class UserTokens:
+    def __init__(
+        self,
+        links: LinkStore,
+        accounts: Accounts,
+        *,
+        margin: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._links = links
+        self._accounts = accounts
+        self._margin = margin
+        self._clock = clock
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.refreshes = 0  # refresh grants sent, for metrics and tests
+
+    def _fresh(self, link: SpotifyLink) -> bool:
+        return link.expires_at - self._margin > self._clock()
+
+    async def _load(self, user_id: int) -> SpotifyLink:
+        link = await self._links.get_link(user_id)
+        if link is None:
+            raise NotLinked(NOT_LINKED)
+        if link.status == LinkStatus.NEEDS_RELINK:
+            raise TokenRevoked(RELINK)
+        return link
+
+    async def current(self, user_id: int) -> SpotifyLink:
+        """The user's link with an access token that is not about to expire."""
+        link = await self._load(user_id)
+        return link if self._fresh(link) else await self.refresh(user_id, link.access_token)
+
+    async def refresh(self, user_id: int, stale_token: str) -> SpotifyLink:
+        """Replace `stale_token` (expired or refused); a no-op if someone already did."""
+        lock = self._locks.get(user_id)
+        if lock is None:
+            lock = self._locks[user_id] = asyncio.Lock()
+        async with lock:
+            link = await self._load(user_id)
+            if link.access_token != stale_token and self._fresh(link):
+                return link
+            self.refreshes += 1
+            try:
+                grant = await self._accounts.refresh(link.refresh_token)
+            except TokenRevoked:
+                log.info("Spotify refresh token of user %s is revoked: needs relink", user_id)
+                await self._links.set_link_status(user_id, LinkStatus.NEEDS_RELINK)
+                raise
+            updated = replace(
+                link,
+                access_token=grant.access_token,
+                refresh_token=grant.refresh_token or link.refresh_token,
+                expires_at=grant.expires_at,
+                scopes=grant.scopes or link.scopes,
+            )
+            await self._links.put_link(updated)
+            return updated
+
+    async def set_status(self, link: SpotifyLink, status: LinkStatus) -> None:
+        if link.status != status:
+            await self._links.set_link_status(link.discord_user_id, status)
+
+
+class AppToken:
+    """The client-credentials token, kept in memory and renewed under one lock."""
+
+    def __init__(
+        self, accounts: Accounts, *, margin: float = 60.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._accounts = accounts
+        self._margin = margin
+        self._clock = clock
+        self._grant: TokenGrant | None = None
+        self._lock = asyncio.Lock()
+
+    async def current(self) -> str:
+        grant = self._grant
+        if grant is not None and grant.expires_at - self._margin > self._clock():
+            return grant.access_token
+        return await self.refresh(grant.access_token if grant else None)
+
+    async def refresh(self, stale_token: str | None) -> str:
+        async with self._lock:
+            grant = self._grant
+            if (
+                grant is not None
+                and grant.access_token != stale_token
+                and grant.expires_at - self._margin > self._clock()
+            ):
+                return grant.access_token
+            self._grant = await self._accounts.client_token()
+            return self._grant.access_token
