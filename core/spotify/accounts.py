@@ -42,7 +42,10 @@ class Accounts:
         self._config = config
         self._clock = clock
         self._token_url = config.accounts_base.rstrip("/") + "/api/token"
-        self._auth = aiohttp.BasicAuth(config.client_id, config.client_secret)
+        # Spotify wants the client credentials as HTTP Basic auth on the token endpoint.
+        self._headers = {
+            "Authorization": aiohttp.encode_basic_auth(config.client_id, config.client_secret)
+        }
 
     def authorize_url(self, state: str, login_hint: str | None = None) -> str:
         params = {
@@ -97,7 +100,7 @@ class Accounts:
         timeout = aiohttp.ClientTimeout(total=self._config.call_timeout)
         try:
             async with self._http.post(
-                self._token_url, data=form, auth=self._auth, timeout=timeout
+                self._token_url, data=form, headers=self._headers, timeout=timeout
             ) as response:
                 status = response.status
                 try:

@@ -502,7 +502,10 @@ class FakeSpotify:
                     ApiError(
                         fault.status,
                         fault.message or _DEFAULT_MESSAGES.get(fault.status, "Error"),
-                        fault.reason or _DEFAULT_REASONS.get(fault.status),
+                        # reason="" asks for no reason at all
+                        _DEFAULT_REASONS.get(fault.status)
+                        if fault.reason is None
+                        else fault.reason,
                         fault.retry_after,
                     )
                 )

@@ -1,0 +1,84 @@
+"""Fixtures for the Spotify layer: the fake Spotify server, link storage, a real client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from core.spotify import SpotifyClient, SpotifyConfig
+from storage.records import SpotifyLink
+from tests.fakes.memory_links import MemoryLinks
+from tests.fakes.spotify import FakeSpotify
+
+REDIRECT_URI = "http://127.0.0.1:9/spotify/callback"
+ALICE, BOB, CAROL = 1001, 1002, 1003
+
+
+def config_for(fake: FakeSpotify, **overrides: Any) -> SpotifyConfig:
+    settings: dict[str, Any] = {
+        "client_id": fake.app.client_id,
+        "client_secret": fake.app.client_secret,
+        "redirect_uri": REDIRECT_URI,
+        "api_base": fake.base,
+        "accounts_base": fake.base,
+        "call_timeout": 3.0,
+        "max_rate_wait": 5.0,
+    }
+    settings.update(overrides)
+    return SpotifyConfig(**settings)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSpotify]:
+    async with FakeSpotify() as server:
+        server.add_account("alice", "Alice")
+        server.add_account("bob", "Bob", premium=False)
+        server.add_account("carol", "Carol", active=False)
+        yield server
+
+
+@pytest.fixture
+def links() -> MemoryLinks:
+    return MemoryLinks()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def client(
+    fake: FakeSpotify, links: MemoryLinks, http: aiohttp.ClientSession
+) -> AsyncIterator[SpotifyClient]:
+    spotify = SpotifyClient(config_for(fake), links, http)
+    yield spotify
+    await spotify.aclose()
+
+
+async def link(
+    links: MemoryLinks,
+    fake: FakeSpotify,
+    user_id: int,
+    account_id: str,
+    expires_at: float | None = None,
+) -> SpotifyLink:
+    """Store a link for `account_id` as if the user had gone through /link."""
+    tokens = fake.issue_tokens(account_id)
+    stored = SpotifyLink(
+        discord_user_id=user_id,
+        spotify_user_id=account_id,
+        display_name=account_id.title(),
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_at=tokens.expires_at if expires_at is None else expires_at,
+        scopes=tokens.scopes,
+        linked_at=time.time(),
+    )
+    await links.put_link(stored)
+    return stored

@@ -1,0 +1,278 @@
+"""SpotifyClient with the real spotipy against the fake: tokens, errors, player calls, paging."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from core.errors import (
+    NoActiveDevice,
+    NotFound,
+    NotLinked,
+    PremiumRequired,
+    RateLimited,
+    RestrictionViolated,
+    SpotifyError,
+    TokenExpired,
+    TokenRevoked,
+    Upstream,
+)
+from core.spotify import SpotifyClient
+from storage.records import LinkStatus
+from tests.fakes.memory_links import MemoryLinks
+from tests.fakes.spotify import FakeSpotify
+from tests.spotify.conftest import ALICE, BOB, CAROL, link
+
+# --- tokens ------------------------------------------------------------------------------
+
+
+async def test_401_from_twenty_concurrent_callers_makes_exactly_one_refresh(
+    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+) -> None:
+    before = await link(links, fake, ALICE, "alice")
+    fake.expire_access_tokens("alice")  # stored expires_at still says fine: only a 401 tells
+
+    results = await asyncio.gather(*(client.devices(ALICE) for _ in range(20)))
+
+    assert all(len(devices) == 1 for devices in results)
+    assert fake.count("/api/token") == 1
+    assert len([r for r in fake.requests("/v1/me/player/devices") if r.status == 401]) == 20
+    after = await links.get_link(ALICE)
+    assert after is not None
+    assert after.access_token != before.access_token
+    assert after.refresh_token == before.refresh_token  # not rotated: kept
+
+
+async def test_token_expiring_soon_is_refreshed_once_before_the_call(
+    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+) -> None:
+    await link(links, fake, ALICE, "alice", expires_at=time.time() + 10)
+    await asyncio.gather(*(client.profile(ALICE) for _ in range(5)))
+    assert fake.count("/api/token") == 1
+    assert all(r.status == 200 for r in fake.requests("/v1/me"))
+
+
+async def test_rotated_refresh_token_is_stored_and_used_next_time(
+    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+) -> None:
+    fake.rotate_refresh_tokens = True  # and the old one is revoked on rotation
+    first = await link(links, fake, ALICE, "alice")
+    fake.expire_access_tokens("alice")
+    await client.profile(ALICE)
+    second = await links.get_link(ALICE)
+    assert second is not None
+    assert second.refresh_token != first.refresh_token
+
+    fake.expire_access_tokens("alice")
+    await client.profile(ALICE)  # would be invalid_grant with the old refresh token
+    third = await links.get_link(ALICE)
+    assert third is not None
+    assert third.refresh_token != second.refresh_token
+    assert third.status == LinkStatus.OK
+
+
+async def test_invalid_grant_marks_the_link_for_relinking(
+    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+) -> None:
+    await link(links, fake, ALICE, "alice")
+    fake.revoke_refresh_tokens("alice")
+    fake.expire_access_tokens("alice")
+
+    with pytest.raises(TokenRevoked, match="/link"):
+        await client.playback(ALICE)
+    stored = await links.get_link(ALICE)
+    assert stored is not None
+    assert stored.status == LinkStatus.NEEDS_RELINK
+
+    sent = len(fake.log)
+    with pytest.raises(TokenRevoked):
+        await client.playback(ALICE)
+    assert len(fake.log) == sent  # known dead: no request at all
+
+
+async def test_a_second_401_after_refreshing_is_token_expired(
+    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+) -> None:
+    await link(links, fake, ALICE, "alice")
+    fake.fail(401, path="/v1/me/player", times=2)
+    with pytest.raises(TokenExpired):
+        await client.playback(ALICE)
+    assert fake.count("/api/token") == 1
+
+
+async def test_unlinked_user_is_told_to_link(client: SpotifyClient) -> None:
+    with pytest.raises(NotLinked, match="/link"):
+        await client.playback(999)
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "options", "expected"),
+    [
+        (403, {"reason": "PREMIUM_REQUIRED"}, PremiumRequired),
+        (403, {}, RestrictionViolated),
+        (404, {}, NoActiveDevice),
+        (404, {"reason": "", "message": "Resource not found"}, NotFound),
+        (429, {"retry_after": 7}, RateLimited),
+        (500, {}, Upstream),
+        (503, {}, Upstream),
+        (400, {"message": "Malformed json"}, SpotifyError),
+    ],
+)
+async def test_forced_status_maps_to_its_error_class(
+    fake: FakeSpotify,
+    links: MemoryLinks,
+    client: SpotifyClient,
+    status: int,
+    options: dict[str, object],
+    expected: type[SpotifyError],
+) -> None:
+    await link(links, fake, ALICE, "alice")
+    fake.fail(status, path="/v1/me/player/pause", **options)  # type: ignore[arg-type]
+    with pytest.raises(expected) as caught:
+        await client.pause(ALICE)
+    assert type(caught.value) is expected
+    assert caught.value.message  # user-safe text, always present
+    if isinstance(caught.value, Upstream):
+        assert (caught.value.status, caught.value.timeout) == (status, False)
+    if isinstance(caught.value, RateLimited):
+        assert (caught.value.retry_after, caught.value.quota_exceeded) == (7, False)
+        client.limiter.penalize(0)  # not what this test is about
+
+
+async def test_quota_exceeded_body_is_reported(
+    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+) -> None:
+    await link(links, fake, ALICE, "alice")
+    fake.fail(429, retry_after=3, quota=True)
+    with pytest.raises(RateLimited) as caught:
+        await client.playback(ALICE)
+    assert (caught.value.retry_after, caught.value.quota_exceeded) == (3, True)
+    assert "quota" in caught.value.message
+
+
+async def test_player_refusals_from_the_simulated_accounts(
+    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+) -> None:
+    await link(links, fake, ALICE, "alice")
+    await link(links, fake, BOB, "bob")
+    await link(links, fake, CAROL, "carol")
+    track = fake.catalog[0]
+
+    with pytest.raises(PremiumRequired):
+        await client.play(BOB, track.uri)
+    bob = await links.get_link(BOB)
+    assert bob is not None
+    assert bob.status == LinkStatus.PREMIUM_REQUIRED
+    assert await client.playback(BOB) is None  # reading works without Premium
+
+    with pytest.raises(NoActiveDevice):
+        await client.play(CAROL, track.uri)
+    (device,) = await client.devices(CAROL)
+    assert not device.is_active
+    await client.play(CAROL, track.uri, device_id=device.id)  # targeting a device works
+    assert fake.player("carol").now().track_id == track.id
+
+    await client.play(ALICE, track.uri)
+    await client.pause(ALICE)
+    with pytest.raises(RestrictionViolated):
+        await client.pause(ALICE)  # pausing a paused player
+
+
+async def test_premium_flag_clears_when_a_command_succeeds(
+    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+) -> None:
+    await link(links, fake, BOB, "bob")
+    with pytest.raises(PremiumRequired):
+        await client.play(BOB, fake.catalog[0].uri)
+    fake.accounts["bob"].premium = True  # upgraded
+    await client.play(BOB, fake.catalog[0].uri)
+    bob = await links.get_link(BOB)
+    assert bob is not None
+    assert bob.status == LinkStatus.OK
+
+
+# --- player and catalog ------------------------------------------------------------------
+
+
+async def test_player_calls_drive_the_simulated_player(
+    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+) -> None:
+    await link(links, fake, ALICE, "alice")
+    assert await client.playback(ALICE) is None  # nothing loaded yet: 204
+    first, second = fake.catalog[0], fake.catalog[1]
+
+    await client.play(ALICE, first.uri, position_ms=30_000)
+    playback = await client.playback(ALICE)
+    assert playback is not None
+    assert playback.track is not None
+    assert playback.track.id == first.id
+    assert playback.track.isrc == first.isrc
+    assert playback.track.artists == first.artists
+    assert playback.track.duration_ms == first.duration_ms
+    assert playback.is_playing
+    assert 30_000 <= playback.progress_ms < 40_000
+    assert playback.device is not None
+    assert playback.device.is_active
+    assert playback.requested_at <= playback.answered_at
+
+    await client.seek(ALICE, 90_000)
+    assert 90_000 <= fake.player("alice").now().position_ms < 100_000
+    await client.pause(ALICE)
+    assert not fake.player("alice").now().is_playing
+    await client.play(ALICE, None)  # resume
+    assert fake.player("alice").now().is_playing
+
+    fake.player("alice").load([first.id, second.id])
+    await client.next_track(ALICE)
+    assert fake.player("alice").now().track_id == second.id
+
+    other = fake.accounts["alice"].devices[0]
+    fake.accounts["alice"].devices.append(type(other)(id="phone0000", name="Alice's phone"))
+    await client.transfer(ALICE, "phone0000", play=True)
+    assert fake.player("alice").now().device_id == "phone0000"
+
+
+async def test_track_uses_app_credentials(fake: FakeSpotify, client: SpotifyClient) -> None:
+    wanted = fake.catalog[5]
+    track = await client.track(wanted.id)
+    assert (track.id, track.name, track.isrc) == (wanted.id, wanted.name, wanted.isrc)
+    assert track.album_art_url
+    await client.track(wanted.id)
+    assert fake.count("/api/token") == 1  # the app token is reused
+    (request, _) = fake.requests("/v1/tracks/")
+    assert request.account_id is None
+    assert request.app_id == fake.app.client_id
+
+    with pytest.raises(NotFound):
+        await client.track("0" * 22)
+    with pytest.raises(NotFound):
+        await client.track("not-an-id")
+
+
+async def test_playlists_follow_paging(
+    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+) -> None:
+    await link(links, fake, ALICE, "alice")
+    ids = [t.id for t in fake.catalog] * 3  # 120 entries: two pages of 100
+    big = fake.add_playlist("alice", "Big", ids)
+    for n in range(54):
+        fake.add_playlist("alice", f"List {n}", ids[:2])
+    fake.add_playlist("bob", "Not mine", ids[:1])
+
+    playlists = await client.user_playlists(ALICE)
+    assert len(playlists) == 55
+    assert playlists[0].id == big.id
+    assert playlists[0].track_count == 120
+    assert fake.count("/v1/me/playlists") == 2
+
+    tracks = await client.playlist_tracks(big.id, ALICE)
+    assert [t.id for t in tracks] == ids
+    assert fake.count(f"/v1/playlists/{big.id}/items") == 2
+
+    with pytest.raises(NotFound):
+        await client.playlist_tracks(big.id)  # private: the app token cannot read it
