@@ -30,6 +30,7 @@ import itertools
 import json
 import logging
 import secrets
+import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -244,6 +245,7 @@ class Interaction:
         self.callback: JSON | None = None  # the callback body the bot sent
         self.original_id: int | None = None  # message created by the callback, if any
         self.followup_ids: list[int] = []
+        self.dispatched_at = time.monotonic()
 
     async def wait_callback(self, within: float = 5.0) -> JSON:
         await self.fake.wait_until(lambda: self.callback is not None, within)
@@ -304,6 +306,7 @@ class FakeDiscord:
     ) -> None:
         self.token = token
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.callback_deadline = 3.0  # seconds Discord waits for an interaction's first answer
         self._ids = itertools.count(1_100_000_000_000_000_000)
         self.application_id = self.next_id()
         self.bot = Member(self.application_id, "Game Night", BOT_PERMISSIONS, bot=True)
@@ -356,6 +359,7 @@ class FakeDiscord:
             ("PATCH", "/channels/{cid}/messages/{mid}", self._channel_message),
             ("DELETE", "/channels/{cid}/messages/{mid}", self._channel_message),
             ("POST", "/users/@me/channels", self._create_dm),
+            ("GET", "/users/{uid}", self._get_user),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, api + path, handler)
@@ -648,6 +652,9 @@ class FakeDiscord:
             return error_response(404, 10062, "Unknown interaction")
         if ix.callback is not None:
             return error_response(400, 40060, "Interaction has already been acknowledged.")
+        if time.monotonic() - ix.dispatched_at > self.callback_deadline:
+            # Discord forgets an interaction that was not answered within 3 seconds.
+            return error_response(404, 10062, "Unknown interaction")
         body: JSON = request[BODY] or {}
         kind = int(body.get("type", 0))
         data: JSON = body.get("data") or {}
@@ -692,7 +699,14 @@ class FakeDiscord:
         if ix.callback is None:
             return error_response(404, 10015, "Unknown Webhook")  # Discord needs the callback first
         body: JSON = request[BODY] or {}
-        message = self._new_message(self._interaction_channel(ix), body, interaction=ix)
+        original = self.messages.get(ix.original_id) if ix.original_id is not None else None
+        if original is not None and Message(original).loading:
+            # The first followup after a "thinking" deferral completes that message, keeping
+            # the deferral's ephemerality (what users see in the Discord client).
+            keep = int(original["flags"]) & EPHEMERAL
+            message = self._edit_message(original, {**body, "flags": keep})
+        else:
+            message = self._new_message(self._interaction_channel(ix), body, interaction=ix)
         ix.followup_ids.append(int(message["id"]))
         return json_response(message)
 
@@ -738,13 +752,24 @@ class FakeDiscord:
             self._edit_message(message, request[BODY] or {})
         return json_response(message)
 
+    def _find_user(self, user_id: int) -> Member | None:
+        return next(
+            (g.members[user_id] for g in self.guilds.values() if user_id in g.members), None
+        )
+
+    async def _get_user(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return error_response(401, 0, "401: Unauthorized")
+        user = self._find_user(int(request.match_info["uid"]))
+        if user is None:
+            return error_response(404, 10013, "Unknown User")
+        return json_response(user.user())
+
     async def _create_dm(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return error_response(401, 0, "401: Unauthorized")
         user_id = int((request[BODY] or {})["recipient_id"])
-        user = next(
-            (g.members[user_id] for g in self.guilds.values() if user_id in g.members), None
-        )
+        user = self._find_user(user_id)
         if user is None:
             return error_response(404, 10013, "Unknown User")
         channel_id = self.dm_channels.setdefault(user_id, self.next_id())
@@ -889,6 +914,7 @@ class FakeDiscord:
         self,
         command: str,
         member: Member,
+        /,
         *,
         guild: Guild | None = None,
         **options: Any,
