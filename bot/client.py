@@ -72,6 +72,13 @@ class GameNightBot(commands.Bot):
         if resumed:
             log.info("resumed %d game night(s) from storage", len(resumed))
 
+    async def on_command_error(
+        self, context: commands.Context[Any], exception: commands.CommandError, /
+    ) -> None:
+        if isinstance(exception, commands.CommandNotFound):
+            return  # someone mentioned the bot in conversation
+        await super().on_command_error(context, exception)
+
     async def dm(self, user_id: int, text: str) -> bool:
         """Send a direct message; False when the user does not accept DMs from the bot."""
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from discord.ext import commands
 
@@ -22,3 +23,10 @@ class Admin(commands.Cog):
         synced = await self.bot.tree.sync()
         log.info("synced %d global commands for %s", len(synced), ctx.author.id)
         await ctx.reply(f"Synced {len(synced)} commands globally.", mention_author=False)
+
+    async def cog_command_error(self, ctx: commands.Context[Any], error: Exception) -> None:
+        if isinstance(error, commands.NotOwner):
+            # Say nothing: the command is not meant to be discoverable.
+            log.info("user %s tried the owner-only %s", ctx.author.id, ctx.command)
+            return
+        log.error("owner command %s failed", ctx.command, exc_info=error)

@@ -89,9 +89,7 @@ async def test_every_callback_failure_gets_its_own_page(world: World) -> None:
         assert status == 400
         assert "already used" in page
 
-        for text in (page,):
-            assert "Traceback" not in text
-            assert "<script" not in text
+        assert "Traceback" not in page
 
 
 async def test_callback_page_escapes_what_it_shows(world: World) -> None:
