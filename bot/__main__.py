@@ -1,21 +1,156 @@
-"""`python -m bot`: validate settings and start Game Night."""
+"""Composition root: `python -m bot` (what `make run` starts).
+
+Loads the settings, then opens every resource with an AsyncExitStack — the HTTP session,
+storage, the Spotify layer, the embedded aiohttp server (AppRunner + TCPSite on this loop, no
+thread) and the discord.py client — builds one frozen `Services`, and runs until SIGINT or
+SIGTERM. Shutdown unwinds in reverse order.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import signal
 import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
-from bot.settings import SettingsError, configure_logging, load_settings
+import aiohttp
+import discord
+from aiohttp import web
+
+import storage
+from bot.client import GameNightBot, point_discord_at
+from bot.services import Services
+from bot.settings import Settings, SettingsError, configure_logging, load_settings
+from bot.web.linking import add_link_routes
+from core.linking import Linker, LinkOutcome
+from core.sessions import SessionService
+from core.spotify import SpotifyClient, SpotifyConfig
+from storage.errors import StorageError
+
+log = logging.getLogger("bot")
+
+
+@dataclass(frozen=True)
+class Running:
+    """A started Game Night: what tests and the signal handler need to reach."""
+
+    services: Services
+    bot: GameNightBot
+    bot_task: asyncio.Task[None]
+    web_runner: web.AppRunner
+
+
+def spotify_config(settings: Settings) -> SpotifyConfig:
+    return SpotifyConfig(
+        client_id=settings.spotify_client_id,
+        client_secret=settings.spotify_client_secret,
+        redirect_uri=settings.spotify_redirect_uri,
+        api_base=settings.spotify_api_base,
+        accounts_base=settings.spotify_accounts_base,
+    )
+
+
+def web_app(services: Services, bot: GameNightBot) -> web.Application:
+    """The HTTP app. Until bot/web/app.py's create_app lands this is the linking routes only;
+    then: `app = create_app(storage=..., resolver=..., cors_origins=...)` and add these to it."""
+    app = web.Application()
+
+    async def confirm_in_discord(outcome: LinkOutcome) -> None:
+        if outcome.discord_user_id is not None:
+            await bot.dm(
+                outcome.discord_user_id,
+                f"✅ Spotify account “{outcome.display_name}” linked. "
+                "Join a game night with /gamenight join.",
+            )
+
+    add_link_routes(app, services.linker, notify=confirm_in_discord)
+    return app
+
+
+@asynccontextmanager
+async def running(
+    settings: Settings, *, client_options: Mapping[str, Any] | None = None
+) -> AsyncIterator[Running]:
+    """Open everything, start the bot, and close it all again on exit."""
+    point_discord_at(settings.discord_api_base, settings.discord_gateway_url)
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        store = await storage.open_storage(
+            settings.storage_url, settings.cipher(), max_streams=settings.stream_cache_max_entries
+        )
+        stack.push_async_callback(store.aclose)
+        spotify = SpotifyClient(spotify_config(settings), store, http)
+        stack.push_async_callback(spotify.aclose)
+        services = Services(
+            http=http,
+            storage=store,
+            spotify=spotify,
+            linker=Linker(store, store, spotify),
+            sessions=SessionService(store, store),
+        )
+        bot = GameNightBot(
+            services, dev_guild_id=settings.discord_dev_guild_id, **(client_options or {})
+        )
+        runner = web.AppRunner(web_app(services, bot), access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        log.info("HTTP server on http://%s:%s", settings.http_host, settings.http_port)
+
+        await stack.enter_async_context(bot)
+        bot_task = asyncio.create_task(bot.start(settings.discord_token), name="discord")
+
+        async def stop_bot() -> None:
+            await bot.close()
+            with contextlib.suppress(asyncio.CancelledError):
+                await bot_task
+
+        stack.push_async_callback(stop_bot)
+        yield Running(services, bot, bot_task, runner)
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGINT/SIGTERM (0) or until the Discord connection fails for good (1)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(settings) as app:
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({stopping, app.bot_task}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if app.bot_task.done() and not app.bot_task.cancelled():
+            error = app.bot_task.exception()
+            if isinstance(error, discord.LoginFailure):
+                log.error("Discord refused the bot token: check DISCORD_TOKEN")
+                return 1
+            if error is not None:
+                log.error("the Discord connection failed", exc_info=error)
+                return 1
+        log.info("shutting down")
+    return 0
 
 
 def main() -> int:
     try:
         settings = load_settings()
-    except SettingsError as exc:
-        print(exc.report(), file=sys.stderr)
+    except SettingsError as err:
+        print(err.report(), file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    print("Settings are valid; the bot itself arrives with the bot issue.", file=sys.stderr)
-    return 1
+    try:
+        return asyncio.run(serve(settings))
+    except StorageError as err:
+        print(f"Game Night cannot start: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. the HTTP port is taken
+        print(f"Game Night cannot start: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

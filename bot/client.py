@@ -1,0 +1,90 @@
+"""The discord.py client: command tree with the one error path, cogs, command sync, DMs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+import yarl
+from discord import app_commands
+from discord.ext import commands
+
+from bot.cogs.admin import Admin
+from bot.cogs.gamenight import GameNight, SessionButtons
+from bot.cogs.linking import Linking
+from bot.replies import report_error
+from bot.services import Services
+from bot.status import StatusBoard
+
+log = logging.getLogger(__name__)
+
+
+def point_discord_at(api_base: str, gateway_url: str | None) -> None:
+    """Aim discord.py at another Discord (the test fake); it only offers class attributes."""
+    discord.http.Route.BASE = api_base.rstrip("/")
+    if gateway_url is not None:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+class GameNightTree(app_commands.CommandTree[Any]):
+    async def on_error(
+        self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
+    ) -> None:
+        await report_error(interaction, error)
+
+
+class GameNightBot(commands.Bot):
+    """Receives its services; `setup_hook` only adds cogs, syncs commands and resumes."""
+
+    def __init__(self, services: Services, *, dev_guild_id: int | None, **options: Any) -> None:
+        super().__init__(
+            # Prefix commands only by mention (no message-content intent): the owner's `sync`.
+            command_prefix=commands.when_mentioned,
+            intents=discord.Intents.default(),
+            tree_cls=GameNightTree,
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+            **options,
+        )
+        self.services = services
+        self.dev_guild_id = dev_guild_id
+
+    async def setup_hook(self) -> None:
+        s = self.services
+        gamenight: GameNight | None = None
+
+        def buttons() -> discord.ui.View:
+            return SessionButtons(gamenight)
+
+        board = StatusBoard(self, s.sessions, buttons, tracks=s.spotify)
+        gamenight = GameNight(s.sessions, board)
+        await self.add_cog(Linking(s.linker, s.sessions, s.spotify))
+        await self.add_cog(gamenight)
+        await self.add_cog(Admin(self))
+        self.add_view(gamenight.buttons)  # clicks on status messages from before a restart
+        if self.dev_guild_id is not None:
+            guild = discord.Object(self.dev_guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d commands to development guild %s", len(synced), guild.id)
+        resumed = await s.sessions.resume_all()
+        if resumed:
+            log.info("resumed %d game night(s) from storage", len(resumed))
+
+    async def on_command_error(
+        self, context: commands.Context[Any], exception: commands.CommandError, /
+    ) -> None:
+        if isinstance(exception, commands.CommandNotFound):
+            return  # someone mentioned the bot in conversation
+        await super().on_command_error(context, exception)
+
+    async def dm(self, user_id: int, text: str) -> bool:
+        """Send a direct message; False when the user does not accept DMs from the bot."""
+        try:
+            user = self.get_user(user_id) or await self.fetch_user(user_id)
+            await user.send(text)
+        except discord.HTTPException as exc:
+            log.info("could not DM user %s: %s", user_id, exc)
+            return False
+        return True

@@ -1,0 +1,101 @@
+"""/link, /unlink and /me: connect a Spotify account and check on it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from core.errors import UserFacingError
+from core.linking import Linker
+from core.sessions import SessionService
+from core.spotify.models import Profile
+from storage.records import LinkStatus
+
+log = logging.getLogger(__name__)
+
+BUTTON_URL_LIMIT = 512  # Discord refuses longer link-button URLs
+
+_STATUS_TEXT = {
+    LinkStatus.OK: "✅ Linked",
+    LinkStatus.NEEDS_RELINK: "🔑 Expired — run /link again",
+    LinkStatus.PREMIUM_REQUIRED: "🔒 Linked, but Spotify says this account has no Premium: "
+    "playback can't be controlled (the browser listen page still works)",
+}
+
+
+class Profiles(Protocol):
+    """A live check of a link (SpotifyClient.profile satisfies it)."""
+
+    async def profile(self, discord_user_id: int) -> Profile: ...
+
+
+class Linking(commands.Cog):
+    """Link your Spotify account to Game Night."""
+
+    def __init__(self, linker: Linker, sessions: SessionService, profiles: Profiles) -> None:
+        self.linker = linker
+        self.sessions = sessions
+        self.profiles = profiles
+
+    @app_commands.command(name="link")
+    async def link(self, interaction: discord.Interaction) -> None:
+        """Link your Spotify account so Game Night can follow and control your playback."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        url = await self.linker.begin(interaction.user.id, interaction.guild_id)
+        text = (
+            "Open Spotify to link your account. The link is just for you, works once "
+            "and expires in 10 minutes."
+        )
+        if len(url) <= BUTTON_URL_LIMIT:
+            view = discord.ui.View()
+            view.add_item(discord.ui.Button(label="Link Spotify", emoji="🔗", url=url))
+            await interaction.followup.send(text, view=view, ephemeral=True)
+        else:
+            await interaction.followup.send(f"{text}\n<{url}>", ephemeral=True)
+
+    @app_commands.command(name="unlink")
+    async def unlink(self, interaction: discord.Interaction) -> None:
+        """Forget your Spotify account and its tokens."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        user_id = interaction.user.id
+        if interaction.guild_id is not None:
+            session = await self.sessions.find(interaction.guild_id)
+            if session is not None and session.host_user_id == user_id:
+                raise UserFacingError(
+                    "You're hosting a game night here. Hand over with /gamenight host or end it "
+                    "with /gamenight stop, then unlink."
+                )
+            if session is not None and user_id in session.listeners:
+                await self.sessions.leave(interaction.guild_id, user_id)
+        if await self.linker.unlink(user_id):
+            text = "Unlinked. Your Spotify tokens are deleted; /link any time to come back."
+        else:
+            text = "You had no Spotify account linked."
+        await interaction.followup.send(text, ephemeral=True)
+
+    @app_commands.command(name="me")
+    async def me(self, interaction: discord.Interaction) -> None:
+        """Show your Spotify link and whether it works."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        link = await self.linker.link(interaction.user.id)
+        if link is None:
+            await interaction.followup.send(
+                "You haven't linked Spotify yet — run /link.", ephemeral=True
+            )
+            return
+        embed = discord.Embed(title="Your Spotify link", colour=discord.Colour(0x1DB954))
+        embed.add_field(name="Account", value=f"{link.display_name} ({link.spotify_user_id})")
+        embed.add_field(name="Status", value=_STATUS_TEXT[link.status], inline=False)
+        embed.add_field(name="Linked", value=f"<t:{int(link.linked_at)}:R>")
+        if link.status is not LinkStatus.NEEDS_RELINK:
+            try:
+                profile = await self.profiles.profile(interaction.user.id)
+                health = f"✅ Spotify answers for {profile.display_name}"
+            except UserFacingError as exc:
+                health = f"⚠️ {exc.message}"
+            embed.add_field(name="Health", value=health, inline=False)
+        await interaction.followup.send(embed=embed, ephemeral=True)

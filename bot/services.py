@@ -1,0 +1,21 @@
+"""The services the composition root builds once and hands to the bot, cogs and web routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+
+from core.linking import Linker
+from core.sessions import SessionService
+from core.spotify import SpotifyClient
+from storage.base import Storage
+
+
+@dataclass(frozen=True)
+class Services:
+    http: aiohttp.ClientSession
+    storage: Storage
+    spotify: SpotifyClient
+    linker: Linker
+    sessions: SessionService

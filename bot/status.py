@@ -1,0 +1,202 @@
+"""The status message of a game night: an embed kept current, with Join / Leave buttons.
+
+`StatusBoard` posts the message when a session starts and edits it whenever the session
+changes (it is a `SessionHooks`), or when the sync engine reports new playback
+(`show_playback`). If someone deleted the message, the next update posts a fresh one. The
+buttons are a persistent view (fixed custom_ids, registered at start-up), so they keep working
+on messages posted before a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+import discord
+
+from core.sessions import SessionService
+from core.tracks import TrackInfo
+from storage.records import ListenerState, ListenerStatus, Session
+
+log = logging.getLogger(__name__)
+
+COLOUR = discord.Colour(0x1DB954)  # Spotify green
+ENDED_COLOUR = discord.Colour.dark_grey()
+
+_STATE_LINES: dict[ListenerStatus, str] = {
+    ListenerStatus.ATTACHED: "🟢 in sync",
+    ListenerStatus.DETACHED: "🟡 doing their own thing — /gamenight resync to follow again",
+    ListenerStatus.NO_DEVICE: "⚪ no Spotify device open",
+    ListenerStatus.PREMIUM_REQUIRED: "🔒 needs Spotify Premium",
+    ListenerStatus.NEEDS_RELINK: "🔑 must run /link again",
+    ListenerStatus.ERROR: "🔴 trouble reaching Spotify",
+}
+
+_END_REASONS = {
+    "stopped": "The host ended the game night.",
+    "idle": "The host's Spotify was idle for too long, so the game night ended.",
+}
+
+
+class TrackLookup(Protocol):
+    """Track metadata by id (SpotifyClient.track satisfies it)."""
+
+    async def track(self, track_id: str) -> TrackInfo: ...
+
+
+def listener_line(state: ListenerState) -> str:
+    line = f"<@{state.user_id}> — {_STATE_LINES.get(state.status, state.status.value)}"
+    if state.detail and state.status is not ListenerStatus.ATTACHED:
+        line += f" ({state.detail[:80]})"
+    return line
+
+
+def render_status(session: Session, track: TrackInfo | None, is_playing: bool) -> discord.Embed:
+    """The status embed: host, what's playing (with art), and every listener's state."""
+    embed = discord.Embed(title="🎮 Game night", colour=COLOUR)
+    embed.description = f"Hosted by <@{session.host_user_id}>. Press **Join** to listen along."
+    if track is not None:
+        state = "▶️ Playing" if is_playing else "⏸️ Paused"
+        value = f"{state}: **{track.name}**"
+        if track.artists:
+            value += f"\n{', '.join(track.artists)}"
+        if track.album:
+            value += f" · {track.album}"
+        embed.add_field(name="Now playing", value=value[:1024], inline=False)
+        if track.album_art_url:
+            embed.set_thumbnail(url=track.album_art_url)
+    else:
+        embed.add_field(
+            name="Now playing", value="Nothing yet — the host's Spotify is quiet.", inline=False
+        )
+    listeners = sorted(session.listeners.values(), key=lambda s: s.joined_at)
+    lines = [listener_line(s) for s in listeners] or ["Nobody yet."]
+    text = "\n".join(lines)
+    if len(text) > 1024:
+        text = text[:1000].rsplit("\n", 1)[0] + "\n…"
+    embed.add_field(name=f"Listeners ({len(listeners)})", value=text, inline=False)
+    embed.set_footer(text="Keep Spotify open on a device. Drifted? /gamenight resync")
+    return embed
+
+
+def render_ended(session: Session, reason: str) -> discord.Embed:
+    embed = discord.Embed(title="🎮 Game night is over", colour=ENDED_COLOUR)
+    embed.description = _END_REASONS.get(reason, "This game night has ended.")
+    embed.description += " Start another with /gamenight start."
+    return embed
+
+
+class StatusBoard:
+    """Keeps each session's status message current; implements `SessionHooks`."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        sessions: SessionService,
+        buttons: Callable[[], discord.ui.View],
+        tracks: TrackLookup | None = None,
+    ) -> None:
+        self._client = client
+        self._sessions = sessions
+        self._buttons = buttons
+        self._tracks = tracks
+        self._track_cache: dict[str, TrackInfo] = {}
+        self._playback: dict[int, tuple[TrackInfo | None, bool]] = {}  # from the sync engine
+        # Where each guild's message is, kept after the session record is gone, so an end
+        # reported after deletion (the sync engine's idle timeout) can still be shown.
+        self._messages: dict[int, tuple[int, int]] = {}
+
+    # --- SessionHooks -------------------------------------------------------------------
+
+    async def session_started(self, session: Session) -> None:
+        if session.status_message_id is not None:  # resumed after a restart
+            await self.refresh(session)
+
+    async def session_changed(self, session: Session) -> None:
+        await self.refresh(session)
+
+    async def session_ended(self, session: Session, reason: str) -> None:
+        self._playback.pop(session.guild_id, None)
+        where = self._messages.pop(session.guild_id, None)
+        if session.channel_id is not None and session.status_message_id is not None:
+            where = (session.channel_id, session.status_message_id)
+        if where is None:
+            return
+        message = self._client.get_partial_messageable(where[0]).get_partial_message(where[1])
+        try:
+            await message.edit(embed=render_ended(session, reason), view=None)
+        except discord.HTTPException as exc:
+            log.info("guild %s: could not mark the status message ended: %s", session.guild_id, exc)
+
+    # --- for the sync engine ------------------------------------------------------------
+
+    async def show_playback(self, guild_id: int, track: TrackInfo | None, is_playing: bool) -> None:
+        """The host's playback changed: show it."""
+        self._playback[guild_id] = (track, is_playing)
+        session = await self._sessions.find(guild_id)
+        if session is not None:
+            await self.refresh(session)
+
+    # --- posting and editing ------------------------------------------------------------
+
+    async def post(self, session: Session, channel: discord.abc.Messageable) -> discord.Message:
+        """Post the status message for a new session and remember where it is."""
+        track, playing = await self.now_playing(session)
+        message = await channel.send(
+            embed=render_status(session, track, playing), view=self._buttons()
+        )
+        await self._sessions.set_status_message(session.guild_id, message.channel.id, message.id)
+        self._messages[session.guild_id] = (message.channel.id, message.id)
+        return message
+
+    async def refresh(self, session: Session) -> None:
+        """Edit the status message; post a new one if it was deleted. Never raises."""
+        if session.channel_id is None:
+            return
+        track, playing = await self.now_playing(session)
+        embed = render_status(session, track, playing)
+        channel = self._client.get_partial_messageable(session.channel_id)
+        try:
+            if session.status_message_id is not None:
+                try:
+                    await channel.get_partial_message(session.status_message_id).edit(
+                        embed=embed, view=self._buttons()
+                    )
+                    self._messages[session.guild_id] = (
+                        session.channel_id,
+                        session.status_message_id,
+                    )
+                    return
+                except discord.NotFound:
+                    log.info("guild %s: status message gone, posting a new one", session.guild_id)
+            message = await channel.send(embed=embed, view=self._buttons())
+            await self._sessions.set_status_message(
+                session.guild_id, session.channel_id, message.id
+            )
+            self._messages[session.guild_id] = (session.channel_id, message.id)
+        except discord.HTTPException as exc:
+            log.warning("guild %s: could not update the status message: %s", session.guild_id, exc)
+
+    async def now_playing(self, session: Session) -> tuple[TrackInfo | None, bool]:
+        if session.guild_id in self._playback:
+            return self._playback[session.guild_id]
+        snapshot = session.snapshot
+        if snapshot is None or snapshot.track_id is None:
+            return None, False
+        return await self._track(snapshot.track_id), snapshot.is_playing
+
+    async def _track(self, track_id: str) -> TrackInfo | None:
+        if track_id in self._track_cache:
+            return self._track_cache[track_id]
+        if self._tracks is None:
+            return None
+        try:
+            info = await self._tracks.track(track_id)
+        except Exception as exc:  # a missing title must not break the status message
+            log.info("track %s lookup failed for the status message: %r", track_id, exc)
+            return None
+        if len(self._track_cache) > 512:
+            self._track_cache.clear()
+        self._track_cache[track_id] = info
+        return info

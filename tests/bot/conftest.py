@@ -1,0 +1,105 @@
+"""End-to-end harness: the real composition root against fake Discord and fake Spotify.
+
+`world` starts both fakes and a Settings pointing at them (SQLite in tmp_path); `world.run()`
+starts Game Night exactly as `python -m bot` does (bot.__main__.running), minus the signal
+handlers. Tests act only through the fakes (typing commands, clicking buttons, a browser on
+the consent page) and look at what the bot sent back, what Spotify saw and what storage holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import discord
+import pytest
+from cryptography.fernet import Fernet
+
+from bot.__main__ import Running, running
+from bot.settings import Settings
+from tests.conftest import free_port
+from tests.fakes.discord import FakeDiscord, Member, Message
+from tests.fakes.spotify import FakeSpotify
+
+
+@dataclass
+class World:
+    discord: FakeDiscord
+    spotify: FakeSpotify
+    settings: Settings
+    db_path: Path
+
+    @asynccontextmanager
+    async def run(self) -> AsyncIterator[Running]:
+        """Start Game Night; on exit it shuts down like on SIGTERM."""
+        commands_before = len(self.discord.requests("PUT"))
+        async with running(self.settings, client_options={"guild_ready_timeout": 0.05}) as app:
+            await self.discord.wait_ready()
+            await self.discord.wait_until(
+                lambda: len(self.discord.requests("PUT")) > commands_before
+            )
+            yield app
+
+    @property
+    def callback_url(self) -> str:
+        return self.settings.spotify_redirect_uri
+
+    async def browse(self, url: str) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            return response.status, await response.text()
+
+    async def link(self, member: Member, account_id: str, agree: bool = True) -> tuple[int, str]:
+        """/link in Discord, consent on Spotify, follow the redirect: the callback page."""
+        reply = await (await self.discord.slash("link", member)).reply()
+        (url,) = reply.link_urls()
+        redirect = await self.spotify.consent(url, account_id, agree=agree)
+        return await self.browse(redirect)
+
+    def status_message(self) -> Message:
+        """The newest status message in the default guild's channel."""
+        found = [
+            m
+            for m in self.discord.channel_messages(self.discord.default_guild.text_channel_id)
+            if m.buttons() or "Game night" in m.text
+        ]
+        found = [m for m in found if m.data.get("interaction_metadata") is None]
+        assert found, "no status message was posted"
+        return found[-1]
+
+
+@pytest.fixture
+async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
+    # The composition root points discord.py's class attributes at the fake: restore them.
+    monkeypatch.setattr(discord.http.Route, "BASE", discord.http.Route.BASE)
+    monkeypatch.setattr(
+        discord.gateway.DiscordWebSocket,
+        "DEFAULT_GATEWAY",
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY,
+    )
+    fake_discord = await FakeDiscord().start()
+    fake_spotify = await FakeSpotify().start()
+    port = free_port()
+    db_path = tmp_path / "gamenight.db"
+    settings = Settings(
+        discord_token=fake_discord.token,
+        spotify_client_id=fake_spotify.app.client_id,
+        spotify_client_secret=fake_spotify.app.client_secret,
+        token_encryption_key=Fernet.generate_key().decode(),
+        public_base_url=f"http://127.0.0.1:{port}",
+        spotify_redirect_uri=f"http://127.0.0.1:{port}/spotify/callback",
+        http_port=port,
+        storage_url=f"sqlite:///{db_path}",
+        discord_api_base=fake_discord.api_base,
+        discord_gateway_url=fake_discord.gateway_url,
+        discord_dev_guild_id=fake_discord.default_guild.id,
+        spotify_api_base=fake_spotify.base,
+        spotify_accounts_base=fake_spotify.base,
+    )
+    try:
+        yield World(fake_discord, fake_spotify, settings, db_path)
+    finally:
+        await fake_discord.stop()
+        await fake_spotify.stop()

@@ -1,0 +1,131 @@
+"""Linking end to end: /link -> Spotify consent -> /spotify/callback -> stored, encrypted link."""
+
+from __future__ import annotations
+
+import time
+
+from storage.records import OAuthState
+from tests.bot.conftest import World
+
+
+async def test_link_round_trip_stores_an_encrypted_token_and_confirms_in_discord(
+    world: World,
+) -> None:
+    world.spotify.add_account("alice-sp", "Alice Liddell")
+    alice = world.discord.add_member("alice")
+    async with world.run() as app:
+        reply = await (await world.discord.slash("link", alice)).reply()
+        assert reply.ephemeral
+        assert "expires in 10 minutes" in reply.text
+        (url,) = reply.link_urls()
+        assert url.startswith(world.spotify.base + "/authorize?")
+        assert "state=" in url
+
+        status, page = await world.browse(await world.spotify.consent(url, "alice-sp"))
+        assert status == 200
+        assert "Spotify linked" in page
+        assert "Alice Liddell" in page
+
+        link = await app.services.storage.get_link(alice.user_id)
+        assert link is not None
+        assert (link.spotify_user_id, link.display_name) == ("alice-sp", "Alice Liddell")
+        assert "user-modify-playback-state" in link.scopes
+        # The DM confirmation arrives once the page has been served.
+        await world.discord.wait_until(lambda: bool(world.discord.dms(alice)))
+        assert "Alice Liddell" in world.discord.dms(alice)[0].text
+
+        me = await (await world.discord.slash("me", alice)).reply()
+        assert me.ephemeral
+        assert "Alice Liddell" in me.text
+        assert "✅ Spotify answers" in me.text
+
+    # At rest the token is ciphertext: the SQLite file never holds it in the clear.
+    raw = world.db_path.read_bytes()
+    assert link.access_token.encode() not in raw
+    assert link.refresh_token.encode() not in raw
+
+
+async def test_every_callback_failure_gets_its_own_page(world: World) -> None:
+    world.spotify.add_account("bob-sp", "Bob")
+    bob = world.discord.add_member("bob")
+    callback = world.callback_url
+    async with world.run() as app:
+        # Denied on the consent page.
+        status, page = await world.link(bob, "bob-sp", agree=False)
+        assert (status, "Nothing was linked" in page) == (200, True)
+        assert "You cancelled" in page
+
+        # Forged state, and no state at all.
+        status, page = await world.browse(f"{callback}?state=forged-state&code=abc")
+        assert status == 400
+        assert "isn't valid" in page
+        status, page = await world.browse(callback)
+        assert status == 400
+        assert "isn't valid" in page
+
+        # Expired: a state issued eleven minutes ago.
+        old = time.time() - 660
+        await app.services.storage.put_oauth_state(
+            OAuthState("s" * 43, bob.user_id, None, created_at=old, expires_at=old + 600)
+        )
+        status, page = await world.browse(f"{callback}?state={'s' * 43}&code=abc")
+        assert status == 400
+        assert "expired" in page
+
+        # Spotify's token endpoint fails during the exchange.
+        fault = world.spotify.fail(503, path="/api/token", times=None)
+        status, page = await world.link(bob, "bob-sp")
+        assert status == 502
+        assert "Spotify didn't finish linking" in page
+        assert fault.hits >= 1
+        world.spotify.clear_faults()
+        assert await app.services.storage.get_link(bob.user_id) is None
+
+        # Reused: the same redirect followed twice.
+        reply = await (await world.discord.slash("link", bob)).reply()
+        redirect = await world.spotify.consent(reply.link_urls()[0], "bob-sp")
+        assert (await world.browse(redirect))[0] == 200
+        status, page = await world.browse(redirect)
+        assert status == 400
+        assert "already used" in page
+
+        assert "Traceback" not in page
+
+
+async def test_callback_page_escapes_what_it_shows(world: World) -> None:
+    world.spotify.add_account("mallory-sp", "<script>alert(1)</script>")
+    mallory = world.discord.add_member("mallory")
+    async with world.run():
+        status, page = await world.link(mallory, "mallory-sp")
+    assert status == 200
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page
+
+
+async def test_unlink_and_me(world: World) -> None:
+    world.spotify.add_account("carol-sp", "Carol")
+    carol = world.discord.add_member("carol")
+    async with world.run() as app:
+        me = await (await world.discord.slash("me", carol)).reply()
+        assert "haven't linked Spotify" in me.text
+
+        assert (await world.link(carol, "carol-sp"))[0] == 200
+        unlink = await (await world.discord.slash("unlink", carol)).reply()
+        assert unlink.ephemeral
+        assert "Unlinked" in unlink.text
+        assert await app.services.storage.get_link(carol.user_id) is None
+
+        again = await (await world.discord.slash("unlink", carol)).reply()
+        assert "no Spotify account linked" in again.text
+
+
+async def test_me_reports_a_revoked_link(world: World) -> None:
+    world.spotify.add_account("dave-sp", "Dave")
+    dave = world.discord.add_member("dave")
+    async with world.run():
+        assert (await world.link(dave, "dave-sp"))[0] == 200
+        world.spotify.revoke_refresh_tokens("dave-sp")
+        world.spotify.expire_access_tokens("dave-sp")
+        me = await (await world.discord.slash("me", dave)).reply()
+        assert "⚠️" in me.text
+        assert "/link" in me.text
