@@ -59,6 +59,8 @@ class Settings:
     spotify_api_base: str = "https://api.spotify.com"
     spotify_accounts_base: str = "https://accounts.spotify.com"
     stream_cache_max_entries: int = 10_000
+    http_rate_per_s: float = 2.0  # per-client sustained rate on endpoints that can resolve
+    http_rate_burst: int = 60  # per-client burst on those endpoints
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -103,6 +105,13 @@ def _port(value: str) -> int:
 def _positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
+        raise ValueError(value)
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0 or number == float("inf"):
         raise ValueError(value)
     return number
 
@@ -230,6 +239,12 @@ def load_settings(
         ),
         stream_cache_max_entries=r.parsed(
             "STREAM_CACHE_MAX_ENTRIES", 10_000, _positive_int, "a positive whole number"
+        ),
+        http_rate_per_s=r.parsed(
+            "HTTP_RATE_PER_S", 2.0, _positive_float, "requests per second per client (e.g. 2)"
+        ),
+        http_rate_burst=r.parsed(
+            "HTTP_RATE_BURST", 60, _positive_int, "a positive whole number of requests"
         ),
     )
     if r.problems:
