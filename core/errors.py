@@ -90,6 +90,10 @@ class ExtractionFailed(ResolveError):
     """A video was found but yt-dlp could not produce a stream URL."""
 
 
+class SearchFailed(ResolveError):
+    """Every search backend failed (as opposed to answering that nothing matches)."""
+
+
 class ResolveTimeout(ResolveError):
     http_status = 504
 

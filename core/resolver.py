@@ -1,0 +1,363 @@
+"""Spotify track -> playable audio stream URL, cached (DESIGN §4, "Stream resolution").
+
+Paths through `resolve()`:
+- cache hit with a stream URL that still has time left: returned at once; when it expires
+  soon, a background task re-extracts it;
+- cached video but expired stream URL: only yt-dlp runs again, on the cached video URL;
+- no cached video, or `force`: search (spotDL, then a yt-dlp search), then extraction.
+
+Concurrent requests for one track share one resolution (single-flight). The blocking libraries
+run in a bounded thread pool owned by the resolver, never on the event loop. Failures are
+cached for a short time (storage `Failure` records). Cache hits do not write: last-access
+times are collected and written in batches by a timer, which also re-resolves recently used
+entries before their stream URLs expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
+
+from core.errors import (
+    ExtractionFailed,
+    NoMatch,
+    Overloaded,
+    ResolveError,
+    ResolveTimeout,
+    SearchFailed,
+    UserFacingError,
+)
+from core.matcher import VideoMatch
+from core.tracks import TrackInfo, is_track_id
+from core.youtube import Extraction, stream_expiry
+from storage.base import StreamCache
+from storage.records import CachedStream, Failure
+
+__all__ = [
+    "Extractor",
+    "Finder",
+    "Resolver",
+    "ResolverConfig",
+    "ResolverStats",
+    "TrackLookup",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+TrackLookup = Callable[[str], Awaitable[TrackInfo]]
+
+
+class Finder(Protocol):
+    """Blocking: the best video for a track (core.matcher.SpotdlFinder)."""
+
+    def find(self, track: TrackInfo) -> VideoMatch: ...
+
+
+class Extractor(Protocol):
+    """Blocking: a stream URL for a video (core.youtube.YouTube)."""
+
+    def extract(self, video_url: str) -> Extraction: ...
+
+
+@dataclass(frozen=True)
+class ResolverConfig:
+    workers: int = 4  # threads running spotDL / yt-dlp
+    max_in_flight: int = 256  # distinct tracks resolving at once before Overloaded
+    timeout_s: float = 45.0  # a caller waits this long (the resolution itself carries on)
+    min_validity_s: float = 120.0  # a stream URL with less time left is treated as expired
+    refresh_ahead_s: float = 1800.0  # a hit expiring within this is refreshed in the background
+    fallback_ttl_s: float = 3600.0  # lifetime of a stream URL without an `expire` parameter
+    failure_ttl_s: float = 120.0  # negative cache
+    touch_interval_s: float = 10.0  # how often deferred last-access times are written
+    refresh_interval_s: float = 60.0  # how often the refresher looks for expiring entries
+    refresh_recent_s: float = 6 * 3600.0  # "recently used": accessed within this
+    refresh_batch: int = 16  # entries re-extracted per refresher pass
+
+
+@dataclass
+class ResolverStats:
+    hits: int = 0  # served from the cache
+    misses: int = 0  # had to wait for a resolution (including joiners)
+    coalesced: int = 0  # of the misses, those that joined a resolution already running
+    negative_hits: int = 0  # answered from the negative cache
+    searches: int = 0
+    extractions: int = 0
+    refreshes: int = 0  # background re-extractions (included in extractions)
+    failures: int = 0  # resolutions that ended in NoMatch / ExtractionFailed / SearchFailed
+
+
+_FAILURE_KINDS: dict[str, Callable[[], ResolveError]] = {
+    "no_match": lambda: NoMatch("No YouTube video matches this track."),
+    "extraction_failed": lambda: ExtractionFailed(
+        "Could not get an audio stream for this track; try again in a few minutes."
+    ),
+    "search_failed": lambda: SearchFailed("YouTube search is not answering; try again later."),
+}
+
+
+def _failure_kind(exc: ResolveError) -> str:
+    if isinstance(exc, NoMatch):
+        return "no_match"
+    if isinstance(exc, ExtractionFailed):
+        return "extraction_failed"
+    return "search_failed"
+
+
+class Resolver:
+    def __init__(
+        self,
+        cache: StreamCache,
+        finder: Finder,
+        extractor: Extractor,
+        track_lookup: TrackLookup,
+        *,
+        config: ResolverConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._cache = cache
+        self._finder = finder
+        self._extractor = extractor
+        self._track_lookup = track_lookup
+        self.config = config or ResolverConfig()
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="resolver")
+        # One task per track and kind of work ("fill", "force", "refresh"): a forced re-match
+        # never returns the result of a plain resolution, and a hit never waits for a refresh.
+        self._flights: dict[tuple[str, str], asyncio.Task[CachedStream]] = {}
+        self._accessed: dict[str, float] = {}
+        self._loops: list[asyncio.Task[None]] = []
+        self._stats = ResolverStats()
+        self._closed = False
+
+    # --- lifetime ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the timers: deferred last-access writes and the background refresher."""
+        if self._loops:
+            return
+        self._loops = [
+            asyncio.create_task(self._every(self.config.touch_interval_s, self.flush_access)),
+            asyncio.create_task(self._every(self.config.refresh_interval_s, self.refresh_expiring)),
+        ]
+
+    async def aclose(self) -> None:
+        """Stop the timers, cancel running resolutions, write pending access times."""
+        self._closed = True
+        loops, self._loops = self._loops, []
+        flights = list(self._flights.values())
+        for task in [*loops, *flights]:
+            task.cancel()
+        await asyncio.gather(*loops, *flights, return_exceptions=True)
+        await self.flush_access()
+        # Threads cannot be interrupted; wait for them off the loop so none outlives us.
+        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+
+    async def __aenter__(self) -> Resolver:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def stats(self) -> ResolverStats:
+        """A snapshot of the counters (for /metrics)."""
+        return replace(self._stats)
+
+    # --- resolving ---------------------------------------------------------------------------
+
+    async def resolve(self, track: TrackInfo, force: bool = False) -> CachedStream:
+        """The stream for a track whose metadata the caller already has."""
+        return await self._resolve(track.id, track, force)
+
+    async def resolve_id(self, spotify_id: str, force: bool = False) -> CachedStream:
+        """The stream for a track id; Spotify is asked for the metadata only if a search runs."""
+        if not is_track_id(spotify_id):
+            raise UserFacingError("That is not a Spotify track id (22 letters and digits).")
+        return await self._resolve(spotify_id, None, force)
+
+    async def _resolve(self, track_id: str, track: TrackInfo | None, force: bool) -> CachedStream:
+        if self._closed:
+            raise Overloaded("The stream resolver is shutting down.")
+        kind = "force" if force else "fill"
+        flight = self._flights.get((track_id, kind))
+        if flight is not None:
+            self._stats.coalesced += 1
+        else:
+            cached = None
+            if not force:
+                now = self._clock()
+                cached = await self._cache.get_stream(track_id)
+                if cached is not None and self._usable(cached, now):
+                    self._stats.hits += 1
+                    self._accessed[track_id] = now
+                    if cached.expires_at - now < self.config.refresh_ahead_s:
+                        self._refresh_in_background(cached)
+                    return cached
+                failure = await self._cache.get_failure(track_id, now)
+                if failure is not None:
+                    self._stats.negative_hits += 1
+                    raise _FAILURE_KINDS.get(failure.reason, _FAILURE_KINDS["search_failed"])()
+            # Another request may have started a flight while we awaited storage; a running
+            # background refresh produces exactly what an expired entry needs, too.
+            flight = self._flights.get((track_id, kind))
+            if flight is None and not force:
+                flight = self._flights.get((track_id, "refresh"))
+            if flight is None:
+                flight = self._launch((track_id, kind), self._fill(track_id, track, cached, force))
+            else:
+                self._stats.coalesced += 1
+        self._stats.misses += 1
+        try:
+            entry = await asyncio.wait_for(asyncio.shield(flight), self.config.timeout_s)
+        except TimeoutError:
+            raise ResolveTimeout(
+                "Finding this track's stream is taking too long; try again shortly."
+            ) from None
+        self._accessed[track_id] = self._clock()
+        return entry
+
+    def _usable(self, entry: CachedStream, now: float) -> bool:
+        return bool(entry.stream_url) and entry.expires_at - now > self.config.min_validity_s
+
+    def _launch(
+        self, key: tuple[str, str], work: Awaitable[CachedStream]
+    ) -> asyncio.Task[CachedStream]:
+        if len(self._flights) >= self.config.max_in_flight:
+            if asyncio.iscoroutine(work):
+                work.close()
+            raise Overloaded("Too many tracks are being looked up right now; try again shortly.")
+        task: asyncio.Task[CachedStream] = asyncio.ensure_future(work)
+        self._flights[key] = task
+
+        def finished(t: asyncio.Task[CachedStream]) -> None:
+            if self._flights.get(key) is t:
+                del self._flights[key]
+            # Retrieve the outcome so a flight nobody waits for (a background refresh, or
+            # one whose callers timed out) does not log "exception was never retrieved".
+            if not t.cancelled() and (exc := t.exception()) is not None:
+                if isinstance(exc, UserFacingError):
+                    log.debug("%s of %s failed: %s", key[1], key[0], exc.message)
+                else:
+                    log.error("%s of %s failed", key[1], key[0], exc_info=exc)
+
+        task.add_done_callback(finished)
+        return task
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, fn, *args)
+
+    async def _fill(
+        self, track_id: str, track: TrackInfo | None, cached: CachedStream | None, force: bool
+    ) -> CachedStream:
+        try:
+            if cached is not None and cached.video_url and not force:
+                try:
+                    return await self._reextract(cached)
+                except ExtractionFailed:
+                    # The video may be gone (deleted, blocked): look for another one.
+                    log.info("cached video of %s no longer extracts; searching again", track_id)
+            if track is None:
+                track = await self._track_lookup(track_id)
+            self._stats.searches += 1
+            match = await self._run(self._finder.find, track)
+            self._stats.extractions += 1
+            extraction = await self._run(self._extractor.extract, match.video_url)
+            now = self._clock()
+            entry = CachedStream(
+                track_id=track_id,
+                video_url=match.video_url,
+                stream_url=extraction.stream_url,
+                expires_at=stream_expiry(extraction.stream_url, now, self.config.fallback_ttl_s),
+                resolved_at=now,
+                last_access=now,
+                title=match.title,
+                duration_s=match.duration_s,
+                score=match.score,
+            )
+            await self._cache.put_stream(entry)
+            if force:
+                await self._cache.delete_failure(track_id)
+            log.info(
+                "resolved %s -> %s (%s, score %.0f)",
+                track_id,
+                match.video_url,
+                match.source,
+                match.score,
+            )
+            return entry
+        except (NoMatch, ExtractionFailed, SearchFailed) as exc:
+            self._stats.failures += 1
+            retry_after = self._clock() + self.config.failure_ttl_s
+            await self._cache.put_failure(Failure(track_id, _failure_kind(exc), retry_after))
+            log.info("resolving %s failed: %s", track_id, exc.message)
+            raise
+
+    async def _reextract(self, cached: CachedStream) -> CachedStream:
+        self._stats.extractions += 1
+        extraction = await self._run(self._extractor.extract, cached.video_url)
+        now = self._clock()
+        entry = replace(
+            cached,
+            stream_url=extraction.stream_url,
+            expires_at=stream_expiry(extraction.stream_url, now, self.config.fallback_ttl_s),
+            resolved_at=now,
+            last_access=max(cached.last_access, self._accessed.get(cached.track_id, 0.0)),
+        )
+        await self._cache.put_stream(entry)
+        return entry
+
+    # --- background work ---------------------------------------------------------------------
+
+    def _refresh_in_background(self, cached: CachedStream) -> asyncio.Task[CachedStream] | None:
+        key = (cached.track_id, "refresh")
+        if self._closed or key in self._flights:
+            return self._flights.get(key)
+        self._stats.refreshes += 1
+        try:
+            return self._launch(key, self._reextract(cached))
+        except Overloaded:
+            return None  # the entry is still valid; the next pass tries again
+
+    async def refresh_expiring(self) -> int:
+        """One refresher pass: re-extract recently used entries expiring soon; how many."""
+        await self.flush_access()
+        now = self._clock()
+        entries = await self._cache.streams_to_refresh(
+            expiring_before=now + self.config.refresh_ahead_s,
+            accessed_since=now - self.config.refresh_recent_s,
+            limit=self.config.refresh_batch,
+        )
+        tasks = [t for e in entries if (t := self._refresh_in_background(e)) is not None]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        refreshed = sum(1 for r in results if isinstance(r, CachedStream))
+        if entries:
+            log.info("refreshed %d of %d expiring stream URLs", refreshed, len(entries))
+        return refreshed
+
+    async def flush_access(self) -> None:
+        """Write the last-access times collected since the previous flush, in one batch."""
+        if not self._accessed:
+            return
+        batch, self._accessed = self._accessed, {}
+        try:
+            await self._cache.touch_streams(batch)
+        except Exception:
+            log.warning("could not write %d access times; keeping them", len(batch), exc_info=True)
+            for track_id, at in batch.items():
+                self._accessed[track_id] = max(at, self._accessed.get(track_id, 0.0))
+
+    async def _every(self, interval: float, work: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await work()
+            except Exception:  # a storage blip must not end the timer
+                log.exception("resolver background task failed; retrying next interval")
