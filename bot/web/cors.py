@@ -1,9 +1,9 @@
 """CORS for browser clients (the PWA) served from another origin.
 
-Two parts: a middleware that answers preflight OPTIONS requests itself (the router has no
-OPTIONS routes, so they would otherwise be 405s), and an on_response_prepare hook that adds the
-Access-Control-* headers to every response, including streamed ones and aiohttp's own errors,
-which a middleware running after the handler could not reach before the headers are sent.
+Two parts: `preflight`, called by the app's middleware, answers preflight OPTIONS requests
+(the router has no OPTIONS routes, so they would otherwise be 405s); an on_response_prepare
+hook adds the Access-Control-* headers to every response, including streamed ones and
+aiohttp's own errors, which a middleware could not reach before the headers are sent.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import re
 from collections.abc import Iterable
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from bot.web.errors import plain
 
@@ -31,12 +30,12 @@ class Cors:
     def allows(self, origin: str) -> bool:
         return self.any_origin or origin.rstrip("/") in self.origins
 
-    @web.middleware
-    async def preflight(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    def preflight(self, request: web.Request) -> web.Response | None:
+        """The answer to a CORS preflight, or None when `request` is not one."""
         origin = request.headers.get("Origin")
         method = request.headers.get("Access-Control-Request-Method")
         if request.method != "OPTIONS" or origin is None or method is None:
-            return await handler(request)
+            return None
         routing_error = request.match_info.http_exception
         if isinstance(routing_error, web.HTTPNotFound):
             raise routing_error

@@ -10,7 +10,6 @@ import logging
 import math
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from bot.web.services import MAX_BODY
 from core.errors import UserFacingError
@@ -26,23 +25,17 @@ def plain(status: int, message: str, retry_after: float | None = None) -> web.Re
     return response
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPRequestEntityTooLarge:
+def error_response(request: web.Request, exc: Exception) -> web.Response:
+    """The answer for an exception a handler raised (HTTPExceptions other than 413 excluded)."""
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
         limit_kib = request.app[MAX_BODY] // 1024
         return plain(413, f"Request body too large (limit {limit_kib} KiB).")
-    except web.HTTPException:
-        raise  # aiohttp's own 404/405/redirects already carry a short text body
-    except UserFacingError as exc:
-        retry_after = getattr(exc, "retry_after", None)
+    if isinstance(exc, UserFacingError):
         if exc.http_status >= 500:
             log.warning("%s %s failed: %s", request.method, request.path, exc.message)
-        return plain(exc.http_status, exc.message, retry_after)
-    except StorageError as exc:
+        return plain(exc.http_status, exc.message, getattr(exc, "retry_after", None))
+    if isinstance(exc, StorageError):
         log.warning("%s %s: storage failed: %s", request.method, request.path, exc)
         return plain(503, "The track cache is unavailable right now; try again shortly.", 5)
-    except Exception:
-        log.exception("Unhandled error on %s %s", request.method, request.path)
-        return plain(500, "Internal server error; it has been logged. Try again later.")
+    log.error("Unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return plain(500, "Internal server error; it has been logged. Try again later.")

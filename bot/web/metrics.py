@@ -7,11 +7,9 @@ nothing for them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Mapping
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -88,20 +86,9 @@ class WebMetrics:
             body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
-            resource = request.match_info.route.resource
-            # Unmatched paths share one label so a scanner cannot explode the series count.
-            route = resource.canonical if resource is not None else "unmatched"
-            method = request.method if request.method in METHODS else "other"
-            self.observe(route, method, status, time.perf_counter() - started)
+    def observe_request(self, request: web.Request, status: int, seconds: float) -> None:
+        resource = request.match_info.route.resource
+        # Unmatched paths share one label so a scanner cannot explode the series count.
+        route = resource.canonical if resource is not None else "unmatched"
+        method = request.method if request.method in METHODS else "other"
+        self.observe(route, method, status, seconds)

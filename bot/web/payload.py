@@ -31,8 +31,10 @@ class SongRequest:
 
 
 def check_track_id(value: object) -> str:
-    if not isinstance(value, str) or not value:
+    if value is None or value == "":
         raise BadRequest("Missing track id.")
+    if not isinstance(value, str):
+        raise BadRequest("'id' must be a string (a Spotify track id).")
     if not is_track_id(value):
         raise BadRequest("Invalid track id: expected 22 letters and digits (a Spotify track id).")
     return value

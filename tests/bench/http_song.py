@@ -29,8 +29,18 @@ from contextlib import AsyncExitStack
 
 from aiohttp import web
 
+from bot.web import RateLimit, create_app
+from core.errors import NotFound
+from core.matcher import SpotdlFinder
+from core.resolver import Resolver
+from core.tracks import TrackInfo
+from core.youtube import YouTube
+from storage import open_storage
+from storage.base import Storage
+from storage.crypto import TokenCipher
 from tests import netguard
 from tests.bench import loadgen
+from tests.fakes.youtube import FakeYouTube
 
 TRACK = {
     "id": "4PTG3Z6ehGkBFwjybzWkR8",
@@ -68,7 +78,27 @@ def bare_app() -> web.Application:
 
 
 async def real_app(stack: AsyncExitStack, storage_url: str) -> web.Application:
-    raise NotImplementedError("wired once the resolver lands")
+    youtube = await stack.enter_async_context(FakeYouTube())
+    youtube.add_video("rickroll001", TRACK["name"], TRACK["artistNames"], 213, isrc=TRACK["isrc"])
+    storage = await open_bench_storage(stack, storage_url)
+    adapter = YouTube(base_url=youtube.base_url)
+    finder = SpotdlFinder(
+        adapter, loop=asyncio.get_running_loop(), ytmusic_client_factory=youtube.ytmusic_client
+    )
+    resolver = await stack.enter_async_context(Resolver(storage, finder, adapter, no_spotify))
+    # The limiter still runs on every request, but never refuses the load generator.
+    unlimited = RateLimit(rate=1e9, burst=1_000_000_000)
+    return create_app(storage=storage, resolver=resolver, rate_limit=unlimited)
+
+
+async def no_spotify(track_id: str) -> TrackInfo:
+    raise NotFound("the benchmark sends full track metadata")
+
+
+async def open_bench_storage(stack: AsyncExitStack, url: str) -> Storage:
+    storage = await open_storage(url, TokenCipher.generate())
+    stack.push_async_callback(storage.aclose)
+    return storage
 
 
 async def serve(variant: str, port: int, storage_url: str) -> None:

@@ -12,10 +12,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 
+from bot.web import RateLimit
 from tests.fakes.youtube import FakeYouTube
-from tests.web.conftest import PWA_ORIGIN, TRACK_ID, Api, seed_stream, track_body
+from tests.web.conftest import PWA_ORIGIN, TRACK_ID, VIDEO_ID, Api, seed_stream, track_body
 
 pytestmark = pytest.mark.usefixtures("catalog")
 
@@ -48,7 +48,8 @@ async def test_pwa_preflight_then_song_gives_a_url_that_plays(
     assert response.status == 200
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     text = await response.text()
-    assert text.startswith('"') and text.endswith('"')  # a JSON string
+    assert text.startswith('"')
+    assert text.endswith('"')
     url = text.replace('"', "")  # exactly what the PWA does
     assert url.startswith(youtube.base_url + "/videoplayback/")
     assert re.search(r"[?&]expire=\d+", url)
@@ -108,6 +109,11 @@ class GatedAudio:
         self.release = asyncio.Event()
         self.finished = False
         self.requests = 0
+        self.client_supplied = 0
+
+    async def count_client_supplied(self, request: web.Request) -> web.Response:
+        self.client_supplied += 1
+        return web.Response(body=b"not the song")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
@@ -126,6 +132,7 @@ async def test_download_song_relays_bytes_before_upstream_finishes(api: Api) -> 
     source = GatedAudio()
     app = web.Application()
     app.router.add_get("/videoplayback", source.handle)
+    app.router.add_get("/client-supplied", source.count_client_supplied)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -133,8 +140,15 @@ async def test_download_song_relays_bytes_before_upstream_finishes(api: Api) -> 
     try:
         port = runner.addresses[0][1]
         # The resolver hands out what its cache holds: this source's URL.
-        await seed_stream(api, TRACK_ID, f"http://127.0.0.1:{port}/videoplayback?expire=1")
-        response = await api.client.post("/download_song", json=track_body())
+        base = f"http://127.0.0.1:{port}"
+        await seed_stream(api, TRACK_ID, f"{base}/videoplayback?expire=1")
+        # URLs in the body are the client's: never fetched.
+        body = {
+            **track_body(),
+            "url": f"{base}/client-supplied",
+            "coverImg": f"{base}/client-supplied",
+        }
+        response = await api.client.post("/download_song", json=body)
         assert response.status == 200
         assert response.headers["Content-Type"] == "audio/webm"
         received = b""
@@ -148,6 +162,7 @@ async def test_download_song_relays_bytes_before_upstream_finishes(api: Api) -> 
         source.release.set()
         assert received + await response.read() == source.first + source.rest
         assert source.requests == 1
+        assert source.client_supplied == 0
     finally:
         source.release.set()
         await runner.cleanup()
@@ -156,50 +171,57 @@ async def test_download_song_relays_bytes_before_upstream_finishes(api: Api) -> 
 # --- malformed input -----------------------------------------------------------------------
 
 
-def _without(key: str) -> dict[str, Any]:
-    body = track_body()
-    del body[key]
-    return body
-
-
 def _with(**changes: Any) -> dict[str, Any]:
     return {**track_body(), **changes}
 
 
+def _without(key: str) -> bytes:
+    body = track_body()
+    del body[key]
+    return json.dumps(body).encode()
+
+
+def _j(**changes: Any) -> bytes:
+    """The PWA's body with some fields changed, encoded."""
+    return json.dumps(_with(**changes)).encode()
+
+
 MALFORMED: list[tuple[str, bytes, str]] = [
     ("empty body", b"", "Empty request body"),
-    ("not json", b"id=4PTG3Z6ehGkBFwjybzWkR8", "not JSON"),
-    ("truncated json", json.dumps(track_body()).encode()[:-5], "not JSON"),
-    ("not utf-8", b'{"id": "\xff\xfe"}', "not JSON"),
+    ("not json", b"id=4PTG3Z6ehGkBFwjybzWkR8", "not valid JSON"),
+    ("truncated json", json.dumps(track_body()).encode()[:-5], "not valid JSON"),
+    ("not utf-8", b'{"id": "\xff\xfe"}', "not valid JSON"),
     ("json array", b"[]", "must be a JSON object"),
     ("json string", b'"4PTG3Z6ehGkBFwjybzWkR8"', "must be a JSON object"),
     ("json null", b"null", "must be a JSON object"),
-    ("missing id", json.dumps(_without("id")).encode(), "Missing track id"),
-    ("empty id", json.dumps(_with(id="")).encode(), "Missing track id"),
-    ("id is a number", json.dumps(_with(id=42)).encode(), "Missing track id"),
-    ("id too short", json.dumps(_with(id="4PTG3Z6ehGkBFwjybzWkR")).encode(), "Invalid track id"),
-    ("id with a slash", json.dumps(_with(id="../../etc/passwd0000000")).encode(), "Invalid track id"),
-    ("spotify uri as id", json.dumps(_with(id=f"spotify:track:{TRACK_ID}")).encode(), "Invalid track id"),
-    ("missing name", json.dumps(_without("name")).encode(), "Missing track name"),
-    ("blank name", json.dumps(_with(name="  ")).encode(), "Missing track name"),
-    ("name is a list", json.dumps(_with(name=["x"])).encode(), "'name' must be a string"),
-    ("missing artists", json.dumps(_without("artistNames")).encode(), "Missing artists"),
-    ("no artists", json.dumps(_with(artistNames=[])).encode(), "Missing artists"),
-    ("blank artists", json.dumps(_with(artistNames=[""])).encode(), "Missing artists"),
-    ("artists is a string", json.dumps(_with(artistNames="Rick Astley")).encode(), "must be a list of strings"),
-    ("artists of numbers", json.dumps(_with(artistNames=[1, 2])).encode(), "must be a list of strings"),
-    ("duration is text", json.dumps(_with(duration="3:33")).encode(), "'duration'"),
-    ("negative duration", json.dumps(_with(duration=-1)).encode(), "'duration'"),
-    ("duration is true", json.dumps(_with(duration=True)).encode(), "'duration'"),
-    ("infinite duration", json.dumps(_with(duration=float("inf"))).encode(), "'duration'"),
-    ("force is text", json.dumps(_with(force="yes")).encode(), "'force' must be true or false"),
-    ("isrc is a number", json.dumps(_with(isrc=123)).encode(), "'isrc' must be a string"),
-    ("album is an object", json.dumps(_with(albumName={})).encode(), "'albumName' must be a string"),
+    ("missing id", _without("id"), "Missing track id"),
+    ("empty id", _j(id=""), "Missing track id"),
+    ("id is a number", _j(id=42), "'id' must be a string"),
+    ("id too short", _j(id="4PTG3Z6ehGkBFwjybzWkR"), "Invalid track id"),
+    ("id with a slash", _j(id="../../etc/passwd0000000"), "Invalid track id"),
+    ("spotify uri as id", _j(id=f"spotify:track:{TRACK_ID}"), "Invalid track id"),
+    ("missing name", _without("name"), "Missing track name"),
+    ("blank name", _j(name="  "), "Missing track name"),
+    ("name is a list", _j(name=["x"]), "'name' must be a string"),
+    ("missing artists", _without("artistNames"), "Missing artists"),
+    ("no artists", _j(artistNames=[]), "Missing artists"),
+    ("blank artists", _j(artistNames=[""]), "Missing artists"),
+    ("artists is a string", _j(artistNames="Rick Astley"), "must be a list of strings"),
+    ("artists of numbers", _j(artistNames=[1, 2]), "must be a list of strings"),
+    ("duration is text", _j(duration="3:33"), "'duration'"),
+    ("negative duration", _j(duration=-1), "'duration'"),
+    ("duration is true", _j(duration=True), "'duration'"),
+    ("infinite duration", _j(duration=float("inf")), "'duration'"),
+    ("force is text", _j(force="yes"), "'force' must be true or false"),
+    ("isrc is a number", _j(isrc=123), "'isrc' must be a string"),
+    ("album is an object", _j(albumName={}), "'albumName' must be a string"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", ["/song", "/download_song"])
-@pytest.mark.parametrize(("body", "message"), [c[1:] for c in MALFORMED], ids=[c[0] for c in MALFORMED])
+@pytest.mark.parametrize(
+    ("body", "message"), [c[1:] for c in MALFORMED], ids=[c[0] for c in MALFORMED]
+)
 async def test_malformed_body_is_a_clear_400(
     api: Api, youtube: FakeYouTube, path: str, body: bytes, message: str
 ) -> None:
@@ -211,7 +233,8 @@ async def test_malformed_body_is_a_clear_400(
     assert response.headers["Access-Control-Allow-Origin"] == "*"  # the PWA can read it
     text = await response.text()
     assert message in text
-    assert len(text) < 120 and "Traceback" not in text
+    assert len(text) < 120
+    assert "Traceback" not in text
     assert youtube.counts.searches == youtube.counts.page_fetches == 0
 
 
@@ -221,7 +244,7 @@ async def test_optional_fields_may_be_missing_null_or_empty(api: Api) -> None:
         "name": "Never Gonna Give You Up",
         "artistNames": ["Rick Astley"],
         "albumName": "",
-        "duration": None,
+        "duration": 213573,
         "isrc": None,
         "coverImg": "",
         "date": "",
@@ -233,7 +256,7 @@ async def test_optional_fields_may_be_missing_null_or_empty(api: Api) -> None:
 
 @pytest.mark.parametrize("path", ["/song", "/download_song"])
 async def test_huge_body_is_413(api: Api, path: str) -> None:
-    body = json.dumps(_with(albumName="x" * 200_000)).encode()
+    body = _j(albumName="x" * 200_000)
     response = await api.client.post(path, data=body, headers={"Content-Type": "application/json"})
     assert response.status == 413
     assert (await response.text()).strip() == "Request body too large (limit 64 KiB)."
@@ -250,7 +273,9 @@ async def test_wrong_method_and_unknown_path(api: Api) -> None:
 
 
 async def test_track_youtube_does_not_have_is_404(api: Api) -> None:
-    body = _with(id="0000000000000000000000", name="Unfindable Song", artistNames=["Nobody"], isrc="")
+    body = _with(
+        id="0000000000000000000000", name="Unfindable Song", artistNames=["Nobody"], isrc=""
+    )
     response = await api.post_song(body)
     assert response.status == 404
     assert "No YouTube video matches" in await response.text()
@@ -261,14 +286,23 @@ async def test_youtube_failing_is_502(api: Api, youtube: FakeYouTube) -> None:
     response = await api.post_song(track_body())
     assert response.status == 502
     text = await response.text()
-    assert "try again" in text and "Traceback" not in text
+    assert "audio stream" in text
+    assert "Traceback" not in text
 
 
-async def test_audio_source_refusing_is_502(api: Api) -> None:
+async def test_audio_source_unreachable_is_502(api: Api) -> None:
     await seed_stream(api, TRACK_ID, "http://127.0.0.1:9/videoplayback?expire=1")  # closed port
     response = await api.client.post("/download_song", json=track_body())
     assert response.status == 502
     assert (await response.text()).strip() == "Could not reach the audio source; try again."
+
+
+async def test_audio_source_answering_403_is_502(api: Api, youtube: FakeYouTube) -> None:
+    forged = f"{youtube.base_url}{youtube.stream_path(VIDEO_ID)}?expire=1999999999&sig=forged"
+    await seed_stream(api, TRACK_ID, forged)
+    response = await api.client.post("/download_song", json=track_body())
+    assert response.status == 502
+    assert "refused the request (HTTP 403)" in await response.text()
 
 
 async def test_unexpected_error_is_a_generic_500_without_details(api_factory: Any) -> None:
@@ -283,7 +317,8 @@ async def test_unexpected_error_is_a_generic_500_without_details(api_factory: An
     assert response.status == 500
     text = await response.text()
     assert "Internal server error" in text
-    assert "secret" not in text and "RuntimeError" not in text
+    assert "secret" not in text
+    assert "RuntimeError" not in text
 
 
 # --- v1 ------------------------------------------------------------------------------------
@@ -296,7 +331,7 @@ async def test_v1_track_describes_the_match(api: Api, youtube: FakeYouTube) -> N
     data = await response.json()
     assert data["id"] == TRACK_ID
     assert data["stream_url"] == url
-    assert data["video_url"].endswith("v=rickroll001")
+    assert data["video_url"].endswith(f"v={VIDEO_ID}")
     assert data["expires_at"] > data["resolved_at"] > 0
     assert data["match"]["title"]
     assert data["match"]["duration_s"] == pytest.approx(213, abs=1)
@@ -369,8 +404,6 @@ async def test_preflight_for_unknown_path_is_404(api: Api) -> None:
 
 
 async def test_rate_limit_answers_429_with_retry_after(api_factory: Any) -> None:
-    from bot.web import RateLimit
-
     api = await api_factory(rate_limit=RateLimit(rate=0.01, burst=3))
     for _ in range(2):
         assert (await api.post_song(track_body())).status == 200
@@ -406,7 +439,7 @@ async def test_metrics_count_requests_and_resolutions(api: Api) -> None:
     await api.client.post("/song", data=b"nope")
     response = await api.client.get("/metrics")
     assert response.status == 200
-    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert response.headers["Content-Type"].startswith("text/plain; version=")
     text = await response.text()
     assert 'gamenight_http_requests_total{method="POST",route="/song",status="200"} 2.0' in text
     assert 'gamenight_http_requests_total{method="POST",route="/song",status="400"} 1.0' in text
@@ -424,6 +457,3 @@ async def test_each_app_has_its_own_registry(api_factory: Any) -> None:
     await first.post_song(track_body())
     text = await (await second.client.get("/metrics")).text()
     assert 'route="/song"' not in text
-
-
-_ = TestClient  # re-exported type used by the fixtures' Api
