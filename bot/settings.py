@@ -64,6 +64,8 @@ class Settings:
     sync_poll_interval_s: float = 1.0
     sync_drift_threshold_ms: int = 1500
     host_idle_timeout_s: float = 1800.0
+    http_rate_per_s: float = 2.0  # per-client sustained rate on endpoints that can resolve
+    http_rate_burst: int = 60  # per-client burst on those endpoints
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -269,6 +271,12 @@ def load_settings(
         ),
         host_idle_timeout_s=r.parsed(
             "HOST_IDLE_TIMEOUT", 1800.0, _non_negative_float, "seconds (0 never ends a session)"
+        ),
+        http_rate_per_s=r.parsed(
+            "HTTP_RATE_PER_S", 2.0, _positive_float, "requests per second per client (e.g. 2)"
+        ),
+        http_rate_burst=r.parsed(
+            "HTTP_RATE_BURST", 60, _positive_int, "a positive whole number of requests"
         ),
     )
     if r.problems:

@@ -1,0 +1,100 @@
+"""The embedded aiohttp application: PWA stream lookup, v1 API, health and metrics.
+
+`create_app` only builds the app (no sockets, no tasks); the composition root adds its own
+routes (e.g. /spotify/callback) and runs it on the bot's loop with AppRunner + TCPSite. The
+proxying ClientSession is the only resource the app owns, opened and closed by cleanup_ctx.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+
+import aiohttp
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from bot.web import ops, songs, tracks
+from bot.web.cors import Cors
+from bot.web.errors import error_response
+from bot.web.metrics import RESOLVER_COUNTERS, WebMetrics
+from bot.web.ratelimit import RateLimit, RateLimiter
+from bot.web.services import (
+    HTTP_CLIENT,
+    LIMITER,
+    MAX_BODY,
+    METRICS,
+    RESOLVER,
+    STORAGE,
+    HealthProbe,
+    StreamResolver,
+)
+
+# A SpotifyTrack body is well under 2 KiB; anything near this limit is not one.
+DEFAULT_MAX_BODY = 64 * 1024
+
+
+def create_app(
+    *,
+    storage: HealthProbe,
+    resolver: StreamResolver,
+    cors_origins: Iterable[str] = ("*",),
+    rate_limit: RateLimit | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+) -> web.Application:
+    metrics = WebMetrics(lambda: resolver_counts(resolver.stats))
+    cors = Cors(cors_origins)
+
+    # One middleware, not three: each layer costs a coroutine per request on the hot path.
+    @web.middleware
+    async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Answers preflights, turns exceptions into plain-text answers, records metrics."""
+        started = time.perf_counter()
+        status = 500
+        try:
+            response: web.StreamResponse | None = None
+            if request.method == "OPTIONS":
+                response = cors.preflight(request)
+            if response is None:
+                try:
+                    response = await handler(request)
+                except web.HTTPRequestEntityTooLarge as exc:
+                    response = error_response(request, exc)
+                except web.HTTPException:
+                    raise  # aiohttp's own 404/405 already carry a short text body
+                except Exception as exc:
+                    response = error_response(request, exc)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            metrics.observe_request(request, status, time.perf_counter() - started)
+
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[edge])
+    app.on_response_prepare.append(cors.add_headers)
+    app[STORAGE] = storage
+    app[RESOLVER] = resolver
+    app[METRICS] = metrics
+    app[MAX_BODY] = max_body_bytes
+    app[LIMITER] = RateLimiter(rate_limit or RateLimit(), on_refused=metrics.rate_limited.inc)
+    app.cleanup_ctx.append(_http_client)
+    app.add_routes(songs.routes)
+    app.add_routes(tracks.routes)
+    app.add_routes(ops.routes)
+    return app
+
+
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    # No total timeout (a song streams for minutes); relay sets connect/read timeouts per call.
+    # auto_decompress=False relays the bytes exactly as sent, matching Content-Length.
+    async with aiohttp.ClientSession(auto_decompress=False) as client:
+        app[HTTP_CLIENT] = client
+        yield
+
+
+def resolver_counts(stats: object) -> Mapping[str, int]:
+    if isinstance(stats, Mapping):
+        return {k: int(v) for k, v in stats.items() if k in RESOLVER_COUNTERS}
+    return {k: int(getattr(stats, k)) for k in RESOLVER_COUNTERS if hasattr(stats, k)}

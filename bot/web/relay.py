@@ -1,0 +1,84 @@
+"""Streams audio from a resolved stream URL to the client, chunk by chunk, Range included.
+
+Only URLs the resolver produced come here (never one a client sent). Bytes are passed through
+undecoded and unbuffered: the first chunk reaches the client while upstream is still sending.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from core.errors import UserFacingError
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+# Request headers worth forwarding: partial content and its validator.
+FORWARDED = ("Range", "If-Range")
+# Response headers passed back; Content-Encoding too, since the bytes are relayed undecoded.
+RETURNED = (
+    "Content-Type",
+    "Content-Length",
+    "Content-Range",
+    "Accept-Ranges",
+    "Content-Encoding",
+    "ETag",
+    "Last-Modified",
+)
+# Slow first byte is normal for googlevideo; a stalled transfer is not.
+TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=30)
+
+
+class AudioSourceFailed(UserFacingError):
+    http_status = 502
+
+
+class AudioSourceTimeout(UserFacingError):
+    http_status = 504
+
+
+async def relay(
+    request: web.Request, client: aiohttp.ClientSession, url: str
+) -> web.StreamResponse:
+    headers = {name: request.headers[name] for name in FORWARDED if name in request.headers}
+    try:
+        upstream = await client.get(url, headers=headers, timeout=TIMEOUT)
+    except TimeoutError:
+        raise AudioSourceTimeout("The audio source did not answer in time; try again.") from None
+    except aiohttp.ClientError as exc:
+        log.warning("audio source unreachable for %s: %s", request.path, exc)
+        raise AudioSourceFailed("Could not reach the audio source; try again.") from None
+
+    async with upstream:
+        # 416 (bad Range) is the client's own mistake: pass it on with its Content-Range.
+        if upstream.status >= 400 and upstream.status != 416:
+            log.warning("audio source answered %d for %s", upstream.status, request.path)
+            raise AudioSourceFailed(
+                f"The audio source refused the request (HTTP {upstream.status}); try again later."
+            )
+        response = web.StreamResponse(status=upstream.status)
+        for name in RETURNED:
+            if name in upstream.headers:
+                response.headers[name] = upstream.headers[name]
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_chunked(CHUNK):
+                await response.write(chunk)
+        except ConnectionResetError:
+            # The listener closed the tab or skipped the song: nothing left to do.
+            log.debug("client left during %s", request.path)
+            return response
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Headers are sent, so no error response is possible. Closing the connection before
+            # the body's end (Content-Length or the last chunk) is how the client learns that
+            # the body is incomplete; a normal return would send the chunked terminator.
+            log.warning("audio source broke off during %s: %r", request.path, exc)
+            response.force_close()
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
+        return response

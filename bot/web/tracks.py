@@ -1,0 +1,60 @@
+"""The documented v1 API: track lookup by Spotify id, and a redirect straight to the audio."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from bot.web.payload import BadRequest, check_track_id
+from bot.web.services import LIMITER, RESOLVER
+from bot.web.songs import client_of
+from storage.records import CachedStream
+
+routes = web.RouteTableDef()
+
+TRUE = frozenset({"1", "true", "yes"})
+FALSE = frozenset({"", "0", "false", "no"})
+
+
+def _force(request: web.Request) -> bool:
+    value = request.query.get("force", "").lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise BadRequest("'force' must be true or false.")
+
+
+async def _lookup(request: web.Request) -> CachedStream:
+    track_id = check_track_id(request.match_info["id"])
+    force = _force(request)
+    request.app[LIMITER].take(client_of(request))
+    return await request.app[RESOLVER].resolve_id(track_id, force=force)
+
+
+def describe(entry: CachedStream) -> dict[str, Any]:
+    return {
+        "id": entry.track_id,
+        "stream_url": entry.stream_url,
+        "expires_at": entry.expires_at,
+        "video_url": entry.video_url,
+        "resolved_at": entry.resolved_at,
+        "match": {"title": entry.title, "duration_s": entry.duration_s, "score": entry.score},
+    }
+
+
+@routes.get("/v1/tracks/{id}")
+async def track(request: web.Request) -> web.Response:
+    """The track's stream URL, its expiry and what it was matched to."""
+    return web.json_response(describe(await _lookup(request)))
+
+
+@routes.get("/v1/tracks/{id}/stream")
+async def stream(request: web.Request) -> web.Response:
+    """A temporary redirect to the track's current stream URL."""
+    entry = await _lookup(request)
+    # A 307 must not be cached past the stream URL's own expiry.
+    return web.Response(
+        status=307, headers={"Location": entry.stream_url, "Cache-Control": "no-store"}
+    )
