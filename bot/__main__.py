@@ -41,8 +41,8 @@ log = logging.getLogger("bot")
 # spotDL and yt-dlp do CPU work (HTML parsing, ranking) in the resolver's worker threads. With
 # CPython's default 5 ms switch interval such a thread keeps the GIL for up to 5 ms each time
 # the loop wants it back; at 1 ms the loop's lag while resolving fell from p99 45 ms to 17 ms
-# (tests/bench/loop_lag.py). The extra switches cost nothing measurable on cache hits, where no
-# worker thread runs.
+# (tests/bench/loop_lag.py). It only matters while another thread wants the GIL, which cache
+# hits never do (tests/bench/http_song.py measures with it).
 SWITCH_INTERVAL_S = 0.001
 
 
