@@ -23,6 +23,7 @@ import discord
 from aiohttp import web
 
 import storage
+from bot import index_cli
 from bot.client import GameNightBot, point_discord_at
 from bot.services import Services
 from bot.settings import Settings, SettingsError, configure_logging, load_settings
@@ -136,7 +137,10 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["index"]:
+        return index_cli.main(argv[1:])
     try:
         settings = load_settings()
     except SettingsError as err:
