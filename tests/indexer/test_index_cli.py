@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
+from dataclasses import replace
 
 import pytest
 
@@ -211,3 +213,46 @@ async def test_progress_bar_only_on_a_terminal(
     assert "3/3" in terminal and "━" in terminal
     # The summary is there either way.
     assert "already cached 3" in terminal
+
+
+async def test_an_expired_stream_url_is_renewed_without_a_new_search(world: World) -> None:
+    playlist = world.spotify.add_playlist("alice", "Old", ids(TRACKS[:2]), public=True)
+    await world.index("--playlist", playlist.id)
+    entry = await world.store.get_stream(TRACKS[0].id)
+    assert entry is not None
+    await world.store.put_stream(replace(entry, expires_at=time.time() - 60))
+    world.youtube.counts.reset()
+
+    status, out, _ = await world.index("--playlist", playlist.id)
+
+    assert status == 0
+    assert "resolved 1 (1 only renewed an expired stream URL) · already cached 1" in out
+    assert world.youtube.counts.searches == 0  # the cached video was kept
+    assert world.youtube.counts.page_fetches == 1
+    renewed = await world.store.get_stream(TRACKS[0].id)
+    assert renewed is not None and renewed.video_url == entry.video_url
+    assert renewed.expires_at > time.time() + 3600
+
+
+async def test_spotify_trouble_is_one_line_and_a_watch_survives_it(world: World) -> None:
+    playlist = world.spotify.add_playlist("alice", "Flaky", ids(TRACKS[:1]), public=True)
+    world.spotify.fail(503, path=f"/v1/playlists/{playlist.id}", times=None)
+
+    status, out, err = await world.index("--playlist", playlist.id)
+
+    assert (status, out) == (1, "")
+    assert err == "Spotify: Spotify is having trouble right now; try again shortly.\n"
+
+    # In watch mode the next run tries again.
+    world.spotify.clear_faults()
+    world.spotify.fail(503, path=f"/v1/playlists/{playlist.id}", times=1)
+    stop = asyncio.Event()
+    text = io.StringIO()
+    run = asyncio.create_task(
+        world.index("--playlist", playlist.id, "--watch", "0.05", stop=stop, out=text)
+    )
+    await wait_until(lambda: "resolved 1 · already cached 0" in text.getvalue())
+    stop.set()
+    status, _, err = await run
+    assert status == 0
+    assert err.count("Spotify is having trouble") == 1
