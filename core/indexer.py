@@ -210,20 +210,36 @@ class Indexer:
                 ) from None
             wanted += [(ref.id, ref.name, user_id) for ref in refs]
 
+        # Each playlist once; one also listed under a --user is read with that user's token.
+        distinct: dict[str, tuple[str | None, int | None]] = {}
+        for playlist_id, name, reader in wanted:
+            known = distinct.get(playlist_id)
+            if known is None:
+                distinct[playlist_id] = (name, reader)
+            elif known[1] is None and reader is not None:
+                distinct[playlist_id] = (name or known[0], reader)
+        # A user may have hundreds of playlists: read a few at a time (the client's limiter
+        # keeps the app within Spotify's budget), and keep the order they were asked for.
+        gate = asyncio.Semaphore(self._concurrency)
+
+        async def read(playlist_id: str, reader: int | None) -> list[TrackInfo]:
+            async with gate:
+                return await self._source.playlist_tracks(playlist_id, reader)
+
+        listed = await asyncio.gather(
+            *(read(playlist_id, reader) for playlist_id, (_, reader) in distinct.items()),
+            return_exceptions=True,
+        )
         playlists: list[PlannedPlaylist] = []
         tracks: dict[str, TrackInfo] = {}
-        seen: set[str] = set()
-        for playlist_id, name, reader in wanted:
-            if playlist_id in seen:
-                continue
-            seen.add(playlist_id)
-            try:
-                items = await self._source.playlist_tracks(playlist_id, reader)
-            except NotFound:
+        for (playlist_id, (name, reader)), items in zip(distinct.items(), listed, strict=True):
+            if isinstance(items, NotFound):
                 raise NotFound(
                     f"Spotify has no playlist {playlist_id} that this bot can read "
                     "(private playlists: index them with --user and their owner's Discord id)."
                 ) from None
+            if isinstance(items, BaseException):
+                raise items
             playlists.append(PlannedPlaylist(playlist_id, name or playlist_id, len(items), reader))
             for track in items:
                 tracks.setdefault(track.id, track)

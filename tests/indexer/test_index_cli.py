@@ -105,17 +105,19 @@ async def test_user_indexes_every_playlist_of_a_linked_user_with_their_token(
     world: World,
 ) -> None:
     # Private playlists: only alice's own token can read them.
-    world.spotify.add_playlist("alice", "Games", ids(TRACKS[0:4]))
+    games = world.spotify.add_playlist("alice", "Games", ids(TRACKS[0:4]))
     world.spotify.add_playlist("alice", "Focus", ids(TRACKS[3:7]))
     world.spotify.add_playlist("alice", "Party", ids(TRACKS[7:9]))
     world.spotify.add_account("someone", "Someone")
     world.spotify.add_playlist("someone", "Not Alice's", ids(TRACKS[20:25]), public=True)
     await world.link(ALICE, "alice")
 
-    status, out, err = await world.index("--user", str(ALICE))
+    # Also named by id (the app's token could not read it): read once, with alice's token.
+    status, out, err = await world.index("--playlist", games.id, "--user", str(ALICE))
 
     assert (status, err) == (0, "")
     assert "Indexing 3 playlists: Games (4), Focus (4), Party (2); 9 distinct tracks" in out
+    assert world.spotify.count(path=f"/v1/playlists/{games.id}/items") == 1
     assert "resolved 9 · already cached 0 · failed 0" in out
     assert {t.id for t in TRACKS[:9]} == {
         t.id for t in TRACKS[:25] if await world.store.get_stream(t.id) is not None
