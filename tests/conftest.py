@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests import netguard, redis_proc
-from tests.redis_proc import free_port as free_port  # re-exported: tests import it from here
+from tests.redis_proc import free_port
+
+# Helpers other test modules import from here (free_port lives in tests.redis_proc now).
+__all__ = ["free_port", "redis_server", "storage_url_for"]
 
 netguard.install()
 
