@@ -101,7 +101,7 @@ async def test_page_follows_track_change_seek_and_pause(page: Page, tmp_path: Pa
         settled["resume"] = await settle(page, s, second.id, playing=True)
         drifts = await hold(page, s, 2.0, playing=True)
         print("settle times (s):", {k: round(v, 2) for k, v in settled.items()})
-        print("drift after resume (ms): max %.0f" % max(abs(d) for d in drifts))
+        print(f"drift after resume (ms): max {max(abs(d) for d in drifts):.0f}")
 
         await page.close()
         for _ in range(50):  # the closed event stream is noticed at the next beacon
