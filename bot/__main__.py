@@ -28,7 +28,10 @@ from bot.client import GameNightBot, point_discord_at
 from bot.services import Services
 from bot.settings import Settings, SettingsError, configure_logging, load_settings
 from bot.web.linking import add_link_routes
+from bot.web.listen import ListenLinks, add_listen_routes
 from core.linking import Linker, LinkOutcome
+from core.listen import ListenAlong
+from core.resolver import ResolverConfig, build_resolver
 from core.sessions import SessionService
 from core.spotify import SpotifyClient, SpotifyConfig
 from storage.errors import StorageError
@@ -70,6 +73,8 @@ def web_app(services: Services, bot: GameNightBot) -> web.Application:
             )
 
     add_link_routes(app, services.linker, notify=confirm_in_discord)
+    if services.listen is not None:
+        add_listen_routes(app, services.listen.listen, names=bot.display_name)
     return app
 
 
@@ -87,12 +92,23 @@ async def running(
         stack.push_async_callback(store.aclose)
         spotify = SpotifyClient(spotify_config(settings), store, http)
         stack.push_async_callback(spotify.aclose)
+        # The resolver also serves the PWA API: when create_app is wired here, share this one.
+        resolver = build_resolver(
+            store,
+            spotify.track,
+            config=ResolverConfig(workers=settings.resolver_workers),
+            youtube_base_url=settings.youtube_base_url,
+        )
+        await stack.enter_async_context(resolver)
+        listen = ListenAlong(store, resolver, spotify)
+        stack.push_async_callback(listen.aclose)
         services = Services(
             http=http,
             storage=store,
             spotify=spotify,
             linker=Linker(store, store, spotify),
             sessions=SessionService(store, store),
+            listen=ListenLinks(listen, settings.public_base_url),
         )
         bot = GameNightBot(
             services, dev_guild_id=settings.discord_dev_guild_id, **(client_options or {})

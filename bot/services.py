@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from bot.web.listen import ListenLinks
 from core.linking import Linker
 from core.sessions import SessionService
 from core.spotify import SpotifyClient
@@ -19,3 +20,4 @@ class Services:
     spotify: SpotifyClient
     linker: Linker
     sessions: SessionService
+    listen: ListenLinks | None = None  # the browser listen-along page, when it is served
