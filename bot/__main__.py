@@ -1,11 +1,11 @@
 """Composition root: `python -m bot` (what `make run` starts).
 
 Loads the settings, then opens every resource with an AsyncExitStack — the HTTP session,
-storage, the Spotify layer, the stream resolver, the embedded aiohttp server (AppRunner +
-TCPSite on this loop, no thread) and the discord.py client — builds one frozen `Services`, and
-runs until SIGINT or SIGTERM. Shutdown unwinds in reverse order: the bot, then the HTTP server
-(requests in flight finish while the resolver still runs), then the resolver (it writes its
-pending access times), then Spotify and storage.
+storage, the Spotify layer, the stream resolver, the listen-along feeds, the embedded aiohttp
+server (AppRunner + TCPSite on this loop, no thread) and the discord.py client — builds one
+frozen `Services`, and runs until SIGINT or SIGTERM. Shutdown unwinds in reverse order: the bot,
+then the HTTP server (requests in flight finish while the resolver still runs), the listen
+feeds, the resolver (it writes its pending access times), then Spotify and storage.
 """
 
 from __future__ import annotations
@@ -25,12 +25,15 @@ import discord
 from aiohttp import web
 
 import storage
+from bot import index_cli
 from bot.client import GameNightBot, point_discord_at
 from bot.services import Services
 from bot.settings import Settings, SettingsError, configure_logging, load_settings
 from bot.web import RateLimit, create_app
 from bot.web.linking import add_link_routes
+from bot.web.listen import ListenLinks, add_listen_routes
 from core.linking import Linker, LinkOutcome
+from core.listen import ListenAlong
 from core.resolver import ResolverConfig, build_resolver
 from core.sessions import SessionService
 from core.spotify import SpotifyClient, SpotifyConfig
@@ -84,6 +87,8 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Ap
             )
 
     add_link_routes(app, services.linker, notify=confirm_in_discord)
+    if services.listen is not None:
+        add_listen_routes(app, services.listen.listen, names=bot.display_name)
     return app
 
 
@@ -118,6 +123,8 @@ async def running(
         # Registered before start(): a start that fails half-way still shuts the pool down.
         stack.push_async_callback(resolver.aclose)
         await resolver.start()
+        listen = ListenAlong(store, resolver, spotify)
+        stack.push_async_callback(listen.aclose)
         services = Services(
             http=http,
             storage=store,
@@ -125,6 +132,7 @@ async def running(
             linker=Linker(store, store, spotify),
             sessions=SessionService(store, store),
             resolver=resolver,
+            listen=ListenLinks(listen, settings.public_base_url),
         )
         bot = GameNightBot(
             services, dev_guild_id=settings.discord_dev_guild_id, **(client_options or {})
@@ -169,7 +177,10 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["index"]:
+        return index_cli.main(argv[1:])
     try:
         settings = load_settings()
     except SettingsError as err:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -24,6 +24,12 @@ T = TypeVar("T")
 
 DEFAULT_STORAGE_URL = "sqlite:///data/gamenight.db"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The keys without a default. The bot needs them all; a job that never talks to Discord (the
+# indexer) asks only for the ones it uses, and the others stay empty.
+BOT_KEYS = frozenset(
+    {"DISCORD_TOKEN", "SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET", "TOKEN_ENCRYPTION_KEY"}
+)
+INDEXER_KEYS = BOT_KEYS - {"DISCORD_TOKEN"}
 
 
 class SettingsError(Exception):
@@ -74,8 +80,9 @@ class Settings:
 class _Reader:
     """Reads typed values from a mapping and remembers every problem instead of stopping."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], required: Collection[str]) -> None:
         self.env = env
+        self.needed = required
         self.problems: list[str] = []
 
     def raw(self, key: str) -> str | None:
@@ -85,7 +92,8 @@ class _Reader:
     def required(self, key: str, what: str) -> str:
         value = self.raw(key)
         if value is None:
-            self.problems.append(f"{key} is missing ({what})")
+            if key in self.needed:
+                self.problems.append(f"{key} is missing ({what})")
             return ""
         return value
 
@@ -184,14 +192,21 @@ def _fernet_keys(value: str) -> str:
 
 
 def load_settings(
-    environ: Mapping[str, str] | None = None, dotenv_path: str | Path | None = ".env"
+    environ: Mapping[str, str] | None = None,
+    dotenv_path: str | Path | None = ".env",
+    *,
+    required: Collection[str] = BOT_KEYS,
 ) -> Settings:
-    """Read and validate the configuration; raise SettingsError naming every problem."""
+    """Read and validate the configuration; raise SettingsError naming every problem.
+
+    `required` names the keys without a default that must be set (e.g. INDEXER_KEYS); the
+    others, when missing, are left empty.
+    """
     env: dict[str, str] = {}
     if dotenv_path is not None and Path(dotenv_path).is_file():
         env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
     env.update(os.environ if environ is None else environ)
-    r = _Reader(env)
+    r = _Reader(env, required)
 
     discord_token = r.required("DISCORD_TOKEN", "the bot token from the Discord developer portal")
     client_id = r.required("SPOTIFY_CLIENT_ID", "from the Spotify developer dashboard")

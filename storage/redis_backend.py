@@ -37,6 +37,8 @@ from storage.records import (
 P = ParamSpec("P")
 R = TypeVar("R")
 
+MAX_CONNECTIONS = 50  # per process; commands beyond it queue for a free connection
+CONNECTION_WAIT_S = 10.0  # then StorageUnavailable, rather than waiting forever
 STATE_RETENTION_S = 24 * 3600  # see storage/sqlite.py: lets the callback tell reuse from forgery
 
 # KEYS[1] state hash key. ARGV[1] now. Returns {check, user, guild, created, expires}.
@@ -182,9 +184,17 @@ class RedisStorage:
         prefix = query.pop("prefix", ["gamenight"])[0] + ":"
         safe_url = f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
         client_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-        client = aioredis.from_url(
-            client_url, decode_responses=True, socket_connect_timeout=5, socket_timeout=5
+        # redis-py's default pool raises "Too many connections" past 100 concurrent commands
+        # (a burst of 200 lookups did); a blocking pool makes the excess wait for a connection.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            client_url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=CONNECTION_WAIT_S,
+            decode_responses=True,
+            socket_connect_timeout=5,
+            socket_timeout=5,
         )
+        client = aioredis.Redis.from_pool(pool)
         storage = cls(client, safe_url, prefix, cipher, max_streams)
         try:
             await storage.ping()

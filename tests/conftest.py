@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import tempfile
-import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
-from tests import netguard
+from tests import netguard, redis_proc
+from tests.redis_proc import free_port
+
+# Helpers other test modules import from here (free_port lives in tests.redis_proc now).
+__all__ = ["free_port", "redis_server", "storage_url_for"]
 
 netguard.install()
 
@@ -29,45 +31,16 @@ def _no_network_escapes() -> Iterator[None]:
     assert not escaped, f"test tried to reach the network: {escaped}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextmanager
 def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Start a private, non-persistent redis-server on a free port; yield its URL and process."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        message = "redis-server is not installed (apt-get install redis-server)"
+    """A private redis-server (tests.redis_proc); skipped when not installed, failed under CI."""
+    if not redis_proc.redis_installed():
+        message = redis_proc.NOT_INSTALLED
         if IN_CI:
             pytest.fail(message + "; under CI=true this fails the run")
         pytest.skip(message)
-    workdir = tempfile.mkdtemp(prefix="gamenight-redis-")
-    port = free_port()
-    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(
-        [exe, *args, "--dir", workdir, "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    try:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"redis-server did not start on port {port}")
-                time.sleep(0.01)
-        yield f"redis://127.0.0.1:{port}/0", proc
-    finally:
-        proc.kill()
-        proc.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
+    with redis_proc.redis_server() as started:
+        yield started
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +51,14 @@ def redis_url() -> Iterator[str]:
         return
     with redis_server() as (url, _):
         yield url
+
+
+def storage_url_for(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty store of `backend` ("sqlite" or "redis") for one test."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/gamenight.db"
+    if backend != "redis":
+        raise ValueError(f"unknown storage backend {backend!r}")
+    redis_url: str = request.getfixturevalue("redis_url")
+    # A namespace per test keeps tests apart on the one shared server.
+    return f"{redis_url}?prefix=test-{uuid.uuid4().hex}"

@@ -6,7 +6,7 @@ CPU work in the worker threads, and with the default 5 ms switch interval the lo
 wait several intervals for the GIL. The run is repeated with `sys.setswitchinterval(0.001)`,
 the setting recommended for the application's start-up. Target: p99 below 20 ms.
 
-Run: python -m tests.bench.loop_lag
+Run: python -m tests.bench.loop_lag [--storage sqlite|redis]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import statistics
 import sys
 import time
 
-from tests.bench.resolver_setup import bench_track, resolver_stack
+from tests.bench.resolver_setup import bench_track, parse_storage, resolver_stack
 
 TRACKS = 50
 TICK = 0.005
@@ -34,9 +34,11 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def run(switch_interval: float) -> None:
+async def run(switch_interval: float, storage: str) -> None:
     sys.setswitchinterval(switch_interval)
-    async with resolver_stack(tracks=TRACKS, search_delay=0.05, page_delay=0.05) as stack:
+    async with resolver_stack(
+        tracks=TRACKS, storage=storage, search_delay=0.05, page_delay=0.05
+    ) as stack:
         samples: list[float] = []
         stop = asyncio.Event()
         tick = asyncio.create_task(ticker(samples, stop))
@@ -58,7 +60,8 @@ async def run(switch_interval: float) -> None:
     p99 = percentile(lag_ms, 99)
     workers = stack.resolver.config.workers
     print(f"{TRACKS} distinct cold tracks at once, {workers} workers, switch interval "
-          f"{switch_interval * 1000:g} ms (fake YouTube, 50 ms/search+page)")  # fmt: skip
+          f"{switch_interval * 1000:g} ms (fake YouTube, 50 ms/search+page, "
+          f"{storage} storage)")  # fmt: skip
     print(f"  resolved / failed / wrong video: {TRACKS - len(failed)} / {len(failed)} / "
           f"{len(wrong)}")  # fmt: skip
     print(f"  searches / extractions         : {stats.searches} / {stats.extractions}")
@@ -69,12 +72,12 @@ async def run(switch_interval: float) -> None:
     print("  p99 < 20 ms                    :", "OK" if p99 < 20 else "MISSED")
 
 
-async def main() -> None:
+async def main(storage: str) -> None:
     default = sys.getswitchinterval()
-    await run(default)
-    await run(0.001)
+    await run(default, storage)
+    await run(0.001, storage)
     sys.setswitchinterval(default)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(parse_storage(__doc__)))

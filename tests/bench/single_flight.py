@@ -1,6 +1,6 @@
 """200 concurrent cold requests for one track: one search, one extraction, total time.
 
-Run: python -m tests.bench.single_flight
+Run: python -m tests.bench.single_flight [--storage sqlite|redis]
 """
 
 from __future__ import annotations
@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.bench.resolver_setup import bench_track, resolver_stack
+from tests.bench.resolver_setup import bench_track, parse_storage, resolver_stack
 
 REQUESTS = 200
 
 
-async def main() -> None:
+async def main(storage: str) -> None:
     # 50 ms per search and per page: a modest stand-in for YouTube's latency.
-    async with resolver_stack(tracks=1, search_delay=0.05, page_delay=0.05) as stack:
+    async with resolver_stack(
+        tracks=1, storage=storage, search_delay=0.05, page_delay=0.05
+    ) as stack:
         track = bench_track(0)
         started = time.perf_counter()
         entries = await asyncio.gather(*(stack.resolver.resolve(track) for _ in range(REQUESTS)))
@@ -26,7 +28,8 @@ async def main() -> None:
         stats = stack.resolver.stats
         counts = stack.fake.counts
         print(
-            f"{REQUESTS} concurrent cold requests for one track (fake YouTube, 50 ms/search+page)"
+            f"{REQUESTS} concurrent cold requests for one track (fake YouTube, 50 ms/search+page, "
+            f"{storage} storage)"
         )
         print(f"  distinct stream URLs returned : {len({e.stream_url for e in entries})}")
         print(f"  resolver searches/extractions : {stats.searches} / {stats.extractions}")
@@ -41,4 +44,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(parse_storage(__doc__)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,22 @@ def test_running_with_an_empty_environment_explains_and_exits(tmp_path: Path) ->
     assert "Traceback" not in done.stderr + done.stdout
     for key in MINIMAL:
         assert key in done.stderr
+
+
+def test_env_example_documents_every_setting() -> None:
+    source = (ROOT / "bot" / "settings.py").read_text()
+    read = set(re.findall(r'r\.(?:required|parsed|raw)\(\s*"([A-Z_]+)"', source))
+    example = (ROOT / ".env.example").read_text()
+    documented = set(re.findall(r"^#?([A-Z_]+)=", example, flags=re.M))
+    assert read, "found no settings in bot/settings.py"
+    assert read == documented, f"undocumented: {read - documented}, stale: {documented - read}"
+
+
+def test_env_example_with_required_keys_filled_is_valid(tmp_path: Path) -> None:
+    text = (ROOT / ".env.example").read_text()
+    for key, value in MINIMAL.items():
+        text = text.replace(f"{key}=\n", f"{key}={value}\n")
+    env_file = tmp_path / ".env"
+    env_file.write_text(text)
+    settings = load_settings({}, dotenv_path=env_file)
+    assert settings.storage_url == "sqlite:///data/gamenight.db"

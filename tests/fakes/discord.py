@@ -19,7 +19,7 @@ Facts the real client depends on (see ../shared/prototypes/README.md):
   returns a str for `application/json; charset=utf-8`).
 - READY carries `resume_gateway_url`, which discord.py uses for RESUME.
 - Interaction callbacks come with `?with_response=1` and expect `{"interaction", "resource"}`.
-Payload shapes follow ../shared/specs/discord-api.openapi.json (tests/test_fake_discord.py
+Payload shapes follow tests/specs/discord-api.openapi.json (tests/test_fake_discord.py
 validates every JSON answer against it).
 """
 

@@ -1,7 +1,7 @@
 """The fake Spotify's JSON follows the official OpenAPI description, endpoint by endpoint.
 
 Every Web API endpoint the fake serves is exercised through the real spotipy, then each logged
-answer is validated with openapi-core against ../shared/specs/spotify-web-api.openapi.yml.
+answer is validated with openapi-core against tests/specs/spotify-web-api.openapi.yml.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from openapi_schema_validator import OAS30Validator
 
 from tests.fakes.spotify import FakeSpotify, RequestRecord
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "specs" / "spotify-web-api.openapi.yml"
-if not SPEC.is_file():  # worktrees live next to /work/shared
-    SPEC = Path("/work/shared/specs/spotify-web-api.openapi.yml")
+# Spotify's official OpenAPI description, vendored with its licence.
+SPEC = Path(__file__).resolve().parents[1] / "specs" / "spotify-web-api.openapi.yml"
 
 # Answers real Spotify gives that the description does not list (checked as error bodies or
 # empty answers instead): 204 from currently-playing, 404 from player commands.

@@ -1,4 +1,8 @@
-"""Resolver test wiring: the fake YouTube, the real spotDL + yt-dlp, a stream cache, a clock."""
+"""Resolver test wiring: the fake YouTube, the real spotDL + yt-dlp, real storage, a clock.
+
+The stream cache is real storage: SQLite by default; tests whose behaviour hangs on the cache
+(eviction, deferred access writes, single-flight, the refresher) run on Redis too (`BOTH`).
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,9 @@ from core.matcher import SpotdlFinder
 from core.resolver import Resolver, ResolverConfig
 from core.tracks import TrackInfo
 from core.youtube import YouTube
-from storage.base import StreamCache
+from storage import Storage, TokenCipher, open_storage
+from tests.conftest import storage_url_for
 from tests.fakes.youtube import FakeYouTube
-from tests.resolver.memory_cache import MemoryStreamCache
 
 # Tracks as Spotify describes them, and what the fake YouTube holds for each.
 RICK = TrackInfo(
@@ -104,9 +108,23 @@ def max_streams() -> int:
     return 100
 
 
+# Runs a test once per backend: `backend` is parametrized directly, shadowing the fixture.
+BOTH = pytest.mark.parametrize("backend", ["sqlite", "redis"])
+
+
 @pytest.fixture
-async def cache(max_streams: int) -> StreamCache:
-    return MemoryStreamCache(max_streams)
+def backend() -> str:
+    return "sqlite"
+
+
+@pytest.fixture
+async def cache(
+    backend: str, max_streams: int, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Storage]:
+    url = storage_url_for(backend, tmp_path, request)
+    store = await open_storage(url, TokenCipher.generate(), max_streams=max_streams)
+    yield store
+    await store.aclose()
 
 
 @pytest.fixture
@@ -127,7 +145,7 @@ def config() -> ResolverConfig:
 @pytest.fixture
 async def resolver(
     fake_youtube: FakeYouTube,
-    cache: StreamCache,
+    cache: Storage,
     clock: Clock,
     lookup: Lookup,
     config: ResolverConfig,

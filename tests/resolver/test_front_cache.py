@@ -1,4 +1,4 @@
-"""The resolver's in-process front cache, over real SQLite storage.
+"""The resolver's in-process front cache, over real storage (SQLite: the `cache` fixture).
 
 Storage is wrapped only to count reads: whether a hit touched storage is what is under test.
 """
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +14,7 @@ import pytest
 from core.matcher import SpotdlFinder
 from core.resolver import Resolver, ResolverConfig
 from core.youtube import YouTube
-from storage import open_storage
 from storage.base import Storage
-from storage.crypto import TokenCipher
 from storage.records import CachedStream
 from tests.fakes.youtube import FakeYouTube
 from tests.resolver.conftest import QUEEN, RICK, Clock, Lookup, eventually
@@ -45,12 +42,8 @@ class CountingReads:
 
 
 @pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[CountingReads]:
-    store = await open_storage(f"sqlite:///{tmp_path / 'streams.db'}", TokenCipher.generate())
-    try:
-        yield CountingReads(store)
-    finally:
-        await store.aclose()
+def storage(cache: Storage) -> CountingReads:
+    return CountingReads(cache)
 
 
 MakeResolver = Callable[..., Resolver]

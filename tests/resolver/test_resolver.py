@@ -16,6 +16,7 @@ from tests.fakes.youtube import FakeYouTube
 from tests.resolver.conftest import (
     AHA,
     AHA_VIDEO,
+    BOTH,
     DEMO,
     DEMO_VIDEO,
     NOBODY,
@@ -33,6 +34,7 @@ def expire_of(url: str) -> int:
     return int(parse_qs(urlsplit(url).query)["expire"][0])
 
 
+@BOTH
 async def test_cold_resolve_searches_once_extracts_once_and_caches(
     resolver: Resolver, fake_youtube: FakeYouTube, cache: StreamCache
 ) -> None:
@@ -57,20 +59,24 @@ async def test_cold_resolve_searches_once_extracts_once_and_caches(
     assert body[:4] == b"RIFF"
 
 
+@BOTH
 async def test_cache_hit_touches_neither_youtube_nor_storage_writes(
-    resolver: Resolver, fake_youtube: FakeYouTube, cache: StreamCache
+    resolver: Resolver, fake_youtube: FakeYouTube, cache: StreamCache, clock: Clock
 ) -> None:
     first = await resolver.resolve(RICK)
     fake_youtube.counts.reset()
+    clock.advance(30)
 
     again = await resolver.resolve(RICK)
 
     assert again == first
+    assert await cache.get_stream(RICK.id) == first  # last_access not written (yet)
     assert fake_youtube.counts.searches == fake_youtube.counts.page_fetches == 0
     assert resolver.stats.hits == 1
     assert resolver.stats.refreshes == 0  # six hours left: nothing to refresh
 
 
+@BOTH
 async def test_expired_stream_url_reruns_only_the_extraction(
     resolver: Resolver, fake_youtube: FakeYouTube, cache: StreamCache, lookup: Lookup
 ) -> None:
@@ -153,6 +159,7 @@ async def test_spotdl_finding_nothing_falls_back_to_ytdlp_search(
     assert fake_youtube.counts.rss_searches == 1
 
 
+@BOTH
 async def test_no_match_is_negatively_cached_until_retry_after(
     resolver: Resolver, fake_youtube: FakeYouTube, cache: StreamCache, clock: Clock
 ) -> None:
@@ -176,6 +183,7 @@ async def test_no_match_is_negatively_cached_until_retry_after(
     assert entry.video_url == "https://music.youtube.com/watch?v=nobodyFound"
 
 
+@BOTH
 async def test_force_bypasses_and_clears_the_negative_cache(
     resolver: Resolver, fake_youtube: FakeYouTube, cache: StreamCache, clock: Clock
 ) -> None:
@@ -249,6 +257,7 @@ async def test_slow_youtube_times_out_but_the_resolution_carries_on(
     assert fake_youtube.counts.page_fetches == 0
 
 
+@BOTH
 async def test_200_concurrent_cold_requests_share_one_resolution(
     resolver: Resolver, fake_youtube: FakeYouTube, cache: StreamCache
 ) -> None:
@@ -264,6 +273,7 @@ async def test_200_concurrent_cold_requests_share_one_resolution(
     assert fake_youtube.counts.page_fetches == 1
 
 
+@BOTH
 async def test_a_forced_request_does_not_reuse_a_plain_resolution(
     resolver: Resolver, fake_youtube: FakeYouTube
 ) -> None:
@@ -286,6 +296,7 @@ async def test_too_many_distinct_resolutions_is_overloaded(
     assert (await first).video_url == RICK_VIDEO
 
 
+@BOTH
 @pytest.mark.parametrize("max_streams", [2])
 async def test_cache_is_bounded_and_evicts_the_least_recently_accessed(
     resolver: Resolver, cache: StreamCache, clock: Clock
@@ -306,6 +317,7 @@ async def test_cache_is_bounded_and_evicts_the_least_recently_accessed(
     assert await cache.get_stream(DEMO.id) is not None
 
 
+@BOTH
 async def test_last_access_writes_are_deferred_and_batched(
     resolver: Resolver, cache: StreamCache, clock: Clock
 ) -> None:
@@ -324,6 +336,7 @@ async def test_last_access_writes_are_deferred_and_batched(
     assert touched.last_access == pytest.approx(clock(), abs=1)
 
 
+@BOTH
 async def test_pending_access_times_are_written_on_close(
     resolver: Resolver, cache: StreamCache, clock: Clock
 ) -> None:
@@ -336,6 +349,7 @@ async def test_pending_access_times_are_written_on_close(
     assert touched.last_access >= stored.last_access + 30
 
 
+@BOTH
 @pytest.mark.parametrize("config", [ResolverConfig(touch_interval_s=0.05)])
 async def test_the_timer_writes_access_times(
     resolver: Resolver, cache: StreamCache, clock: Clock
@@ -352,6 +366,7 @@ async def test_the_timer_writes_access_times(
     await eventually(written)
 
 
+@BOTH
 async def test_hit_expiring_soon_is_returned_and_refreshed_in_the_background(
     resolver: Resolver, fake_youtube: FakeYouTube, cache: StreamCache
 ) -> None:
@@ -372,6 +387,7 @@ async def test_hit_expiring_soon_is_returned_and_refreshed_in_the_background(
     assert resolver.stats.refreshes == 1
 
 
+@BOTH
 async def test_refresher_reextracts_recently_used_entries_before_they_expire(
     resolver: Resolver, fake_youtube: FakeYouTube, cache: StreamCache, clock: Clock
 ) -> None:
@@ -394,6 +410,7 @@ async def test_refresher_reextracts_recently_used_entries_before_they_expire(
     assert fake_youtube.counts.page_fetches == 1
 
 
+@BOTH
 async def test_refresher_leaves_entries_nobody_used_lately(
     resolver: Resolver, fake_youtube: FakeYouTube, clock: Clock
 ) -> None:
@@ -406,6 +423,7 @@ async def test_refresher_leaves_entries_nobody_used_lately(
     assert fake_youtube.counts.page_fetches == 0
 
 
+@BOTH
 @pytest.mark.parametrize("config", [ResolverConfig(refresh_interval_s=0.05)])
 async def test_the_refresher_runs_on_its_timer(
     resolver: Resolver, fake_youtube: FakeYouTube, cache: StreamCache

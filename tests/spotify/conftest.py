@@ -1,17 +1,18 @@
-"""Fixtures for the Spotify layer: the fake Spotify server, link storage, a real client."""
+"""Fixtures for the Spotify layer: the fake Spotify server, real SQLite storage, a real client."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from core.spotify import SpotifyClient, SpotifyConfig
+from storage import Storage, TokenCipher, open_storage
 from storage.records import SpotifyLink
-from tests.fakes.memory_links import MemoryLinks
 from tests.fakes.spotify import FakeSpotify
 
 REDIRECT_URI = "http://127.0.0.1:9/spotify/callback"
@@ -42,8 +43,11 @@ async def fake() -> AsyncIterator[FakeSpotify]:
 
 
 @pytest.fixture
-def links() -> MemoryLinks:
-    return MemoryLinks()
+async def links(tmp_path: Path) -> AsyncIterator[Storage]:
+    """Where links and OAuth states live: the real SQLite backend."""
+    store = await open_storage(f"sqlite:///{tmp_path}/gamenight.db", TokenCipher.generate())
+    yield store
+    await store.aclose()
 
 
 @pytest.fixture
@@ -54,7 +58,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def client(
-    fake: FakeSpotify, links: MemoryLinks, http: aiohttp.ClientSession
+    fake: FakeSpotify, links: Storage, http: aiohttp.ClientSession
 ) -> AsyncIterator[SpotifyClient]:
     spotify = SpotifyClient(config_for(fake), links, http)
     yield spotify
@@ -62,7 +66,7 @@ async def client(
 
 
 async def link(
-    links: MemoryLinks,
+    links: Storage,
     fake: FakeSpotify,
     user_id: int,
     account_id: str,

@@ -20,8 +20,8 @@ from core.errors import (
     Upstream,
 )
 from core.spotify import SpotifyClient
+from storage import Storage
 from storage.records import LinkStatus
-from tests.fakes.memory_links import MemoryLinks
 from tests.fakes.spotify import FakeSpotify
 from tests.spotify.conftest import ALICE, BOB, CAROL, link
 
@@ -29,7 +29,7 @@ from tests.spotify.conftest import ALICE, BOB, CAROL, link
 
 
 async def test_401_from_twenty_concurrent_callers_makes_exactly_one_refresh(
-    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
 ) -> None:
     before = await link(links, fake, ALICE, "alice")
     fake.expire_access_tokens("alice")  # stored expires_at still says fine: only a 401 tells
@@ -46,7 +46,7 @@ async def test_401_from_twenty_concurrent_callers_makes_exactly_one_refresh(
 
 
 async def test_token_expiring_soon_is_refreshed_once_before_the_call(
-    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
 ) -> None:
     await link(links, fake, ALICE, "alice", expires_at=time.time() + 10)
     await asyncio.gather(*(client.profile(ALICE) for _ in range(5)))
@@ -55,7 +55,7 @@ async def test_token_expiring_soon_is_refreshed_once_before_the_call(
 
 
 async def test_rotated_refresh_token_is_stored_and_used_next_time(
-    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
 ) -> None:
     fake.rotate_refresh_tokens = True  # and the old one is revoked on rotation
     first = await link(links, fake, ALICE, "alice")
@@ -74,7 +74,7 @@ async def test_rotated_refresh_token_is_stored_and_used_next_time(
 
 
 async def test_invalid_grant_marks_the_link_for_relinking(
-    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
 ) -> None:
     await link(links, fake, ALICE, "alice")
     fake.revoke_refresh_tokens("alice")
@@ -93,7 +93,7 @@ async def test_invalid_grant_marks_the_link_for_relinking(
 
 
 async def test_a_second_401_after_refreshing_is_token_expired(
-    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
 ) -> None:
     await link(links, fake, ALICE, "alice")
     fake.fail(401, path="/v1/me/player", times=2)
@@ -125,7 +125,7 @@ async def test_unlinked_user_is_told_to_link(client: SpotifyClient) -> None:
 )
 async def test_forced_status_maps_to_its_error_class(
     fake: FakeSpotify,
-    links: MemoryLinks,
+    links: Storage,
     client: SpotifyClient,
     status: int,
     options: dict[str, object],
@@ -145,7 +145,7 @@ async def test_forced_status_maps_to_its_error_class(
 
 
 async def test_quota_exceeded_body_is_reported(
-    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
 ) -> None:
     await link(links, fake, ALICE, "alice")
     fake.fail(429, retry_after=3, quota=True)
@@ -156,7 +156,7 @@ async def test_quota_exceeded_body_is_reported(
 
 
 async def test_player_refusals_from_the_simulated_accounts(
-    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
 ) -> None:
     await link(links, fake, ALICE, "alice")
     await link(links, fake, BOB, "bob")
@@ -184,7 +184,7 @@ async def test_player_refusals_from_the_simulated_accounts(
 
 
 async def test_premium_flag_clears_when_a_command_succeeds(
-    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
 ) -> None:
     await link(links, fake, BOB, "bob")
     with pytest.raises(PremiumRequired):
@@ -200,7 +200,7 @@ async def test_premium_flag_clears_when_a_command_succeeds(
 
 
 async def test_player_calls_drive_the_simulated_player(
-    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
 ) -> None:
     await link(links, fake, ALICE, "alice")
     assert await client.playback(ALICE) is None  # nothing loaded yet: 204
@@ -255,7 +255,7 @@ async def test_track_uses_app_credentials(fake: FakeSpotify, client: SpotifyClie
 
 
 async def test_playlists_follow_paging(
-    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
 ) -> None:
     await link(links, fake, ALICE, "alice")
     ids = [t.id for t in fake.catalog] * 3  # 120 entries: two pages of 100

@@ -10,13 +10,13 @@ import pytest
 
 from core.errors import RateLimited, Upstream
 from core.spotify import AppLimiter, SpotifyClient
-from tests.fakes.memory_links import MemoryLinks
+from storage import Storage
 from tests.fakes.spotify import FakeSpotify
 from tests.spotify.conftest import ALICE, BOB, config_for, link
 
 
 async def test_retry_after_holds_every_caller_of_the_app(
-    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
 ) -> None:
     await link(links, fake, ALICE, "alice")
     await link(links, fake, BOB, "bob")
@@ -43,7 +43,7 @@ async def test_retry_after_holds_every_caller_of_the_app(
 
 
 async def test_callers_that_may_not_wait_that_long_fail_fast_without_a_request(
-    fake: FakeSpotify, links: MemoryLinks, http: aiohttp.ClientSession
+    fake: FakeSpotify, links: Storage, http: aiohttp.ClientSession
 ) -> None:
     client = SpotifyClient(config_for(fake, max_rate_wait=1.0), links, http)
     try:
@@ -62,7 +62,7 @@ async def test_callers_that_may_not_wait_that_long_fail_fast_without_a_request(
 
 
 async def test_fake_app_budget_answers_429_and_the_client_backs_off(
-    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
 ) -> None:
     await link(links, fake, ALICE, "alice")
     fake.app.rate_limit = 3
@@ -76,7 +76,7 @@ async def test_fake_app_budget_answers_429_and_the_client_backs_off(
 
 
 async def test_hung_call_times_out_while_other_calls_proceed(
-    fake: FakeSpotify, links: MemoryLinks, http: aiohttp.ClientSession
+    fake: FakeSpotify, links: Storage, http: aiohttp.ClientSession
 ) -> None:
     client = SpotifyClient(
         config_for(fake, call_timeout=0.3, socket_grace=0.4, max_workers=2), links, http
@@ -112,7 +112,7 @@ async def test_hung_call_times_out_while_other_calls_proceed(
 
 
 async def test_capacity_stays_bounded_when_every_thread_hangs(
-    fake: FakeSpotify, links: MemoryLinks, http: aiohttp.ClientSession
+    fake: FakeSpotify, links: Storage, http: aiohttp.ClientSession
 ) -> None:
     client = SpotifyClient(
         config_for(fake, call_timeout=0.2, socket_grace=0.6, max_workers=1), links, http

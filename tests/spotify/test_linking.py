@@ -9,8 +9,8 @@ import pytest
 
 from core.linking import Linker
 from core.spotify import SpotifyClient
+from storage import Storage
 from storage.records import LinkStatus
-from tests.fakes.memory_links import MemoryLinks
 from tests.fakes.spotify import FakeSpotify
 from tests.spotify.conftest import ALICE, REDIRECT_URI
 
@@ -21,7 +21,7 @@ def callback_params(url: str) -> dict[str, str]:
 
 
 async def test_full_round_trip_links_and_the_link_works(
-    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
 ) -> None:
     linker = Linker(links, links, client)
     url = await linker.begin(ALICE, guild_id=42)
@@ -30,7 +30,6 @@ async def test_full_round_trip_links_and_the_link_works(
     state = query["state"][0]
     assert len(base64.urlsafe_b64decode(state + "==")) * 8 >= 128
     assert set(query["scope"][0].split()) >= {"user-modify-playback-state", "playlist-read-private"}
-    assert links.states[state].discord_user_id == ALICE
 
     params = callback_params(await fake.consent(url, "alice"))
     assert params["state"] == state
@@ -38,7 +37,7 @@ async def test_full_round_trip_links_and_the_link_works(
 
     assert outcome.ok
     assert outcome.reason == "linked"
-    assert (outcome.discord_user_id, outcome.display_name) == (ALICE, "Alice")
+    assert (outcome.discord_user_id, outcome.display_name) == (ALICE, "Alice")  # from the state
     stored = await linker.link(ALICE)
     assert stored is not None
     assert stored.spotify_user_id == "alice"
@@ -53,7 +52,7 @@ async def test_full_round_trip_links_and_the_link_works(
     assert await linker.link(ALICE) is None
 
 
-async def test_each_begin_issues_a_fresh_state(links: MemoryLinks, client: SpotifyClient) -> None:
+async def test_each_begin_issues_a_fresh_state(links: Storage, client: SpotifyClient) -> None:
     linker = Linker(links, links, client)
     first = parse_qs(urlsplit(await linker.begin(ALICE, None)).query)["state"]
     second = parse_qs(urlsplit(await linker.begin(ALICE, None)).query)["state"]
@@ -61,7 +60,7 @@ async def test_each_begin_issues_a_fresh_state(links: MemoryLinks, client: Spoti
 
 
 async def test_cancel_on_consent_page_is_denied_and_links_nothing(
-    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
 ) -> None:
     linker = Linker(links, links, client)
     params = callback_params(
@@ -74,7 +73,7 @@ async def test_cancel_on_consent_page_is_denied_and_links_nothing(
 
 
 async def test_expired_state_is_refused(
-    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
 ) -> None:
     now = [1_000_000.0]
     linker = Linker(links, links, client, clock=lambda: now[0])
@@ -87,14 +86,14 @@ async def test_expired_state_is_refused(
 
 @pytest.mark.parametrize("state", [None, "", "forged-state-never-issued"])
 async def test_missing_or_unknown_state_is_refused(
-    links: MemoryLinks, client: SpotifyClient, state: str | None
+    links: Storage, client: SpotifyClient, state: str | None
 ) -> None:
     outcome = await Linker(links, links, client).complete(state, "code", None)
     assert (outcome.ok, outcome.reason, outcome.discord_user_id) == (False, "unknown", None)
 
 
 async def test_bad_code_is_an_exchange_failure(
-    fake: FakeSpotify, links: MemoryLinks, client: SpotifyClient
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
 ) -> None:
     linker = Linker(links, links, client)
     params = callback_params(await fake.consent(await linker.begin(ALICE, None), "alice"))

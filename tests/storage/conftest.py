@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from storage import Storage, TokenCipher, open_storage
+from tests.conftest import storage_url_for
 
 Opener = Callable[..., Awaitable[Storage]]
 
@@ -25,11 +25,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def storage_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path}/gamenight.db"
-    redis_url: str = request.getfixturevalue("redis_url")
-    # A namespace per test keeps tests apart on the one shared server.
-    return f"{redis_url}?prefix=test-{uuid.uuid4().hex}"
+    return storage_url_for(backend, tmp_path, request)
 
 
 @pytest.fixture

@@ -235,6 +235,13 @@ async def test_stream_round_trip_replace_delete(store: Storage) -> None:
     assert await store.count_streams() == 0
 
 
+async def test_a_burst_of_concurrent_calls_waits_instead_of_failing(store: Storage) -> None:
+    # 500 cache lookups at once (a popular track going cold) is more than any connection pool.
+    await store.put_stream(a_stream("hot"))
+    found = await asyncio.gather(*(store.get_stream("hot") for _ in range(500)))
+    assert all(entry == a_stream("hot") for entry in found)
+
+
 async def test_lru_eviction_follows_last_access(open_store: Opener) -> None:
     store = await open_store(max_streams=3)
     for n, track in enumerate("abc"):

@@ -1,0 +1,36 @@
+# Game Night: the bot, its HTTP server and the stream resolver in one process.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first, so code changes do not reinstall them.
+COPY pyproject.toml README.md ./
+RUN mkdir bot core storage && touch bot/__init__.py core/__init__.py storage/__init__.py \
+    && pip install . \
+    && pip uninstall -y gamenight
+
+COPY bot ./bot
+COPY core ./core
+COPY storage ./storage
+
+RUN useradd --system --uid 10001 --home-dir /app gamenight \
+    && mkdir -p /app/data && chown gamenight /app/data
+USER gamenight
+
+# SQLite database (the default STORAGE_URL) lives here.
+VOLUME ["/app/data"]
+
+ENV HTTP_HOST=0.0.0.0 \
+    HTTP_PORT=8000 \
+    STORAGE_URL=sqlite:////app/data/gamenight.db
+EXPOSE 8000
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthcheck' % os.environ.get('HTTP_PORT', '8000'), timeout=4)"
+
+CMD ["python", "-m", "bot"]

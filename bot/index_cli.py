@@ -1,0 +1,411 @@
+"""`python -m bot index`: pre-resolve Spotify playlists into the stream cache.
+
+    python -m bot index --playlist https://open.spotify.com/playlist/ID [--playlist ...]
+    python -m bot index --user DISCORD_USER_ID          # every playlist of a linked user
+    python -m bot index ... --concurrency 8 --watch 3600
+
+Shows a progress bar on a terminal (a plain summary when the output is piped), then a summary:
+resolved / already cached / failed, failures grouped by reason. `--watch` re-reads the playlists
+and indexes again every N seconds until Ctrl-C or SIGTERM. Exit status: 0 done (or a watch
+stopped), 1 finished with failed tracks or Spotify trouble, 2 bad input or configuration,
+130 a one-off run interrupted (run it again: it continues where it stopped).
+
+Only the Spotify and storage settings are needed (no DISCORD_TOKEN).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TextIO, TypeVar
+
+import aiohttp
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+import storage
+from bot.settings import INDEXER_KEYS, Settings, SettingsError, configure_logging, load_settings
+from core.errors import NotFound, NotLinked, TokenRevoked, UserFacingError
+from core.indexer import (
+    Indexer,
+    IndexPlan,
+    IndexReport,
+    Outcome,
+    TrackResult,
+    parse_playlist_id,
+    track_names,
+)
+from core.resolver import ResolverConfig, build_resolver
+from core.spotify import SpotifyClient, SpotifyConfig
+from storage.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+MAX_CONCURRENCY = 64  # the resolver refuses more distinct tracks in flight well above this
+BAD_INPUT = (NotFound, NotLinked, TokenRevoked)
+
+
+def _playlist(value: str) -> str:
+    try:
+        return parse_playlist_id(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _user_id(value: str) -> int:
+    if not value.isdigit() or int(value) <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a Discord user id (a number)")
+    return int(value)
+
+
+def _concurrency(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_CONCURRENCY}")
+    return int(value)
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number of seconds")
+    return seconds
+
+
+class UsageError(Exception):
+    """Bad command-line arguments; the message says which and why."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse would print the whole usage block and exit; we print one line ourselves.
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m bot index",
+        description="Pre-resolve Spotify playlists into Game Night's stream cache.",
+    )
+    parser.add_argument(
+        "--playlist",
+        action="append",
+        default=[],
+        type=_playlist,
+        metavar="URL_OR_ID",
+        help="a public playlist: open.spotify.com link, spotify:playlist: URI or id (repeatable)",
+    )
+    parser.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        type=_user_id,
+        metavar="DISCORD_USER_ID",
+        help="every playlist of a user who ran /link, read with their token (repeatable)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=None,
+        metavar="N",
+        help="tracks resolved at once (default: RESOLVER_WORKERS, 4)",
+    )
+    parser.add_argument(
+        "--watch",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="index again every SECONDS until Ctrl-C / SIGTERM",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the resolver does")
+    return parser
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+class BarProgress:
+    """core.indexer.Progress as a rich progress bar (None: no bar, e.g. output to a pipe)."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self._progress = progress
+        self._task: TaskID | None = None
+        self._counts = dict.fromkeys(Outcome, 0)
+
+    def started(self, plan: IndexPlan) -> None:
+        self._counts = dict.fromkeys(Outcome, 0)
+        if self._progress is not None:
+            self._task = self._progress.add_task("indexing", total=len(plan.tracks))
+
+    def track_done(self, result: TrackResult) -> None:
+        self._counts[result.outcome] += 1
+        if self._progress is None or self._task is None:
+            return
+        c = self._counts
+        description = (
+            f"resolved {c[Outcome.RESOLVED] + c[Outcome.RENEWED]} · "
+            f"cached {c[Outcome.CACHED]} · failed {c[Outcome.FAILED]}"
+        )
+        self._progress.update(self._task, advance=1, description=description)
+
+
+@contextlib.contextmanager
+def progress_bar(console: Console) -> Iterator[BarProgress]:
+    """A live bar on a terminal; elsewhere nothing (the summary says it all)."""
+    if not console.is_terminal:
+        yield BarProgress(None)
+        return
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as bar:
+        yield BarProgress(bar)
+
+
+def describe_plan(plan: IndexPlan, limit: int = 5) -> str:
+    names = [f"{p.name} ({p.track_count})" for p in plan.playlists[:limit]]
+    if len(plan.playlists) > limit:
+        names.append(f"{len(plan.playlists) - limit} more")
+    count = len(plan.playlists)
+    return (
+        f"Indexing {count} playlist{'s' if count != 1 else ''}: {', '.join(names) or 'none'}; "
+        f"{len(plan.tracks)} distinct tracks"
+    )
+
+
+def summary_lines(report: IndexReport, elapsed_s: float) -> list[str]:
+    renewed = report.count(Outcome.RENEWED)
+    resolved = report.count(Outcome.RESOLVED) + renewed
+    lines = [
+        f"{'Stopped' if report.interrupted else 'Done'} in {elapsed_s:.1f} s: resolved {resolved}"
+        + (f" ({renewed} only renewed an expired stream URL)" if renewed else "")
+        + f" · already cached {report.count(Outcome.CACHED)}"
+        + f" · failed {report.count(Outcome.FAILED)}"
+    ]
+    for reason, tracks in report.failures_by_reason().items():
+        lines.append(f"  failed, {reason}: {len(tracks)} — {track_names(tracks)}")
+    if report.interrupted:
+        lines.append(
+            f"Interrupted with {report.remaining} of {len(report.plan.tracks)} tracks to go; "
+            "finished tracks are cached, so running this again continues from here."
+        )
+    return lines
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+def spotify_config(settings: Settings) -> SpotifyConfig:
+    return SpotifyConfig(
+        client_id=settings.spotify_client_id,
+        client_secret=settings.spotify_client_secret,
+        redirect_uri=settings.spotify_redirect_uri,
+        api_base=settings.spotify_api_base,
+        accounts_base=settings.spotify_accounts_base,
+    )
+
+
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
+    """(True, result) when `work` finished; (False, None) when `stop` was set first."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, stopping, return_exceptions=True)
+    if task.cancelled():
+        return False, None
+    return True, task.result()
+
+
+async def index(
+    argv: Sequence[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    dotenv_path: str | Path | None = ".env",
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    stop: asyncio.Event | None = None,
+    ytmusic_client_factory: Callable[[], Any] | None = None,
+    configure_logs: bool = False,
+) -> int:
+    """The whole command on the running loop; returns the exit status. Setting `stop` ends it
+    as Ctrl-C would. `ytmusic_client_factory` points spotDL at a YouTube stand-in (tests)."""
+    out = Console(file=stdout or sys.stdout, markup=False, highlight=False, soft_wrap=True)
+    err = stderr or sys.stderr
+    try:
+        args = build_parser().parse_args(list(argv))
+        if not args.playlist and not args.user:
+            raise UsageError("nothing to index: give --playlist URL_OR_ID and/or --user ID")
+    except UsageError as error:
+        print(f"python -m bot index: {error} (see --help)", file=err)
+        return EXIT_USAGE
+    except SystemExit as exit_:  # --help has been printed
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    try:
+        settings = load_settings(environ, dotenv_path, required=INDEXER_KEYS)
+    except SettingsError as error:
+        print(error.report(), file=err)
+        return EXIT_USAGE
+    if configure_logs:
+        _logging(settings.log_level, args.verbose)
+    stop = stop or asyncio.Event()
+    concurrency = args.concurrency or settings.resolver_workers
+    try:
+        async with AsyncExitStack() as stack:
+            http = await stack.enter_async_context(aiohttp.ClientSession())
+            store = await storage.open_storage(
+                settings.storage_url,
+                settings.cipher(),
+                max_streams=settings.stream_cache_max_entries,
+            )
+            stack.push_async_callback(store.aclose)
+            spotify = SpotifyClient(spotify_config(settings), store, http)
+            stack.push_async_callback(spotify.aclose)
+            # No resolver.start(): a one-off job needs neither warm-up nor the refresher.
+            resolver = build_resolver(
+                store,
+                spotify.track,
+                config=ResolverConfig(workers=concurrency),
+                youtube_base_url=settings.youtube_base_url,
+                ytmusic_client_factory=ytmusic_client_factory,
+            )
+            stack.push_async_callback(resolver.aclose)
+            indexer = Indexer(
+                spotify,
+                resolver,
+                store,
+                concurrency=concurrency,
+                min_validity_s=resolver.config.min_validity_s,
+            )
+            return await _rounds(Job(indexer, args, settings, out, err, stop))
+    except StorageError as error:
+        print(f"Cannot open storage: {error}", file=err)
+        return EXIT_USAGE
+
+
+@dataclass(frozen=True)
+class Job:
+    """One invocation: the parsed arguments and what the rounds run with."""
+
+    indexer: Indexer
+    args: argparse.Namespace
+    settings: Settings
+    out: Console
+    err: TextIO
+    stop: asyncio.Event
+
+
+async def _rounds(job: Job) -> int:
+    watch: float | None = job.args.watch
+    round_ = 0
+    while True:
+        round_ += 1
+        if watch is not None:
+            job.out.print(f"Run {round_} at {time.strftime('%H:%M:%S')}", style="bold")
+        status = await _one_round(job, first=round_ == 1)
+        if watch is None or status == EXIT_USAGE:
+            return status
+        if not job.stop.is_set():
+            job.out.print(f"Next run in {watch:g} s (Ctrl-C to stop).")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(job.stop.wait(), watch)
+        if job.stop.is_set():
+            job.out.print("Stopped watching.")
+            return EXIT_OK
+
+
+async def _one_round(job: Job, *, first: bool) -> int:
+    out, err = job.out, job.err
+    try:
+        finished, plan = await _unless_stopped(
+            job.indexer.plan(job.args.playlist, job.args.user), job.stop
+        )
+    except BAD_INPUT as error:
+        print(error.message, file=err)
+        # Bad input on the first run is the operator's typo; later, a playlist deleted
+        # meanwhile should not end a watch.
+        return EXIT_USAGE if first else EXIT_FAILED
+    except UserFacingError as error:
+        print(f"Spotify: {error.message}", file=err)
+        return EXIT_FAILED
+    if not finished or plan is None:
+        out.print("Interrupted while reading the playlists.")
+        return EXIT_INTERRUPTED
+    out.print(describe_plan(plan))
+    bound = job.settings.stream_cache_max_entries
+    if len(plan.tracks) > bound:
+        out.print(
+            f"Warning: {len(plan.tracks)} tracks but the cache keeps {bound} "
+            "(STREAM_CACHE_MAX_ENTRIES): the oldest entries will be evicted.",
+            style="yellow",
+        )
+    started = time.monotonic()
+    with progress_bar(out) as progress:
+        report = await job.indexer.run(plan, progress, job.stop)
+    for line in summary_lines(report, time.monotonic() - started):
+        out.print(line)
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if report.count(Outcome.FAILED) else EXIT_OK
+
+
+# --- process entry -----------------------------------------------------------------------------
+
+
+def _logging(settings_level: str, verbose: bool) -> None:
+    level: int = logging.getLevelName(settings_level)
+    level = min(level, logging.INFO) if verbose else max(level, logging.WARNING)
+    console = Console(stderr=True)
+    if console.is_terminal:
+        # While the progress bar is live it captures sys.stderr, and this console writes to
+        # whatever sys.stderr is at the time: log lines print above the bar, not into it.
+        handler = RichHandler(console=console, show_path=False)
+        logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+    else:
+        configure_logging(logging.getLevelName(level))
+
+
+async def _main(argv: Sequence[str]) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return await index(argv, stop=stop, configure_logs=True)
+
+
+def main(argv: Sequence[str]) -> int:
+    """`python -m bot index ARGS`: returns the exit status."""
+    return asyncio.run(_main(argv))
