@@ -7,7 +7,7 @@
 Each server runs in a process of its own (`--serve VARIANT`), the load generator in another
 (wrk when installed, else an aiohttp client). The "bare" server answers a constant JSON string;
 the others run the real app as the composition root builds it (create_app over build_resolver,
-real storage: SQLite in a temporary directory, or a private redis-server on a free port; the
+real storage: SQLite in a temporary directory, or a private redis-server (tests/redis_proc); the
 fake YouTube in the server process) after one warm-up request has resolved the track, so every
 measured request is a cache hit. Every server uses the production GIL switch interval.
 
@@ -28,12 +28,10 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -48,9 +46,10 @@ from core.tracks import TrackInfo
 from storage import open_storage
 from storage.base import Storage
 from storage.crypto import TokenCipher
-from tests import netguard
+from tests import netguard, redis_proc
 from tests.bench import loadgen
 from tests.fakes.youtube import FakeYouTube
+from tests.redis_proc import free_port
 
 TRACK = {
     "id": "4PTG3Z6ehGkBFwjybzWkR8",
@@ -132,13 +131,6 @@ async def serve(variant: str, port: int, storage_url: str, front: bool) -> None:
 # --- orchestration -------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def server(variant: str, storage_url: str = "", front: bool = True) -> Iterator[str]:
     port = free_port()
@@ -156,35 +148,6 @@ def server(variant: str, storage_url: str = "", front: bool = True) -> Iterator[
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-    workdir = tempfile.mkdtemp(prefix="gamenight-bench-redis-")
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir, "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.01)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def warm_up(base_url: str, body: bytes) -> str:
@@ -249,7 +212,9 @@ def main() -> None:
                 workdir = stack.enter_context(tempfile.TemporaryDirectory())
                 url = f"sqlite:///{workdir}/bench.db"
             elif backend == "redis":
-                url = stack.enter_context(redis_server())
+                if not redis_proc.redis_installed():
+                    raise SystemExit(redis_proc.NOT_INSTALLED)
+                url, _ = stack.enter_context(redis_proc.redis_server())
             else:
                 raise SystemExit(f"unknown backend {backend!r}")
             servers[f"app, {backend}"] = stack.enter_context(server(backend, url, args.front_cache))
