@@ -227,6 +227,9 @@ class SyncEngine:
             if delay is None:
                 await self._release_lease()
                 return
+            if self._leases is not None:
+                # However long the wait (Retry-After, idle host), renew the lease in time.
+                delay = min(delay, self._config.lease_ttl_s / 3)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
@@ -235,6 +238,7 @@ class SyncEngine:
 
     async def step(self) -> float | None:
         """One round; the delay until the next, or None when the session is over."""
+        started = self._clock()
         if not await self._hold_lease():
             return self._config.lease_ttl_s / 3
         session = await self._sessions.get_session(self.guild_id)
@@ -269,7 +273,10 @@ class SyncEngine:
             self._status_dirty |= bool(change.kinds - {Change.SEEK, Change.DEVICE})
         await self._persist(host, force=bool(change))
         await self._flush_status(session.host_user_id)
-        return next_poll_delay(host, self._clock(), self._config.poll, self._pressure)
+        # Counted from the round's start, so host reads keep a steady cadence however long
+        # the round took (a late read is a late detection of whatever the host did).
+        delay = next_poll_delay(host, started, self._config.poll, self._pressure)
+        return max(self._config.poll.min_s, delay - (self._clock() - started))
 
     def _adopt(self, session: Session) -> None:
         if self._host_id is None:  # first round: resume from what storage remembers
