@@ -53,6 +53,7 @@ def spotify_config(settings: Settings) -> SpotifyConfig:
         redirect_uri=settings.spotify_redirect_uri,
         api_base=settings.spotify_api_base,
         accounts_base=settings.spotify_accounts_base,
+        max_workers=settings.spotify_workers,
     )
 
 
