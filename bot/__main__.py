@@ -29,6 +29,7 @@ from bot import index_cli
 from bot.client import GameNightBot, point_discord_at
 from bot.services import Services
 from bot.settings import Settings, SettingsError, configure_logging, load_settings
+from bot.sync import start_sync
 from bot.web import RateLimit, create_app
 from bot.web.linking import add_link_routes
 from bot.web.listen import ListenLinks, add_listen_routes
@@ -66,6 +67,7 @@ def spotify_config(settings: Settings) -> SpotifyConfig:
         redirect_uri=settings.spotify_redirect_uri,
         api_base=settings.spotify_api_base,
         accounts_base=settings.spotify_accounts_base,
+        max_workers=settings.spotify_workers,
     )
 
 
@@ -144,6 +146,7 @@ async def running(
         log.info("HTTP server on http://%s:%s", settings.http_host, settings.http_port)
 
         await stack.enter_async_context(bot)
+        sync = await start_sync(settings, services, bot)  # loops start from the session hooks
         bot_task = asyncio.create_task(bot.start(settings.discord_token), name="discord")
 
         async def stop_bot() -> None:
@@ -152,6 +155,7 @@ async def running(
                 await bot_task
 
         stack.push_async_callback(stop_bot)
+        stack.push_async_callback(sync.aclose)  # first out: its last reports reach a live bot
         yield Running(services, bot, bot_task, runner)
 
 

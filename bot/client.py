@@ -49,6 +49,7 @@ class GameNightBot(commands.Bot):
         )
         self.services = services
         self.dev_guild_id = dev_guild_id
+        self.board: StatusBoard | None = None  # set in setup_hook; the sync engine reports to it
 
     async def setup_hook(self) -> None:
         s = self.services
@@ -65,6 +66,7 @@ class GameNightBot(commands.Bot):
             tracks=s.spotify,
             audience=listen.audience if listen is not None else None,
         )
+        self.board = board
         if listen is not None:
             listen.watch_audience(board.audience_changed)
         gamenight = GameNight(s.sessions, board, s.listen)

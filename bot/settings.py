@@ -72,6 +72,7 @@ class Settings:
     host_idle_timeout_s: float = 1800.0
     http_rate_per_s: float = 2.0  # per-client sustained rate on endpoints that can resolve
     http_rate_burst: int = 60  # per-client burst on those endpoints
+    spotify_workers: int = 32  # spotipy threads: a sync fan-out waiting for one lands late
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -292,6 +293,9 @@ def load_settings(
         ),
         http_rate_burst=r.parsed(
             "HTTP_RATE_BURST", 60, _positive_int, "a positive whole number of requests"
+        ),
+        spotify_workers=r.parsed(
+            "SPOTIFY_WORKERS", 32, _positive_int, "a positive whole number of threads"
         ),
     )
     if r.problems:

@@ -19,16 +19,19 @@ def test_defaults_and_overrides() -> None:
     default = load_settings(BASE, dotenv_path=None)
     assert (default.sync_poll_interval_s, default.sync_drift_threshold_ms) == (1.0, 1500)
     assert default.host_idle_timeout_s == 1800.0
+    assert default.spotify_workers == 32
     custom = load_settings(
         {
             **BASE,
             "SYNC_POLL_INTERVAL": "0.5",
             "SYNC_DRIFT_THRESHOLD_MS": "900",
             "HOST_IDLE_TIMEOUT": "0",
+            "SPOTIFY_WORKERS": "64",
         },
         dotenv_path=None,
     )
     assert (custom.sync_poll_interval_s, custom.sync_drift_threshold_ms) == (0.5, 900)
+    assert custom.spotify_workers == 64
     assert custom.host_idle_timeout_s == 0.0
 
 
