@@ -26,6 +26,7 @@ import storage
 from bot.client import GameNightBot, point_discord_at
 from bot.services import Services
 from bot.settings import Settings, SettingsError, configure_logging, load_settings
+from bot.sync import start_sync
 from bot.web.linking import add_link_routes
 from core.linking import Linker, LinkOutcome
 from core.sessions import SessionService
@@ -103,6 +104,7 @@ async def running(
         log.info("HTTP server on http://%s:%s", settings.http_host, settings.http_port)
 
         await stack.enter_async_context(bot)
+        sync = await start_sync(settings, services, bot)  # loops start from the session hooks
         bot_task = asyncio.create_task(bot.start(settings.discord_token), name="discord")
 
         async def stop_bot() -> None:
@@ -111,6 +113,7 @@ async def running(
                 await bot_task
 
         stack.push_async_callback(stop_bot)
+        stack.push_async_callback(sync.aclose)  # first out: its last reports reach a live bot
         yield Running(services, bot, bot_task, runner)
 
 

@@ -49,6 +49,7 @@ class GameNightBot(commands.Bot):
         )
         self.services = services
         self.dev_guild_id = dev_guild_id
+        self.board: StatusBoard | None = None  # set in setup_hook; the sync engine reports to it
 
     async def setup_hook(self) -> None:
         s = self.services
@@ -58,6 +59,7 @@ class GameNightBot(commands.Bot):
             return SessionButtons(gamenight)
 
         board = StatusBoard(self, s.sessions, buttons, tracks=s.spotify)
+        self.board = board
         gamenight = GameNight(s.sessions, board)
         await self.add_cog(Linking(s.linker, s.sessions, s.spotify))
         await self.add_cog(gamenight)

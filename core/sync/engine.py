@@ -6,13 +6,21 @@ Each round:
  2. read the host's player, timed locally -> `PlayerState`; `detect` names the change;
  3. when the host did not change, spend a little of the API budget reading some listeners
     (drift checks, and first reads of listeners we know nothing about);
- 4. `plan` one action per listener and fan the commands out at once, each with its own timeout,
-    so a slow or failing listener never delays the others;
+ 4. `plan` one action per listener and fan the commands out at once, each in its own task with
+    its own timeout. The round waits for them at most `fanout_wait_s`: a listener whose call
+    hangs keeps its task (and is left out of planning until it ends) while the loop goes on
+    polling and commanding everyone else, so one slow or failing listener never delays others;
  5. fold results back: new beliefs, latency samples, statuses (stored, shown, told once);
  6. persist the host snapshot; sleep `next_poll_delay` (or until woken).
 
+Rate limiting is app-wide: while the Spotify client's shared limiter holds every call
+(Retry-After, `hold`), a round makes no call at all and sleeps until the hold ends; the next
+round reconciles everyone with the host's state at that moment, so nothing is lost meanwhile.
+A 429 marked QUOTA_EXCEEDED is told to the host (at most every `QUOTA_NOTICE_EVERY_S`).
+
 With a `LeaseStore`, the loop only commands while it holds the guild's lease, renewed every
-round, so exactly one process runs a guild's loop.
+round, so exactly one process runs a guild's loop; `SyncEngines.resume_all`, called every few
+seconds, starts a loop for a guild whose lease another process stopped renewing.
 """
 
 from __future__ import annotations
@@ -63,6 +71,12 @@ from storage.records import ListenerState, ListenerStatus, Session
 
 log = logging.getLogger(__name__)
 
+QUOTA_NOTICE_EVERY_S = 600.0
+QUOTA_NOTICE = (
+    "Spotify says this bot has used up its API quota for now, so syncing is paused. "
+    "It resumes by itself when Spotify allows it again."
+)
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -74,6 +88,7 @@ class EngineConfig:
     status_interval_s: float = 3.0  # at most one status message edit this often
     persist_interval_s: float = 10.0  # snapshot written at least this often (and on changes)
     lease_ttl_s: float = 15.0
+    fanout_wait_s: float = 1.0  # a round waits this long for its commands, then moves on
 
 
 @dataclass
@@ -89,6 +104,11 @@ class _Listener:
     last_checked: float = 0.0
     last_commanded: float = 0.0
     told: set[ListenerStatus] = field(default_factory=set)
+    inflight: asyncio.Task[None] | None = None  # a command still out (the round moved on)
+
+    @property
+    def busy(self) -> bool:
+        return self.inflight is not None and not self.inflight.done()
 
     def view(self, observed: PlayerState | None) -> ListenerView:
         return ListenerView(
@@ -122,8 +142,11 @@ class SyncEngine:
         config: EngineConfig | None = None,
         leases: LeaseStore | None = None,
         holder: str | None = None,
+        hold: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`hold` says how long the Spotify app must not call (the client's shared limiter,
+        `SpotifyClient.limiter.blocked_for`); without it only 429s this engine saw count."""
         self.guild_id = guild_id
         self._client = client
         self._sessions = sessions
@@ -132,6 +155,8 @@ class SyncEngine:
         self._leases = leases
         self._holder = holder or uuid.uuid4().hex
         self._clock = clock
+        self._hold = hold
+        self._quota_told_at = float("-inf")
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._listeners: dict[int, _Listener] = {}
@@ -160,11 +185,21 @@ class SyncEngine:
             self._task = asyncio.create_task(self._run(), name=f"sync-{self.guild_id}")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            # (From inside its own loop, e.g. a hook reacting to the engine's own end, the loop
+            # is already returning: cancelling it would cut that short.)
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        inflight = [lst.inflight for lst in self._listeners.values() if lst.busy]
+        for command in inflight:
+            if command is not None:
+                command.cancel()
+        await asyncio.gather(*(c for c in inflight if c is not None), return_exceptions=True)
+        await self._release_lease()
+
+    async def _release_lease(self) -> None:
         if self._leases is not None and self._lease_held:
             with contextlib.suppress(Exception):
                 await self._leases.release_lease(self._lease_name, self._holder)
@@ -190,6 +225,7 @@ class SyncEngine:
                 log.exception("sync round failed for guild %s", self.guild_id)
                 delay = self._config.poll.interval_s
             if delay is None:
+                await self._release_lease()
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
@@ -206,6 +242,9 @@ class SyncEngine:
             self.ended = "stopped"
             return None
         self._adopt(session)
+        held = self._held()
+        if held > 0:
+            return held  # Retry-After holds the whole app: no call before it ends
 
         host = await self._read_host(session.host_user_id)
         now = self._clock()
@@ -221,9 +260,7 @@ class SyncEngine:
 
         observed = {} if change else await self._drift_checks(host)
         actions = plan(host, self._views(observed), self._clock(), self._config.sync)
-        await asyncio.gather(
-            *(self._apply(uid, action, host, observed.get(uid)) for uid, action in actions.items())
-        )
+        await self._fan_out(actions, host, observed)
 
         self._host = host
         self.last_change = change
@@ -246,7 +283,9 @@ class SyncEngine:
 
         stored = {uid: s for uid, s in session.listeners.items() if uid != session.host_user_id}
         for uid in self._listeners.keys() - stored.keys():
-            del self._listeners[uid]
+            gone = self._listeners.pop(uid)
+            if gone.inflight is not None:
+                gone.inflight.cancel()  # they left: a late failure must not re-add them
             self._status_dirty = True
         for uid, state in stored.items():
             mine = self._listeners.get(uid)
@@ -262,7 +301,50 @@ class SyncEngine:
                 self._status_dirty = True
 
     def _views(self, observed: Mapping[int, PlayerState]) -> dict[int, ListenerView]:
-        return {uid: lst.view(observed.get(uid)) for uid, lst in self._listeners.items()}
+        """Every listener without a command still out (its result will update the belief)."""
+        return {
+            uid: lst.view(observed.get(uid)) for uid, lst in self._listeners.items() if not lst.busy
+        }
+
+    def _held(self) -> float:
+        """Seconds before any Spotify call may go out (Retry-After, app-wide)."""
+        held = self._pressure.wait_s(self._clock())
+        if self._hold is not None:
+            held = max(held, self._hold())
+        return held
+
+    async def _fan_out(
+        self, actions: Mapping[int, Action], host: PlayerState, observed: Mapping[int, PlayerState]
+    ) -> None:
+        """Every listener's action at once; wait for them at most `fanout_wait_s`."""
+        tasks: list[asyncio.Task[None]] = []
+        for uid, action in actions.items():
+            if isinstance(action, Nothing):  # no I/O: no task
+                listener = self._listeners[uid]
+                view = listener.view(observed.get(uid))
+                listener.belief = belief_after(view, action, host, None, self._config.sync)
+                continue
+            task = asyncio.create_task(
+                self._apply(uid, action, host, observed.get(uid)), name=f"sync-{uid}"
+            )
+            self._listeners[uid].inflight = task
+            tasks.append(task)
+        if tasks:
+            await asyncio.wait(tasks, timeout=self._config.fanout_wait_s)
+
+    async def _rate_limited(self, error: RateLimited) -> None:
+        now = self._clock()
+        self._pressure = self._pressure.hit(now, error.retry_after)
+        if not error.quota_exceeded or self._host_id is None:
+            return
+        if now - self._quota_told_at < QUOTA_NOTICE_EVERY_S:
+            return
+        self._quota_told_at = now
+        log.warning("guild %s: Spotify quota exceeded; telling the host", self.guild_id)
+        try:
+            await self._events.notify_user(self.guild_id, self._host_id, QUOTA_NOTICE)
+        except Exception:
+            log.exception("guild %s: telling the host about the quota failed", self.guild_id)
 
     # -- Spotify calls ---------------------------------------------------------------------
 
@@ -273,7 +355,7 @@ class SyncEngine:
                 self.calls["host_read"] += 1
                 playback = await self._client.playback(host_id)
         except RateLimited as error:
-            self._pressure = self._pressure.hit(self._clock(), error.retry_after)
+            await self._rate_limited(error)
             return None
         except TokenRevoked:
             await self._notify_once_host(host_id)
@@ -301,12 +383,22 @@ class SyncEngine:
             for uid, lst in self._listeners.items()
             if lst.state.status in (ListenerStatus.ATTACHED, ListenerStatus.ERROR)
             and lst.retry_at <= now
+            and not lst.busy
         ]
         picked, self._budget = pick_drift_checks(
             candidates, host, now, self._budget, self._config.drift
         )
-        results = await asyncio.gather(*(self._read_listener(uid) for uid in picked))
-        return {uid: seen for uid, seen in zip(picked, results, strict=True) if seen is not None}
+        if not picked:
+            return {}
+        reads = {uid: asyncio.create_task(self._read_listener(uid)) for uid in picked}
+        _, late = await asyncio.wait(reads.values(), timeout=self._config.fanout_wait_s)
+        for task in late:
+            task.cancel()  # a read that late is stale anyway; the round goes on without it
+        return {
+            uid: seen
+            for uid, task in reads.items()
+            if task not in late and (seen := task.result()) is not None
+        }
 
     async def _read_listener(self, uid: int) -> PlayerState | None:
         requested = self._clock()
@@ -315,7 +407,7 @@ class SyncEngine:
                 self.calls["listener_read"] += 1
                 playback = await self._client.playback(uid)
         except RateLimited as error:
-            self._pressure = self._pressure.hit(self._clock(), error.retry_after)
+            await self._rate_limited(error)
             return None
         except Exception as error:
             log.info("guild %s: reading listener %s failed: %r", self.guild_id, uid, error)
@@ -366,8 +458,12 @@ class SyncEngine:
             try:
                 async with asyncio.timeout(self._config.call_timeout_s):
                     await self._send(uid, action)
-            except Exception as error:
+            except Exception as caught:
                 now = self._clock()
+                error: Exception = caught
+                if isinstance(caught, TimeoutError) and (held := self._held()) > 0:
+                    # It timed out waiting in the app's limiter, not on the listener's Spotify.
+                    error = RateLimited("held by Retry-After", retry_after=held)
                 verdict = classify(
                     error, action, now=now, failures=listener.failures, device_tried=device_tried
                 )
@@ -423,7 +519,7 @@ class SyncEngine:
         if isinstance(error, NotFound):
             listener.device_id = None
         if isinstance(error, RateLimited):
-            self._pressure = self._pressure.hit(now, error.retry_after)
+            await self._rate_limited(error)
         listener.belief = belief_after(view, action, host, None, self._config.sync)
         listener.retry_at = verdict.retry_at
         if verdict.transient:
@@ -446,6 +542,8 @@ class SyncEngine:
         self, listener: _Listener, status: ListenerStatus, detail: str, *, tell: bool
     ) -> None:
         uid = listener.state.user_id
+        if self._listeners.get(uid) is not listener:
+            return  # they left while the command was out
         listener.state = replace(
             listener.state,
             status=status,
@@ -502,12 +600,16 @@ class SyncEngine:
     async def _end(self, reason: str) -> None:
         self.ended = reason
         log.info("guild %s: session ended (%s)", self.guild_id, reason)
+        # The bot ends it first (SessionService.end: deleted, every hook told, the message
+        # edited); deleting here as well covers a bot that could not.
+        try:
+            await self._events.session_ended(self.guild_id, reason)
+        except Exception:
+            log.exception("guild %s: reporting the end failed", self.guild_id)
         try:
             await self._sessions.delete_session(self.guild_id)
         except Exception:
             log.exception("guild %s: deleting the session failed", self.guild_id)
-        with contextlib.suppress(Exception):
-            await self._events.session_ended(self.guild_id, reason)
 
     # -- lease -----------------------------------------------------------------------------
 

@@ -84,7 +84,9 @@ class SyncEvents(Protocol):
         ...
 
     async def session_ended(self, guild_id: int, reason: str) -> None:
-        """The engine ended the session on its own (host idle); say so in the channel."""
+        """The engine ended the session on its own (host idle): end it for everyone
+        (`SessionService.end`) and say so in the channel. Called from inside the engine's loop,
+        which returns right after; the engine deletes the stored session if it is still there."""
         ...
 
 

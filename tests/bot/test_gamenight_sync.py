@@ -1,0 +1,73 @@
+"""The sync engine through the bot: /gamenight start runs it, the status message shows each
+listener's state, users who must act get a DM, a restart resumes it, /gamenight stop ends it.
+
+All through the real composition root against the fake Discord and the fake Spotify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from tests.bot.conftest import World
+from tests.bot.test_gamenight import linked, say
+from tests.fakes.discord import Member
+
+
+async def until(check: Callable[[], object], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "Game Night did not get there in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_game_night_keeps_listeners_in_sync_until_stopped(world: World) -> None:
+    spotify = world.spotify
+    queue = [t.id for t in spotify.catalog[:4]]
+    host_player = spotify.player
+
+    def following(account: str, index: int) -> bool:
+        host, other = host_player("hana-sp").now(), host_player(account).now()
+        return (
+            other.track_id == queue[index]
+            and other.is_playing
+            and abs(host.position_ms - other.position_ms) < 500
+        )
+
+    async with world.run():
+        host = await linked(world, "hana")
+        kim = await linked(world, "kim")
+        spotify.add_account("pat-sp", "Pat", premium=False)
+        pat = world.discord.add_member("pat")
+        assert (await world.link(pat, "pat-sp"))[0] == 200
+        host_player("hana-sp").load(queue, position_ms=30_000)
+
+        await say(world, "gamenight start", host)
+        board = world.status_message()
+        await say(world, "gamenight join", kim)
+        await until(lambda: following("kim-sp", 0))
+        now_playing = spotify.tracks[queue[0]].name
+        await until(lambda: now_playing in world.discord.message(board.id).text)
+        assert "▶️ Playing" in world.discord.message(board.id).text
+
+        await say(world, "gamenight join", pat)
+        premium_line = f"<@{pat.user_id}> — 🔒 needs Spotify Premium"
+        await until(lambda: premium_line in world.discord.message(board.id).text)
+        assert f"<@{kim.user_id}> — 🟢 in sync" in world.discord.message(board.id).text
+        await until(lambda: premium_dms(world, pat))
+
+    # The process stops; the host skips meanwhile; a new process resumes the game night.
+    host_player("hana-sp").next()
+    async with world.run():
+        await until(lambda: following("kim-sp", 1), within=8)
+        await say(world, "gamenight stop", host)
+        assert "over" in world.discord.message(board.id).text
+        host_player("hana-sp").next()
+        await asyncio.sleep(2.5)  # more than two poll intervals: a loop would have acted
+        assert host_player("kim-sp").now().track_id == queue[1]
+    assert len(premium_dms(world, pat)) == 1  # told once, across the restart too
+
+
+def premium_dms(world: World, member: Member) -> list[str]:
+    return [m.text for m in world.discord.dms(member) if "Premium" in m.text]

@@ -1,0 +1,92 @@
+"""Several processes on one Redis: exactly one loop per guild, and takeover when it dies.
+
+Each "process" has its own Redis connection (open_storage) and its own lease holder id; they
+share the fake Spotify, as two bot processes of one Spotify app would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from core.spotify import SpotifyClient
+from core.sync.engine import SyncEngines
+from core.sync.runner import SessionSync
+from storage import Storage, TokenCipher, open_storage
+from tests.fakes.spotify import FakeSpotify
+from tests.sync.conftest import TEST_CONFIG, spotify_config, until
+from tests.sync.rig import Rig
+
+GUILD, HOST, ANN, BEN = 9, 1, 2, 3
+
+
+@pytest.fixture
+async def redis_rig(redis_url: str) -> AsyncIterator[tuple[Rig, str, TokenCipher]]:
+    url = f"{redis_url}?prefix=sync-{uuid.uuid4().hex}"
+    cipher = TokenCipher.generate()
+    async with FakeSpotify() as fake, aiohttp.ClientSession() as http:
+        fake.set_latency(0.02, jitter=0.01)
+        store = await open_storage(url, cipher)
+        client = SpotifyClient(spotify_config(fake), store, http)
+        rig = Rig(fake, store, client, TEST_CONFIG)
+        try:
+            yield rig, url, cipher
+        finally:
+            await asyncio.gather(*(engine.aclose() for engine in rig.engines))
+            await fake.stop()
+            await client.aclose()
+            await store.aclose()
+
+
+async def test_two_processes_run_one_loop_and_the_survivor_takes_over(
+    redis_rig: tuple[Rig, str, TokenCipher],
+) -> None:
+    rig, url, cipher = redis_rig
+    for uid, name in ((HOST, "host"), (ANN, "ann"), (BEN, "ben")):
+        await rig.link(uid, name)
+    await rig.session(GUILD, HOST, (ANN, BEN))
+    queue = [t.id for t in rig.fake.catalog[:4]]
+    host = rig.player(HOST)
+    host.load(queue, position_ms=20_000)
+
+    # Process A hears about the session (session_started) and starts its loop.
+    store_a: Storage = await open_storage(url, cipher)
+    engines_a = SyncEngines(lambda guild: rig.engine(guild, store=store_a, holder="A"))
+    await engines_a.start(GUILD)
+    await until(lambda: rig.in_sync(HOST, ANN) and rig.in_sync(HOST, BEN))
+    # Process B never heard of it: its rescan finds it and starts a loop, which waits.
+    store_b: Storage = await open_storage(url, cipher)
+    sync_b = SessionSync(
+        SyncEngines(lambda guild: rig.engine(guild, store=store_b, holder="B")),
+        store_b,
+        rescan_s=0.2,
+    )
+    await sync_b.start()
+    try:
+        await until(lambda: sync_b.engines.get(GUILD) is not None)
+        engine_a, engine_b = engines_a.get(GUILD), sync_b.engines.get(GUILD)
+        assert engine_a is not None and engine_b is not None
+
+        host.next()
+        await until(lambda: rig.in_sync(HOST, ANN) and rig.in_sync(HOST, BEN))
+        await asyncio.sleep(2 * TEST_CONFIG.lease_ttl_s)  # several lease periods, both running
+        assert engine_a.calls["host_read"] > 0
+        assert engine_b.calls.total() == 0  # exactly one loop talks to Spotify
+
+        # Process A dies: its Redis connection goes away, its lease is never renewed again.
+        await store_a.aclose()
+        a_calls = engine_a.calls.total()
+        host.next()
+        await until(lambda: engine_b.calls["play"] >= 2, within=3 * TEST_CONFIG.lease_ttl_s)
+        await until(lambda: rig.in_sync(HOST, ANN) and rig.in_sync(HOST, BEN))
+        assert rig.player(ANN).now().track_id == queue[2]
+        # At most what a round already past its storage read sends (host read + two plays).
+        assert engine_a.calls.total() <= a_calls + 3
+    finally:
+        await sync_b.aclose()
+        await engines_a.aclose()
+        await store_b.aclose()
