@@ -66,6 +66,7 @@ class Settings:
     host_idle_timeout_s: float = 1800.0
     http_rate_per_s: float = 2.0  # per-client sustained rate on endpoints that can resolve
     http_rate_burst: int = 60  # per-client burst on those endpoints
+    sync_drift_check_interval_s: float = 15.0  # read each listener this often while playing
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -277,6 +278,9 @@ def load_settings(
         ),
         http_rate_burst=r.parsed(
             "HTTP_RATE_BURST", 60, _positive_int, "a positive whole number of requests"
+        ),
+        sync_drift_check_interval_s=r.parsed(
+            "SYNC_DRIFT_CHECK_INTERVAL", 15.0, _positive_float, "seconds between listener reads"
         ),
     )
     if r.problems:
