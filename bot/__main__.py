@@ -1,9 +1,11 @@
 """Composition root: `python -m bot` (what `make run` starts).
 
 Loads the settings, then opens every resource with an AsyncExitStack — the HTTP session,
-storage, the Spotify layer, the embedded aiohttp server (AppRunner + TCPSite on this loop, no
-thread) and the discord.py client — builds one frozen `Services`, and runs until SIGINT or
-SIGTERM. Shutdown unwinds in reverse order.
+storage, the Spotify layer, the stream resolver, the embedded aiohttp server (AppRunner +
+TCPSite on this loop, no thread) and the discord.py client — builds one frozen `Services`, and
+runs until SIGINT or SIGTERM. Shutdown unwinds in reverse order: the bot, then the HTTP server
+(requests in flight finish while the resolver still runs), then the resolver (it writes its
+pending access times), then Spotify and storage.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,13 +29,22 @@ from bot.client import GameNightBot, point_discord_at
 from bot.services import Services
 from bot.settings import Settings, SettingsError, configure_logging, load_settings
 from bot.sync import start_sync
+from bot.web import RateLimit, create_app
 from bot.web.linking import add_link_routes
 from core.linking import Linker, LinkOutcome
+from core.resolver import ResolverConfig, build_resolver
 from core.sessions import SessionService
 from core.spotify import SpotifyClient, SpotifyConfig
 from storage.errors import StorageError
 
 log = logging.getLogger("bot")
+
+# spotDL and yt-dlp do CPU work (HTML parsing, ranking) in the resolver's worker threads. With
+# CPython's default 5 ms switch interval such a thread keeps the GIL for up to 5 ms each time
+# the loop wants it back; at 1 ms the loop's lag while resolving fell from p99 45 ms to 17 ms
+# (tests/bench/loop_lag.py). The extra switches cost nothing measurable on cache hits, where no
+# worker thread runs.
+SWITCH_INTERVAL_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -56,10 +67,14 @@ def spotify_config(settings: Settings) -> SpotifyConfig:
     )
 
 
-def web_app(services: Services, bot: GameNightBot) -> web.Application:
-    """The HTTP app. Until bot/web/app.py's create_app lands this is the linking routes only;
-    then: `app = create_app(storage=..., resolver=..., cors_origins=...)` and add these to it."""
-    app = web.Application()
+def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Application:
+    """The HTTP app: the PWA and v1 API, health and metrics, and the Spotify callback."""
+    app = create_app(
+        storage=services.storage,
+        resolver=services.resolver,
+        cors_origins=settings.cors_origins,
+        rate_limit=RateLimit(settings.http_rate_per_s, settings.http_rate_burst),
+    )
 
     async def confirm_in_discord(outcome: LinkOutcome) -> None:
         if outcome.discord_user_id is not None:
@@ -75,9 +90,16 @@ def web_app(services: Services, bot: GameNightBot) -> web.Application:
 
 @asynccontextmanager
 async def running(
-    settings: Settings, *, client_options: Mapping[str, Any] | None = None
+    settings: Settings,
+    *,
+    client_options: Mapping[str, Any] | None = None,
+    ytmusic_client_factory: Callable[[], Any] | None = None,
 ) -> AsyncIterator[Running]:
-    """Open everything, start the bot, and close it all again on exit."""
+    """Open everything, start the bot, and close it all again on exit.
+
+    `client_options` go to the discord.py client; `ytmusic_client_factory` replaces spotDL's
+    YouTube Music client (tests and the sandbox: the fake YouTube's `ytmusic_client`).
+    """
     point_discord_at(settings.discord_api_base, settings.discord_gateway_url)
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(aiohttp.ClientSession())
@@ -87,17 +109,28 @@ async def running(
         stack.push_async_callback(store.aclose)
         spotify = SpotifyClient(spotify_config(settings), store, http)
         stack.push_async_callback(spotify.aclose)
+        resolver = build_resolver(
+            store,
+            spotify.track,
+            config=ResolverConfig(workers=settings.resolver_workers),
+            youtube_base_url=settings.youtube_base_url,
+            ytmusic_client_factory=ytmusic_client_factory,
+        )
+        # Registered before start(): a start that fails half-way still shuts the pool down.
+        stack.push_async_callback(resolver.aclose)
+        await resolver.start()
         services = Services(
             http=http,
             storage=store,
             spotify=spotify,
             linker=Linker(store, store, spotify),
             sessions=SessionService(store, store),
+            resolver=resolver,
         )
         bot = GameNightBot(
             services, dev_guild_id=settings.discord_dev_guild_id, **(client_options or {})
         )
-        runner = web.AppRunner(web_app(services, bot), access_log=None)
+        runner = web.AppRunner(web_app(settings, services, bot), access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
@@ -146,6 +179,7 @@ def main() -> int:
         print(err.report(), file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         return asyncio.run(serve(settings))
     except StorageError as err:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from core.linking import Linker
+from core.resolver import Resolver
 from core.sessions import SessionService
 from core.spotify import SpotifyClient
 from storage.base import Storage
@@ -19,3 +20,4 @@ class Services:
     spotify: SpotifyClient
     linker: Linker
     sessions: SessionService
+    resolver: Resolver

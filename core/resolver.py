@@ -11,6 +11,19 @@ run in a bounded thread pool owned by the resolver, never on the event loop. Fai
 cached for a short time (storage `Failure` records). Cache hits do not write: last-access
 times are collected and written in batches by a timer, which also re-resolves recently used
 entries before their stream URLs expire.
+
+Front cache: the most recently used entries are also kept in process memory (a small LRU), so
+a hot track is answered without a storage round trip. Storage stays the source of truth; the
+copy in memory is only served while (a) its stream URL is still usable (same minimum remaining
+life as a storage hit) and (b) it was read or written by this process less than
+`front_ttl_s` ago. Every write this process makes (resolution, re-extraction, refresh, forced
+re-match) replaces the copy; a forced request never reads it (while the re-match runs, storage
+holds the same entry, so other requests get the same answer from either). What (b) bounds is the
+staleness of changes made elsewhere: another process's forced re-match (Redis) or an entry
+evicted or deleted in storage may still be served from here for up to `front_ttl_s`. That is
+acceptable because such a URL still plays (it is checked for expiry like any hit), and the
+deferred access-time writes never resurrect an evicted entry (both backends only touch entries
+that exist), so storage's bound holds.
 """
 
 from __future__ import annotations
@@ -19,6 +32,7 @@ import asyncio
 import gc
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -86,11 +100,14 @@ class ResolverConfig:
     refresh_interval_s: float = 60.0  # how often the refresher looks for expiring entries
     refresh_recent_s: float = 6 * 3600.0  # "recently used": accessed within this
     refresh_batch: int = 16  # entries re-extracted per refresher pass
+    front_entries: int = 1024  # entries kept in process memory (0: every hit reads storage)
+    front_ttl_s: float = 30.0  # how long an entry in memory is served without asking storage
 
 
 @dataclass
 class ResolverStats:
     hits: int = 0  # served from the cache
+    memory_hits: int = 0  # of the hits, those served from the in-process front cache
     misses: int = 0  # had to wait for a resolution (including joiners)
     coalesced: int = 0  # of the misses, those that joined a resolution already running
     negative_hits: int = 0  # answered from the negative cache
@@ -139,6 +156,8 @@ class Resolver:
         # never returns the result of a plain resolution, and a hit never waits for a refresh.
         self._flights: dict[tuple[str, str], asyncio.Task[CachedStream]] = {}
         self._accessed: dict[str, float] = {}
+        # track id -> (entry, served from memory until); least recently used first.
+        self._front: OrderedDict[str, tuple[CachedStream, float]] = OrderedDict()
         self._loops: list[asyncio.Task[None]] = []
         self._stats = ResolverStats()
         self._closed = False
@@ -168,6 +187,7 @@ class Resolver:
         for task in [*loops, *flights]:
             task.cancel()
         await asyncio.gather(*loops, *flights, return_exceptions=True)
+        self._front.clear()
         await self.flush_access()
         # Threads cannot be interrupted; wait for them off the loop so none outlives us.
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
@@ -207,13 +227,14 @@ class Resolver:
             cached = None
             if not force:
                 now = self._clock()
+                cached = self._front_get(track_id, now)
+                if cached is not None:
+                    self._stats.memory_hits += 1
+                    return self._hit(cached, now)
                 cached = await self._cache.get_stream(track_id)
                 if cached is not None and self._usable(cached, now):
-                    self._stats.hits += 1
-                    self._accessed[track_id] = now
-                    if cached.expires_at - now < self.config.refresh_ahead_s:
-                        self._refresh_in_background(cached)
-                    return cached
+                    self._remember(cached, now)
+                    return self._hit(cached, now)
                 failure = await self._cache.get_failure(track_id, now)
                 if failure is not None:
                     self._stats.negative_hits += 1
@@ -237,8 +258,40 @@ class Resolver:
         self._accessed[track_id] = self._clock()
         return entry
 
+    def _hit(self, cached: CachedStream, now: float) -> CachedStream:
+        self._stats.hits += 1
+        self._accessed[cached.track_id] = now
+        if cached.expires_at - now < self.config.refresh_ahead_s:
+            self._refresh_in_background(cached)
+        return cached
+
     def _usable(self, entry: CachedStream, now: float) -> bool:
         return bool(entry.stream_url) and entry.expires_at - now > self.config.min_validity_s
+
+    def _front_get(self, track_id: str, now: float) -> CachedStream | None:
+        """The entry in memory if it may still be served without asking storage."""
+        remembered = self._front.get(track_id)
+        if remembered is None:
+            return None
+        entry, until = remembered
+        if now < until and self._usable(entry, now):
+            self._front.move_to_end(track_id)
+            return entry
+        del self._front[track_id]
+        return None
+
+    def _remember(self, entry: CachedStream, now: float) -> None:
+        """Keep (or replace) an entry just read from or written to storage in memory."""
+        if self.config.front_entries <= 0:
+            return
+        known = self._front.get(entry.track_id)
+        if known is not None and known[0].resolved_at > entry.resolved_at:
+            # A storage read that started before this process wrote a newer resolution.
+            entry = known[0]
+        self._front[entry.track_id] = (entry, now + self.config.front_ttl_s)
+        self._front.move_to_end(entry.track_id)
+        while len(self._front) > self.config.front_entries:
+            self._front.popitem(last=False)
 
     def _launch(
         self, key: tuple[str, str], work: Awaitable[CachedStream]
@@ -297,6 +350,7 @@ class Resolver:
                 score=match.score,
             )
             await self._cache.put_stream(entry)
+            self._remember(entry, self._clock())
             if force:
                 await self._cache.delete_failure(track_id)
             log.info(
@@ -326,6 +380,7 @@ class Resolver:
             last_access=max(cached.last_access, self._accessed.get(cached.track_id, 0.0)),
         )
         await self._cache.put_stream(entry)
+        self._remember(entry, self._clock())
         return entry
 
     # --- background work ---------------------------------------------------------------------
@@ -377,6 +432,13 @@ class Resolver:
                 log.exception("resolver background task failed; retrying next interval")
 
 
+class NoYouTubeMusic:
+    """A `ytmusicapi.YTMusic` stand-in for spotDL that finds nothing and makes no request."""
+
+    def search(self, query: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        return []
+
+
 def build_resolver(
     cache: StreamCache,
     track_lookup: TrackLookup,
@@ -390,7 +452,11 @@ def build_resolver(
 
     `youtube_base_url` and `ytmusic_client_factory` point both libraries at a YouTube stand-in
     (tests/fakes/youtube.py: `base_url` and `ytmusic_client`); leave them None in production.
+    With a stand-in but no YouTube Music client, spotDL's search finds nothing (rather than
+    reaching the real YouTube Music) and the yt-dlp search against the stand-in does the work.
     """
+    if youtube_base_url is not None and ytmusic_client_factory is None:
+        ytmusic_client_factory = NoYouTubeMusic
     youtube = YouTube(base_url=youtube_base_url)
     finder = SpotdlFinder(
         youtube,

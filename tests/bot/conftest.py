@@ -103,3 +103,9 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     finally:
         await fake_discord.stop()
         await fake_spotify.stop()
+
+
+@pytest.fixture(autouse=True)
+def _spotdl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The composition root builds spotDL, which creates ~/.spotdl: keep it out of the real home.
+    monkeypatch.setenv("HOME", str(tmp_path))

@@ -1,0 +1,32 @@
+"""build_resolver, as the composition root calls it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.resolver import build_resolver
+from storage import open_storage
+from storage.crypto import TokenCipher
+from tests.fakes.youtube import FakeYouTube
+from tests.resolver.conftest import AHA, Lookup
+
+
+async def test_youtube_stand_in_without_a_music_client_never_leaves_loopback(
+    fake_youtube: FakeYouTube, lookup: Lookup, tmp_path: Path
+) -> None:
+    """YOUTUBE_BASE_URL alone (the sandbox): spotDL finds nothing, the yt-dlp search works.
+
+    The autouse network guard fails this test if spotDL tried the real YouTube Music.
+    """
+    store = await open_storage(f"sqlite:///{tmp_path / 'streams.db'}", TokenCipher.generate())
+    resolver = build_resolver(store, lookup, youtube_base_url=fake_youtube.base_url)
+    try:
+        await resolver.start()
+        entry = await resolver.resolve_id(AHA.id)
+    finally:
+        await resolver.aclose()
+        await store.aclose()
+    assert entry.video_url.endswith("watch?v=ahaUpload01")
+    assert fake_youtube.counts.ytmusic_searches == 0
+    assert fake_youtube.counts.rss_searches >= 1
+    assert lookup.calls == [AHA.id]
