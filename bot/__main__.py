@@ -31,7 +31,9 @@ from bot.settings import Settings, SettingsError, configure_logging, load_settin
 from bot.sync import start_sync
 from bot.web import RateLimit, create_app
 from bot.web.linking import add_link_routes
+from bot.web.listen import ListenLinks, add_listen_routes
 from core.linking import Linker, LinkOutcome
+from core.listen import ListenAlong
 from core.resolver import ResolverConfig, build_resolver
 from core.sessions import SessionService
 from core.spotify import SpotifyClient, SpotifyConfig
@@ -85,6 +87,8 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Ap
             )
 
     add_link_routes(app, services.linker, notify=confirm_in_discord)
+    if services.listen is not None:
+        add_listen_routes(app, services.listen.listen, names=bot.display_name)
     return app
 
 
@@ -119,6 +123,8 @@ async def running(
         # Registered before start(): a start that fails half-way still shuts the pool down.
         stack.push_async_callback(resolver.aclose)
         await resolver.start()
+        listen = ListenAlong(store, resolver, spotify)
+        stack.push_async_callback(listen.aclose)
         services = Services(
             http=http,
             storage=store,
@@ -126,6 +132,7 @@ async def running(
             linker=Linker(store, store, spotify),
             sessions=SessionService(store, store),
             resolver=resolver,
+            listen=ListenLinks(listen, settings.public_base_url),
         )
         bot = GameNightBot(
             services, dev_guild_id=settings.discord_dev_guild_id, **(client_options or {})

@@ -58,9 +58,18 @@ class GameNightBot(commands.Bot):
         def buttons() -> discord.ui.View:
             return SessionButtons(gamenight)
 
-        board = StatusBoard(self, s.sessions, buttons, tracks=s.spotify)
+        listen = s.listen.listen if s.listen is not None else None
+        board = StatusBoard(
+            self,
+            s.sessions,
+            buttons,
+            tracks=s.spotify,
+            audience=listen.audience if listen is not None else None,
+        )
         self.board = board
-        gamenight = GameNight(s.sessions, board)
+        if listen is not None:
+            listen.watch_audience(board.audience_changed)
+        gamenight = GameNight(s.sessions, board, s.listen)
         await self.add_cog(Linking(s.linker, s.sessions, s.spotify))
         await self.add_cog(gamenight)
         await self.add_cog(Admin(self))
@@ -80,6 +89,11 @@ class GameNightBot(commands.Bot):
         if isinstance(exception, commands.CommandNotFound):
             return  # someone mentioned the bot in conversation
         await super().on_command_error(context, exception)
+
+    def display_name(self, user_id: int) -> str | None:
+        """A cached user's name (for the listen page); None when not cached."""
+        user = self.get_user(user_id)
+        return user.display_name if user is not None else None
 
     async def dm(self, user_id: int, text: str) -> bool:
         """Send a direct message; False when the user does not accept DMs from the bot."""

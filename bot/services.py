@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from bot.web.listen import ListenLinks
 from core.linking import Linker
 from core.resolver import Resolver
 from core.sessions import SessionService
@@ -21,3 +22,4 @@ class Services:
     linker: Linker
     sessions: SessionService
     resolver: Resolver
+    listen: ListenLinks | None = None  # the browser listen-along page, when it is served

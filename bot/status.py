@@ -9,6 +9,7 @@ on messages posted before a restart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Protocol
@@ -33,6 +34,8 @@ _STATE_LINES: dict[ListenerStatus, str] = {
     ListenerStatus.ERROR: "🔴 trouble reaching Spotify",
 }
 
+AUDIENCE_REFRESH_S = 2.0
+
 _END_REASONS = {
     "stopped": "The host ended the game night.",
     "idle": "The host's Spotify was idle for too long, so the game night ended.",
@@ -52,8 +55,11 @@ def listener_line(state: ListenerState) -> str:
     return line
 
 
-def render_status(session: Session, track: TrackInfo | None, is_playing: bool) -> discord.Embed:
-    """The status embed: host, what's playing (with art), and every listener's state."""
+def render_status(
+    session: Session, track: TrackInfo | None, is_playing: bool, browser_listeners: int = 0
+) -> discord.Embed:
+    """The status embed: host, what's playing (with art), every listener's state, and how many
+    listen along in a browser (/gamenight listen)."""
     embed = discord.Embed(title="🎮 Game night", colour=COLOUR)
     embed.description = f"Hosted by <@{session.host_user_id}>. Press **Join** to listen along."
     if track is not None:
@@ -71,7 +77,10 @@ def render_status(session: Session, track: TrackInfo | None, is_playing: bool) -
             name="Now playing", value="Nothing yet — the host's Spotify is quiet.", inline=False
         )
     listeners = sorted(session.listeners.values(), key=lambda s: s.joined_at)
-    lines = [listener_line(s) for s in listeners] or ["Nobody yet."]
+    lines = [listener_line(s) for s in listeners]
+    if browser_listeners:
+        lines.append(f"🌐 {browser_listeners} in the browser (/gamenight listen)")
+    lines = lines or ["Nobody yet."]
     text = "\n".join(lines)
     if len(text) > 1024:
         text = text[:1000].rsplit("\n", 1)[0] + "\n…"
@@ -96,11 +105,14 @@ class StatusBoard:
         sessions: SessionService,
         buttons: Callable[[], discord.ui.View],
         tracks: TrackLookup | None = None,
+        audience: Callable[[int], int] | None = None,
     ) -> None:
         self._client = client
         self._sessions = sessions
         self._buttons = buttons
         self._tracks = tracks
+        self._audience = audience  # browsers on the listen page, by guild
+        self._audience_refresh: dict[int, asyncio.Task[None]] = {}
         self._track_cache: dict[str, TrackInfo] = {}
         self._playback: dict[int, tuple[TrackInfo | None, bool]] = {}  # from the sync engine
         # Where each guild's message is, kept after the session record is gone, so an end
@@ -138,13 +150,36 @@ class StatusBoard:
         if session is not None:
             await self.refresh(session)
 
+    # --- for the listen page ------------------------------------------------------------
+
+    def browser_listeners(self, session: Session) -> int:
+        return self._audience(session.guild_id) if self._audience is not None else 0
+
+    def audience_changed(self, guild_id: int, count: int) -> None:
+        """A browser opened or closed the listen page: show the count, at most every 2 s
+        (page reloads come in bursts and each edit costs a Discord call)."""
+        if guild_id in self._audience_refresh:
+            return
+
+        async def later() -> None:
+            try:
+                await asyncio.sleep(AUDIENCE_REFRESH_S)
+                session = await self._sessions.find(guild_id)
+                if session is not None:
+                    await self.refresh(session)
+            finally:
+                self._audience_refresh.pop(guild_id, None)
+
+        self._audience_refresh[guild_id] = asyncio.create_task(later())
+
     # --- posting and editing ------------------------------------------------------------
 
     async def post(self, session: Session, channel: discord.abc.Messageable) -> discord.Message:
         """Post the status message for a new session and remember where it is."""
         track, playing = await self.now_playing(session)
         message = await channel.send(
-            embed=render_status(session, track, playing), view=self._buttons()
+            embed=render_status(session, track, playing, self.browser_listeners(session)),
+            view=self._buttons(),
         )
         await self._sessions.set_status_message(session.guild_id, message.channel.id, message.id)
         self._messages[session.guild_id] = (message.channel.id, message.id)
@@ -155,7 +190,7 @@ class StatusBoard:
         if session.channel_id is None:
             return
         track, playing = await self.now_playing(session)
-        embed = render_status(session, track, playing)
+        embed = render_status(session, track, playing, self.browser_listeners(session))
         channel = self._client.get_partial_messageable(session.channel_id)
         try:
             if session.status_message_id is not None:

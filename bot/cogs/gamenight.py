@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.replies import report_error
 from bot.status import StatusBoard, render_status
+from bot.web.listen import ListenLinks
 from core.errors import UserFacingError
 from core.sessions import SessionService
 from storage.records import Session
@@ -60,9 +61,12 @@ def _guild_id(interaction: discord.Interaction) -> int:
 class GameNight(commands.GroupCog, group_name="gamenight"):
     """Listen to the host's Spotify together during a game night."""
 
-    def __init__(self, sessions: SessionService, board: StatusBoard) -> None:
+    def __init__(
+        self, sessions: SessionService, board: StatusBoard, listen: ListenLinks | None = None
+    ) -> None:
         self.sessions = sessions
         self.board = board
+        self.listen_links = listen
         self.buttons = SessionButtons(self)
         super().__init__()
 
@@ -129,7 +133,9 @@ class GameNight(commands.GroupCog, group_name="gamenight"):
         session = await self.sessions.get(session.guild_id)
         track, playing = await self.board.now_playing(session)
         await interaction.followup.send(
-            self._where(session), embed=render_status(session, track, playing), ephemeral=True
+            self._where(session),
+            embed=render_status(session, track, playing, self.board.browser_listeners(session)),
+            ephemeral=True,
         )
 
     @app_commands.command(name="host")
@@ -159,6 +165,20 @@ class GameNight(commands.GroupCog, group_name="gamenight"):
         else:
             text = "Re-syncing you to the host's playback."
         await interaction.followup.send(text, ephemeral=True)
+
+    @app_commands.command(name="listen")
+    async def listen(self, interaction: discord.Interaction) -> None:
+        """Listen along in your browser — no Spotify Premium needed."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if self.listen_links is None:
+            raise UserFacingError("Listening in the browser isn't available on this bot.")
+        url = await self.listen_links.link(_guild_id(interaction))
+        await interaction.followup.send(
+            f"🌐 Listen along in your browser: {url}\n"
+            "It plays the host's music in sync and works until the game night ends. "
+            "Share it only with people in this server.",
+            ephemeral=True,
+        )
 
     # --- shared by commands and buttons -------------------------------------------------
 

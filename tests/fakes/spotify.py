@@ -55,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import html
 import json
 import math
@@ -245,6 +246,7 @@ class FakeSpotify:
         app.router.add_get("/authorize", self._authorize_page)
         app.router.add_post("/authorize", self._authorize_decision)
         app.router.add_post("/api/token", self._token)
+        app.router.add_get("/image/{seed}", self._image_file)
         api = [
             ("GET", "/v1/me", self._me),
             ("GET", "/v1/me/player", self._player_state),
@@ -710,6 +712,18 @@ class FakeSpotify:
         if device.is_restricted:
             raise restriction()
         return account
+
+    async def _image_file(self, request: web.Request) -> web.Response:
+        """Album art, like i.scdn.co: a generated SVG whose colours depend on the seed, so
+        browser pages showing art (the listen page) load it without leaving loopback."""
+        digest = hashlib.sha256(request.match_info["seed"].encode()).hexdigest()
+        svg = (
+            '<svg xmlns="http://www.w3.org/2000/svg" width="640" height="640">'
+            f'<rect width="640" height="640" fill="#{digest[:6]}"/>'
+            f'<circle cx="320" cy="320" r="220" fill="#{digest[6:12]}"/>'
+            '<circle cx="320" cy="320" r="40" fill="#121212"/></svg>'
+        )
+        return web.Response(text=svg, content_type="image/svg+xml")
 
     def _image(self, seed: str) -> JSON:
         return {"url": f"{self.base}/image/{seed}", "height": 640, "width": 640}

@@ -35,6 +35,8 @@ Control API (plain attributes, change them at any time, also from another thread
     fake.page_delay = 0.0          # seconds every watch page takes (yt-dlp extraction)
     fake.search_status = 200       # e.g. 500 to make searches fail
     fake.page_status = 200         # e.g. 500 to make every extraction fail
+    fake.audio_seconds = 3         # length of generated audio; set before the first fetch
+                                   # (the listen-page browser tests play 60 s)
     fake.counts                    # Counts(searches, ytmusic_searches, rss_searches,
                                    #        page_fetches, stream_fetches)
     fake.counts.reset()
@@ -141,6 +143,7 @@ class FakeYouTube:
     page_delay: float = 0.0
     search_status: int = 200
     page_status: int = 200
+    audio_seconds: float = AUDIO_SECONDS
     counts: Counts = field(default_factory=Counts)
     videos: dict[str, Video] = field(default_factory=dict)
     base_url: str = ""
@@ -208,7 +211,7 @@ class FakeYouTube:
     def audio(self, video_id: str) -> bytes:
         with self._lock:
             if video_id not in self._audio:
-                self._audio[video_id] = tone_wav(_frequency(video_id))
+                self._audio[video_id] = tone_wav(_frequency(video_id), self.audio_seconds)
             return self._audio[video_id]
 
     def ytmusic_client(self) -> FakeYTMusicClient:

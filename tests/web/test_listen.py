@@ -1,0 +1,141 @@
+"""The listen-along core: what counts as a change, tokens, and one shared feed per session."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from core.errors import NotFound
+from core.listen import (
+    Change,
+    ListenAlong,
+    ListenConfig,
+    StreamStatus,
+    looks_like_token,
+    playback_change,
+)
+from core.sessions import NoSession
+from core.tracks import TrackInfo
+from storage import open_storage
+from storage.base import Storage
+from storage.crypto import TokenCipher
+from storage.records import CachedStream, HostSnapshot, Session
+
+A, B = "A" * 22, "B" * 22
+T0 = 1_000.0
+
+
+def snap(track: str | None, pos: int, playing: bool = True, at: float = T0) -> HostSnapshot:
+    return HostSnapshot(track, pos, playing, at, 200_000)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        (None, None, None),
+        (None, snap(A, 0), Change.TRACK),
+        (snap(A, 0), None, Change.TRACK),
+        (snap(A, 0), snap(B, 0), Change.TRACK),
+        (snap(A, 5_000), snap(A, 6_000, at=T0 + 1), None),  # played on as expected
+        (snap(A, 5_000), snap(A, 6_700, at=T0 + 1), None),  # jitter within the threshold
+        (snap(A, 5_000), snap(A, 9_000, at=T0 + 1), Change.SEEK),  # forward
+        (snap(A, 5_000), snap(A, 1_000, at=T0 + 1), Change.SEEK),  # back
+        (snap(A, 5_000), snap(A, 6_000, False, T0 + 1), Change.PAUSE),
+        (snap(A, 6_000, False), snap(A, 6_000, True, T0 + 30), Change.RESUME),
+        (snap(A, 6_000, False), snap(A, 6_000, False, T0 + 30), None),  # paused stays put
+        (snap(A, 6_000, False), snap(A, 20_000, False, T0 + 30), Change.SEEK),
+    ],
+)
+def test_playback_change(
+    before: HostSnapshot | None, after: HostSnapshot | None, expected: Change | None
+) -> None:
+    assert playback_change(before, after, threshold_ms=750) is expected
+
+
+class Streams:
+    """A stream source with a fixed answer per track (the real Resolver runs in the browser
+    tests); counts calls to show the feed resolves once for all its subscribers."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def resolve_id(self, spotify_id: str, force: bool = False) -> CachedStream:
+        self.calls.append(spotify_id)
+        if spotify_id == B:
+            raise NotFound("No video matches this track.")
+        now = time.time()
+        return CachedStream(
+            spotify_id, "v", f"http://127.0.0.1:9/{spotify_id}", now + 3600, now, now
+        )
+
+
+class Tracks:
+    async def track(self, track_id: str) -> TrackInfo:
+        return TrackInfo(track_id, f"Song {track_id[0]}", ("Artist",))
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Storage:
+    storage = await open_storage(f"sqlite:///{tmp_path / 'l.db'}", TokenCipher.generate())
+    await storage.create_session(Session(1, 10, created_at=T0))
+    return storage
+
+
+async def test_token_is_made_once_and_ends_with_the_session(store: Storage) -> None:
+    listen = ListenAlong(store, Streams(), Tracks())
+    token = await listen.token_for(1)
+    assert looks_like_token(token)
+    assert await listen.token_for(1) == token
+    found = await ListenAlong(store, Streams()).find(token)  # another process finds it too
+    assert found is not None and found.guild_id == 1
+    assert await listen.find("x" * 32) is None
+    assert await listen.find("../../etc/passwd") is None
+    with pytest.raises(NoSession):
+        await listen.token_for(2)
+    await store.delete_session(1)
+    assert await listen.find(token) is None
+    with pytest.raises(NotFound):
+        async with listen.subscribe(token):
+            pass
+    await store.aclose()
+
+
+async def test_one_feed_per_session_wakes_every_subscriber(store: Storage) -> None:
+    streams = Streams()
+    counts: list[tuple[int, int]] = []
+    listen = ListenAlong(store, streams, Tracks(), config=ListenConfig(poll_interval_s=0.02))
+    listen.watch_audience(lambda guild, n: counts.append((guild, n)))
+    await store.update_session(1, {"snapshot": snap(A, 1_000, at=time.time())})
+    token = await listen.token_for(1)
+    async with listen.subscribe(token) as first, listen.subscribe(token) as second:
+        assert listen.audience(1) == 2
+        view = await first.next(2.0)
+        assert view is not None
+        while view.stream.status is StreamStatus.RESOLVING:
+            view = await first.next(2.0)
+            assert view is not None
+        assert (view.stream.status, view.track and view.track.name) == (
+            StreamStatus.READY, "Song A",
+        )  # fmt: skip
+        assert view.stream.url == f"http://127.0.0.1:9/{A}"
+
+        await store.update_session(1, {"snapshot": snap(B, 0, at=time.time())})
+        for sub in (first, second):
+            seen = await sub.next(2.0)
+            while seen is not None and seen.change is not Change.STREAM:
+                seen = await sub.next(2.0)
+            assert seen is not None
+            assert seen.stream.status is StreamStatus.FAILED
+            assert seen.stream.message == "No video matches this track."
+        assert streams.calls == [A, B]  # once per track, not per subscriber
+
+        assert await first.next(0.1) is None  # nothing new: the page sends a beacon instead
+        await store.delete_session(1)
+        ended = await first.next(2.0)
+        assert ended is not None and ended.ended and ended.change is Change.ENDED
+    assert listen.audience(1) == 0
+    assert counts == [(1, 1), (1, 2), (1, 1), (1, 0)]
+    await listen.aclose()
+    await store.aclose()
