@@ -27,29 +27,38 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Options]:
     )
     parser.add_argument("--listeners", type=int, default=None, help="listeners (default 4)")
     parser.add_argument(
-        "--latency", type=float, default=None, metavar="MS",
+        "--latency",
+        type=float,
+        default=None,
+        metavar="MS",
         help="injected Spotify round-trip latency in ms, ±25%% jitter (default 60)",
-    )  # fmt: skip
+    )
     parser.add_argument("--jitter", type=float, default=None, metavar="MS")
     parser.add_argument(
-        "--quick", action="store_true",
+        "--quick",
+        action="store_true",
         help="fast settings for tests: 3 listeners, 20 ms latency, 0.5 s polls, 2 s drift checks",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--timeout", type=float, default=None, metavar="S",
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
         help="how long a listener may take to follow the host (default: from the settings)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--interactive", action="store_true",
+        "--interactive",
+        action="store_true",
         help="keep running after the script: print the URLs and take commands on stdin",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--plain", action="store_true", help="plain lines even on a terminal (the default off one)"
     )
     parser.add_argument(
-        "--break-follower", action="store_true",
+        "--break-follower",
+        action="store_true",
         help="(to test this harness) the first listener's Spotify refuses every play command",
-    )  # fmt: skip
+    )
     parser.add_argument("--log-level", default="WARNING", help="the bot's log level")
     args = parser.parse_args(argv)
     quick = args.quick

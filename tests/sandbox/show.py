@@ -49,10 +49,7 @@ async def rows(box: Sandbox) -> list[Row]:
     out = []
     for person in box.everyone:
         now = box.player(person)
-        if person.kind is Kind.HOST:
-            status = "host"
-        else:
-            status = statuses.get(person.name, "—")
+        status = "host" if person.kind is Kind.HOST else statuses.get(person.name, "—")
         delta = "—"
         if person.kind is not Kind.HOST and now.track_id and now.track_id == host.track_id:
             delta = f"{skew_ms(host, now):.0f} ms"
