@@ -88,10 +88,12 @@ async def play(options: Options, show: Plain, *, interactive: bool) -> int:
         )
         night = Night(box)
         failure: str | None = None
+        # Interactive: the game night stays on (no final /gamenight stop) for a person to watch.
+        script = SCRIPT[:-1] if interactive else SCRIPT
         async with show.running(box):
-            for index, step in enumerate(SCRIPT, 1):
+            for index, step in enumerate(script, 1):
                 night.step = step.title
-                show.step(index, len(SCRIPT), step.title)
+                show.step(index, len(script), step.title)
                 began = time.monotonic()
                 try:
                     outcome = await step.run(night)

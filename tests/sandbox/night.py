@@ -21,7 +21,7 @@ from tests.fakes.spotify_catalog import PlayerSnapshot
 from tests.sandbox.world import ATTACHED, DETACHED, PREMIUM_REQUIRED, Kind, Person, Sandbox
 
 TOLERANCE_MS = 1000  # "in sync": the bot corrects a listener further away than this
-TICK_S = 0.01  # how often players are sampled while waiting: the latency resolution
+TICK_S = 0.01  # how often players are sampled while waiting for them to follow
 
 
 class StepFailed(Exception):
@@ -84,8 +84,11 @@ class Night:
             for name, person in list(pending.items()):
                 mine = box.player(person)
                 if in_sync(host, mine):
+                    # The player stamps its last change: exact, unlike the sampling tick.
+                    changed = box.spotify.player(person.account).changed_at
+                    shown = changed if start[name] <= changed <= mine.at else mine.at
                     figure = Figure(
-                        self.step, name, (mine.at - start[name]) * 1000, skew_ms(host, mine)
+                        self.step, name, (shown - start[name]) * 1000, skew_ms(host, mine)
                     )
                     self.figures.append(figure)
                     done.append(f"{name} {figure.latency_ms:.0f} ms")
@@ -150,7 +153,7 @@ class Night:
         for person in box.listeners:
             if person.kind is Kind.FREE:
                 await self.status_becomes(person, PREMIUM_REQUIRED, box.options.follow_timeout_s)
-                await self.wait_for(lambda p=person: any("Premium" in m.text for m in box.dms(p)))
+                await self.wait_for(self.told_about_premium(person))
                 outcome += f"; {person.name} flagged {PREMIUM_REQUIRED} and told by DM"
         return outcome
 
@@ -170,7 +173,7 @@ class Night:
         box = self.box
         track = box.player(box.host).track_id
         assert track is not None
-        return await self.host_does(lambda player: player.seek(box.duration_ms(track) - 5_000))
+        return await self.host_does(lambda player: player.seek(box.duration_ms(track) - 4_000))
 
     async def track_ends(self) -> str:
         box = self.box
@@ -245,6 +248,9 @@ class Night:
         change(self.box.spotify.player(self.box.host.account))
         return await self.followed(since)
 
+    def told_about_premium(self, person: Person) -> Callable[[], bool]:
+        return lambda: any("Premium" in m.text for m in self.box.dms(person))
+
     async def wait_for(self, check: Callable[[], bool], within: float | None = None) -> None:
         limit = self.box.options.follow_timeout_s if within is None else within
         deadline = time.monotonic() + limit
@@ -262,7 +268,7 @@ SCRIPT: tuple[Step, ...] = (
     Step("the host seeks to 1:00", Night.seek),
     Step("the host pauses", Night.pause),
     Step("the host resumes", Night.resume),
-    Step("the host seeks to 5 s before the end", Night.seek_near_end),
+    Step("the host seeks to 4 s before the end", Night.seek_near_end),
     Step("the track ends by itself, the next one starts", Night.track_ends),
     Step("a listener plays something else (wanders off)", Night.wander_off),
     Step("they /gamenight resync", Night.resync),

@@ -19,6 +19,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from cryptography.fernet import Fernet
@@ -194,7 +195,7 @@ class Sandbox:
     def player(self, person: Person) -> PlayerSnapshot:
         return self.spotify.player(person.account).now()
 
-    async def say(self, command: str, person: Person, **options: object) -> str:
+    async def say(self, command: str, person: Person, **options: Any) -> str:
         """Type a slash command in Discord as `person`; the text of the bot's answer."""
         reply = await (await self.discord.slash(command, person.member, **options)).reply()
         return reply.text
