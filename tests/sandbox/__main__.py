@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
+    logging.getLogger("discord.client").setLevel(logging.ERROR)  # no voice support: not needed
     show = reporter(plain=args.plain or args.interactive)
     try:
         return asyncio.run(play(options, show, interactive=args.interactive))

@@ -11,6 +11,7 @@ player shows it) and the skew (how far apart the two positions are at that momen
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ class Night:
     box: Sandbox
     figures: list[Figure] = field(default_factory=list)
     step: str = ""
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
 
     # --- expectations ----------------------------------------------------------------------
 
@@ -244,6 +246,9 @@ class Night:
         return next(p for p in self.box.followers if p.kind is Kind.PREMIUM)
 
     async def host_does(self, change: Callable[..., object]) -> str:
+        # At a random moment of the bot's poll cycle, as a person would: changing right after
+        # the previous step settled would always measure the worst case (a full interval).
+        await asyncio.sleep(self.rng.uniform(0, self.box.options.poll_interval_s))
         since = time.time()
         change(self.box.spotify.player(self.box.host.account))
         return await self.followed(since)
