@@ -73,6 +73,7 @@ class Settings:
     http_rate_per_s: float = 2.0  # per-client sustained rate on endpoints that can resolve
     http_rate_burst: int = 60  # per-client burst on those endpoints
     spotify_workers: int = 32  # spotipy threads: a sync fan-out waiting for one lands late
+    sync_drift_check_interval_s: float = 15.0  # read each listener this often while playing
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -296,6 +297,9 @@ def load_settings(
         ),
         spotify_workers=r.parsed(
             "SPOTIFY_WORKERS", 32, _positive_int, "a positive whole number of threads"
+        ),
+        sync_drift_check_interval_s=r.parsed(
+            "SYNC_DRIFT_CHECK_INTERVAL", 15.0, _positive_float, "seconds between listener reads"
         ),
     )
     if r.problems:

@@ -21,7 +21,7 @@ from core.sync.engine import EngineConfig, SyncEngine, SyncEngines
 from core.sync.planner import SyncConfig
 from core.sync.ports import SessionStatus
 from core.sync.runner import SessionSync
-from core.sync.schedule import PollConfig
+from core.sync.schedule import DriftConfig, PollConfig
 
 if TYPE_CHECKING:
     from bot.client import GameNightBot
@@ -56,6 +56,7 @@ def engine_config(settings: Settings) -> EngineConfig:
     return EngineConfig(
         poll=PollConfig(interval_s=settings.sync_poll_interval_s),
         sync=SyncConfig(drift_threshold_ms=settings.sync_drift_threshold_ms),
+        drift=DriftConfig(interval_s=settings.sync_drift_check_interval_s),
         host_idle_timeout_s=settings.host_idle_timeout_s,
     )
 
