@@ -27,7 +27,7 @@ from aiohttp import web
 import storage
 from bot import index_cli
 from bot.client import GameNightBot, point_discord_at
-from bot.services import Services
+from bot.services import Services, spotify_config
 from bot.settings import Settings, SettingsError, configure_logging, load_settings
 from bot.sync import start_sync
 from bot.web import RateLimit, create_app
@@ -37,7 +37,7 @@ from core.linking import Linker, LinkOutcome
 from core.listen import ListenAlong
 from core.resolver import ResolverConfig, build_resolver
 from core.sessions import SessionService
-from core.spotify import SpotifyClient, SpotifyConfig
+from core.spotify import SpotifyClient
 from storage.errors import StorageError
 
 log = logging.getLogger("bot")
@@ -58,17 +58,6 @@ class Running:
     bot: GameNightBot
     bot_task: asyncio.Task[None]
     web_runner: web.AppRunner
-
-
-def spotify_config(settings: Settings) -> SpotifyConfig:
-    return SpotifyConfig(
-        client_id=settings.spotify_client_id,
-        client_secret=settings.spotify_client_secret,
-        redirect_uri=settings.spotify_redirect_uri,
-        api_base=settings.spotify_api_base,
-        accounts_base=settings.spotify_accounts_base,
-        max_workers=settings.spotify_workers,
-    )
 
 
 def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Application:

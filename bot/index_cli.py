@@ -43,6 +43,7 @@ from rich.progress import (
 )
 
 import storage
+from bot.services import spotify_config
 from bot.settings import INDEXER_KEYS, Settings, SettingsError, configure_logging, load_settings
 from core.errors import NotFound, NotLinked, TokenRevoked, UserFacingError
 from core.indexer import (
@@ -55,7 +56,7 @@ from core.indexer import (
     track_names,
 )
 from core.resolver import ResolverConfig, build_resolver
-from core.spotify import SpotifyClient, SpotifyConfig
+from core.spotify import SpotifyClient
 from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -222,16 +223,6 @@ def summary_lines(report: IndexReport, elapsed_s: float) -> list[str]:
 
 
 # --- running -----------------------------------------------------------------------------------
-
-
-def spotify_config(settings: Settings) -> SpotifyConfig:
-    return SpotifyConfig(
-        client_id=settings.spotify_client_id,
-        client_secret=settings.spotify_client_secret,
-        redirect_uri=settings.spotify_redirect_uri,
-        api_base=settings.spotify_api_base,
-        accounts_base=settings.spotify_accounts_base,
-    )
 
 
 async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:

@@ -74,6 +74,7 @@ class Settings:
     http_rate_burst: int = 60  # per-client burst on those endpoints
     spotify_workers: int = 32  # spotipy threads: a sync fan-out waiting for one lands late
     sync_drift_check_interval_s: float = 15.0  # read each listener this often while playing
+    spotify_rate_limit: int = 150  # Web API calls per rolling 30 s, for the whole app
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -300,6 +301,9 @@ def load_settings(
         ),
         sync_drift_check_interval_s=r.parsed(
             "SYNC_DRIFT_CHECK_INTERVAL", 15.0, _positive_float, "seconds between listener reads"
+        ),
+        spotify_rate_limit=r.parsed(
+            "SPOTIFY_RATE_LIMIT", 150, _positive_int, "Web API calls per 30 s, e.g. 150"
         ),
     )
     if r.problems:

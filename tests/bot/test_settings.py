@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from bot.services import spotify_config
 from bot.settings import SettingsError, load_settings
 
 KEY = Fernet.generate_key().decode()
@@ -125,3 +126,11 @@ def test_env_example_with_required_keys_filled_is_valid(tmp_path: Path) -> None:
     env_file.write_text(text)
     settings = load_settings({}, dotenv_path=env_file)
     assert settings.storage_url == "sqlite:///data/gamenight.db"
+
+
+def test_spotify_settings_reach_the_client_config() -> None:
+    env = {**MINIMAL, "SPOTIFY_RATE_LIMIT": "600", "SPOTIFY_WORKERS": "12"}
+    config = spotify_config(load_settings(env, dotenv_path=None))
+    assert (config.rate_limit, config.max_workers) == (600, 12)
+    assert config.client_id == "client-id"
+    assert config.redirect_uri == "http://127.0.0.1:8000/spotify/callback"
