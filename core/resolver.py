@@ -86,6 +86,10 @@ class Extractor(Protocol):
         """Blocking: pay one-off import and set-up costs before the first request."""
         ...
 
+    def close(self) -> None:
+        """Release pooled connections once no thread uses the extractor any more."""
+        ...
+
 
 @dataclass(frozen=True)
 class ResolverConfig:
@@ -191,6 +195,7 @@ class Resolver:
         await self.flush_access()
         # Threads cannot be interrupted; wait for them off the loop so none outlives us.
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+        self._extractor.close()
 
     async def __aenter__(self) -> Resolver:
         await self.start()

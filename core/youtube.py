@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote_plus, urlsplit
 
 from yt_dlp import YoutubeDL
+from yt_dlp.networking.exceptions import HTTPError
 from yt_dlp.utils import YoutubeDLError
 
 from core.errors import ExtractionFailed, ResolveError
@@ -79,6 +80,10 @@ class YouTube:
             "logger": _QuietLogger(),
         }
         self._local = threading.local()
+        # Every instance made, whatever thread made it: yt-dlp's requests handler keeps pooled
+        # keep-alive sockets that only YoutubeDL.close() releases (else the GC finds them open).
+        self._made: list[YoutubeDL] = []
+        self._made_lock = threading.Lock()
 
     def _ydl(self, **extra: Any) -> YoutubeDL:
         key = tuple(sorted(extra.items()))
@@ -86,8 +91,17 @@ class YouTube:
             "ydls", {}
         )
         if key not in cache:
-            cache[key] = YoutubeDL({**self._options, **extra})
+            cache[key] = ydl = YoutubeDL({**self._options, **extra})
+            with self._made_lock:
+                self._made.append(ydl)
         return cache[key]
+
+    def close(self) -> None:
+        """Close every YoutubeDL made; call once no worker thread uses this object."""
+        with self._made_lock:
+            made, self._made = self._made, []
+        for ydl in made:
+            ydl.close()
 
     def warm_up(self) -> None:
         """Blocking: load yt-dlp's extractor classes and build this thread's YoutubeDL.
@@ -120,6 +134,7 @@ class YouTube:
         try:
             info = self._ydl().extract_info(self.fetch_url(video_url), download=False)
         except YoutubeDLError as exc:
+            _close_responses(exc)
             raise ExtractionFailed("Could not get an audio stream for the matched video.") from exc
         if info and info.get("_type") == "playlist":
             entries = [e for e in info.get("entries") or () if e]
@@ -139,6 +154,7 @@ class YouTube:
         try:
             info = self._ydl().extract_info(self.fetch_url(video_url), download=False)
         except YoutubeDLError as exc:
+            _close_responses(exc)
             raise ExtractionFailed("Could not read the video's page.") from exc
         return int((info or {}).get("view_count") or 0)
 
@@ -153,6 +169,7 @@ class YouTube:
                 target, download=False
             )
         except YoutubeDLError as exc:
+            _close_responses(exc)
             raise ResolveError("YouTube search failed; try again later.") from exc
         entries: list[SearchEntry] = []
         for entry in (info or {}).get("entries") or ():
@@ -186,3 +203,25 @@ class _QuietLogger:
 
     def error(self, msg: str) -> None:
         log.debug("yt-dlp error: %s", msg)
+
+
+def _close_responses(error: BaseException) -> None:
+    """Close the HTTP responses yt-dlp keeps inside its errors.
+
+    yt-dlp's HTTPError holds the open response (and its socket) and its errors end up in
+    reference cycles, so without this every failed page leaves a socket open until the
+    cyclic garbage collector happens to run.
+    """
+    seen: set[int] = set()
+    pending: list[object] = [error]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, HTTPError):
+            current.close()
+        exc_info = getattr(current, "exc_info", None)  # DownloadError / ExtractorError
+        if isinstance(exc_info, tuple) and len(exc_info) > 1:
+            pending.append(exc_info[1])
+        pending += [current.__cause__, current.__context__, getattr(current, "cause", None)]
