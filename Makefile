@@ -31,8 +31,12 @@ imports: $(STAMP)
 pytest: $(STAMP)
 	$(PY) -m pytest
 
+# The figures in docs/BENCHMARKS.md; `wrk` (Debian) is used by http_song when installed.
+BENCHES := http_song "single_flight --storage sqlite" "single_flight --storage redis" \
+	"loop_lag --storage sqlite" "loop_lag --storage redis" sync
+
 bench: $(STAMP)
-	$(PY) -m tests.bench
+	@for b in $(BENCHES); do echo "== python -m tests.bench.$$b"; $(PY) -m tests.bench.$$b || exit 1; done
 
 # A whole game night offline against fake Discord, Spotify and YouTube: make sandbox ARGS=--help
 sandbox: $(STAMP)
