@@ -49,26 +49,10 @@ from storage.crypto import TokenCipher
 from tests import netguard, redis_proc
 from tests.bench import loadgen
 from tests.fakes.youtube import FakeYouTube
+from tests.pwa import track_body
 from tests.redis_proc import free_port
 
-TRACK = {
-    "id": "4PTG3Z6ehGkBFwjybzWkR8",
-    "name": "Never Gonna Give You Up",
-    "artistNames": ["Rick Astley"],
-    "albumName": "Whenever You Need Somebody",
-    "duration": 213573,
-    "date": "1987-11-12",
-    "trackNumber": 1,
-    "trackCount": 10,
-    "url": "https://open.spotify.com/track/4PTG3Z6ehGkBFwjybzWkR8",
-    "isrc": "GBARL9300135",
-    "popularity": 77,
-    "albumId": "6XhjNHCyCDyyGJRM5mg40G",
-    "artistId": "0gxyHStUsqpMadRV0Di1Qt",
-    "albumType": "album",
-    "albumArtist": "Rick Astley",
-    "coverImg": "https://i.scdn.co/image/ab67616d0000b273baf89eb11ec7c657805d2da0",
-}
+TRACK = track_body()
 HEADERS = {"Content-Type": "application/json", "Origin": "https://pwa.example"}
 TARGET = 0.5
 BARE_ANSWER = '"https://example.invalid/videoplayback?expire=1999999999"'

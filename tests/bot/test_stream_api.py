@@ -21,32 +21,9 @@ from core.errors import Overloaded
 from storage import open_storage
 from tests.bot.conftest import World
 from tests.fakes.youtube import FakeYouTube
+from tests.pwa import PWA_ORIGIN, TRACK_ID, track_body
 
-PWA_ORIGIN = "https://pwa.example"
-TRACK_ID = "4PTG3Z6ehGkBFwjybzWkR8"
 VIDEO_ID = "dQw4w9WgXcQ"
-
-
-def song_body() -> dict[str, Any]:
-    """A SpotifyTrack exactly as the PWA sends it."""
-    return {
-        "id": TRACK_ID,
-        "name": "Never Gonna Give You Up",
-        "artistNames": ["Rick Astley"],
-        "albumName": "Whenever You Need Somebody",
-        "duration": 213573,
-        "date": "1987-11-12",
-        "trackNumber": 1,
-        "trackCount": 10,
-        "url": f"https://open.spotify.com/track/{TRACK_ID}",
-        "isrc": "GBARL9300135",
-        "popularity": 77,
-        "albumId": "6XhjNHCyCDyyGJRM5mg40G",
-        "artistId": "0gxyHStUsqpMadRV0Di1Qt",
-        "albumType": "album",
-        "albumArtist": "Rick Astley",
-        "coverImg": "https://i.scdn.co/image/ab67616d0000b273baf89eb11ec7c657805d2da0",
-    }
 
 
 @pytest.fixture
@@ -87,7 +64,7 @@ async def test_pwa_song_request_gets_a_stream_the_fake_youtube_plays(
 ) -> None:
     async with game_night(world, youtube) as app, aiohttp.ClientSession() as http:
         headers = {"Origin": PWA_ORIGIN}
-        async with http.post(f"{base_url(world)}/song", json=song_body(), headers=headers) as r:
+        async with http.post(f"{base_url(world)}/song", json=track_body(), headers=headers) as r:
             assert r.status == 200, await r.text()
             assert r.headers["Access-Control-Allow-Origin"] == "*"
             text = await r.text()
@@ -104,7 +81,7 @@ async def test_pwa_song_request_gets_a_stream_the_fake_youtube_plays(
         assert stored.video_url.endswith(f"watch?v={VIDEO_ID}")
 
         searches = youtube.counts.searches
-        async with http.post(f"{base_url(world)}/song", json=song_body(), headers=headers) as r:
+        async with http.post(f"{base_url(world)}/song", json=track_body(), headers=headers) as r:
             assert r.status == 200
             assert (await r.text()).replace('"', "") == url
         assert youtube.counts.searches == searches  # served from the cache
@@ -142,7 +119,7 @@ async def test_rate_limit_settings_reach_the_http_api(world: World, youtube: Fak
     ):
         statuses = []
         for _ in range(3):
-            async with http.post(f"{base_url(world)}/song", json=song_body()) as r:
+            async with http.post(f"{base_url(world)}/song", json=track_body()) as r:
                 statuses.append(r.status)
     assert statuses == [200, 200, 429]
 
@@ -152,7 +129,7 @@ async def test_shutdown_closes_the_resolver_before_storage(
 ) -> None:
     async with game_night(world, youtube) as app, aiohttp.ClientSession() as http:
         for _ in range(2):  # a resolution, then a hit whose access time is only noted
-            async with http.post(f"{base_url(world)}/song", json=song_body()) as r:
+            async with http.post(f"{base_url(world)}/song", json=track_body()) as r:
                 assert r.status == 200
         resolver = app.services.resolver
         hit_at = time.time()

@@ -9,7 +9,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Page
 
-from tests.web.conftest import VIDEO_ID, ApiFactory, track_body
+from tests.pwa import track_body
+from tests.web.conftest import VIDEO_ID, ApiFactory
 
 pytestmark = pytest.mark.browser
 

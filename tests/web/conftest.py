@@ -27,32 +27,9 @@ from storage.base import Storage
 from storage.crypto import TokenCipher
 from storage.records import CachedStream
 from tests.fakes.youtube import FakeYouTube
+from tests.pwa import PWA_ORIGIN
 
-TRACK_ID = "4PTG3Z6ehGkBFwjybzWkR8"
 VIDEO_ID = "rickroll001"
-PWA_ORIGIN = "https://pwa.example"
-
-
-def track_body() -> dict[str, Any]:
-    """A SpotifyTrack exactly as the PWA sends it."""
-    return {
-        "id": TRACK_ID,
-        "name": "Never Gonna Give You Up",
-        "artistNames": ["Rick Astley"],
-        "albumName": "Whenever You Need Somebody",
-        "duration": 213573,
-        "date": "1987-11-12",
-        "trackNumber": 1,
-        "trackCount": 10,
-        "url": f"https://open.spotify.com/track/{TRACK_ID}",
-        "isrc": "GBARL9300135",
-        "popularity": 77,
-        "albumId": "6XhjNHCyCDyyGJRM5mg40G",
-        "artistId": "0gxyHStUsqpMadRV0Di1Qt",
-        "albumType": "album",
-        "albumArtist": "Rick Astley",
-        "coverImg": "https://i.scdn.co/image/ab67616d0000b273baf89eb11ec7c657805d2da0",
-    }
 
 
 @dataclass

@@ -15,7 +15,8 @@ from aiohttp import web
 
 from bot.web import RateLimit
 from tests.fakes.youtube import FakeYouTube
-from tests.web.conftest import PWA_ORIGIN, TRACK_ID, VIDEO_ID, Api, seed_stream, track_body
+from tests.pwa import PWA_ORIGIN, TRACK_ID, track_body
+from tests.web.conftest import VIDEO_ID, Api, seed_stream
 
 pytestmark = pytest.mark.usefixtures("catalog")
 
