@@ -18,7 +18,8 @@ COPY bot ./bot
 COPY core ./core
 COPY storage ./storage
 
-RUN useradd --system --uid 10001 --home-dir /app gamenight \
+# A real home: spotDL keeps its settings in ~/.spotdl.
+RUN useradd --system --uid 10001 --create-home --home-dir /home/gamenight gamenight \
     && mkdir -p /app/data && chown gamenight /app/data
 USER gamenight
 
