@@ -16,13 +16,13 @@ from pathlib import Path
 import aiohttp
 import discord
 import pytest
-from cryptography.fernet import Fernet
 
 from bot.__main__ import Running, running
 from bot.settings import Settings
 from tests.conftest import free_port
 from tests.fakes.discord import FakeDiscord, Member, Message
 from tests.fakes.spotify import FakeSpotify
+from tests.fakes.wiring import settings_for_fakes
 
 
 @dataclass
@@ -83,21 +83,7 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     fake_spotify = await FakeSpotify().start()
     port = free_port()
     db_path = tmp_path / "gamenight.db"
-    settings = Settings(
-        discord_token=fake_discord.token,
-        spotify_client_id=fake_spotify.app.client_id,
-        spotify_client_secret=fake_spotify.app.client_secret,
-        token_encryption_key=Fernet.generate_key().decode(),
-        public_base_url=f"http://127.0.0.1:{port}",
-        spotify_redirect_uri=f"http://127.0.0.1:{port}/spotify/callback",
-        http_port=port,
-        storage_url=f"sqlite:///{db_path}",
-        discord_api_base=fake_discord.api_base,
-        discord_gateway_url=fake_discord.gateway_url,
-        discord_dev_guild_id=fake_discord.default_guild.id,
-        spotify_api_base=fake_spotify.base,
-        spotify_accounts_base=fake_spotify.base,
-    )
+    settings = settings_for_fakes(fake_discord, fake_spotify, port=port, db_path=db_path)
     try:
         yield World(fake_discord, fake_spotify, settings, db_path)
     finally:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from cryptography.fernet import Fernet
 
 from bot.__main__ import Running, running
 from bot.settings import Settings
@@ -30,6 +29,7 @@ from storage.records import ListenerStatus, Session
 from tests.fakes.discord import FakeDiscord, Member, Message
 from tests.fakes.spotify import FakeSpotify
 from tests.fakes.spotify_catalog import PlayerSnapshot
+from tests.fakes.wiring import settings_for_fakes
 from tests.fakes.youtube import FakeYouTube
 
 NAMES = ("kim", "lee", "mo", "noor", "oli", "pia", "quinn", "rae", "sam", "tess", "uma", "vic")
@@ -250,22 +250,11 @@ def sandbox_settings(
     folder: Path,
     options: Options,
 ) -> Settings:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    return Settings(
-        discord_token=discord.token,
-        spotify_client_id=spotify.app.client_id,
-        spotify_client_secret=spotify.app.client_secret,
-        token_encryption_key=Fernet.generate_key().decode(),
-        public_base_url=base,
-        spotify_redirect_uri=f"{base}/spotify/callback",
-        http_port=port,
-        storage_url=f"sqlite:///{folder / 'gamenight.db'}",
-        discord_api_base=discord.api_base,
-        discord_gateway_url=discord.gateway_url,
-        discord_dev_guild_id=discord.default_guild.id,
-        spotify_api_base=spotify.base,
-        spotify_accounts_base=spotify.base,
+    return settings_for_fakes(
+        discord,
+        spotify,
+        port=free_port(),
+        db_path=folder / "gamenight.db",
         youtube_base_url=youtube.base_url,
         sync_poll_interval_s=options.poll_interval_s,
         sync_drift_check_interval_s=options.drift_check_s,
