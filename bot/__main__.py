@@ -20,14 +20,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import discord
 from aiohttp import web
 
-import storage
 from bot import index_cli
 from bot.client import GameNightBot, point_discord_at
-from bot.services import Services, spotify_config
+from bot.services import Services, open_resources
 from bot.settings import Settings, SettingsError, configure_logging, load_settings
 from bot.sync import start_sync
 from bot.web import RateLimit, create_app
@@ -35,9 +33,7 @@ from bot.web.linking import add_link_routes
 from bot.web.listen import ListenLinks, add_listen_routes
 from core.linking import Linker, LinkOutcome
 from core.listen import ListenAlong
-from core.resolver import ResolverConfig, build_resolver
 from core.sessions import SessionService
-from core.spotify import SpotifyClient
 from storage.errors import StorageError
 
 log = logging.getLogger("bot")
@@ -97,22 +93,13 @@ async def running(
     """
     point_discord_at(settings.discord_api_base, settings.discord_gateway_url)
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        store = await storage.open_storage(
-            settings.storage_url, settings.cipher(), max_streams=settings.stream_cache_max_entries
-        )
-        stack.push_async_callback(store.aclose)
-        spotify = SpotifyClient(spotify_config(settings), store, http)
-        stack.push_async_callback(spotify.aclose)
-        resolver = build_resolver(
-            store,
-            spotify.track,
-            config=ResolverConfig(workers=settings.resolver_workers),
-            youtube_base_url=settings.youtube_base_url,
+        res = await open_resources(
+            stack,
+            settings,
+            resolver_workers=settings.resolver_workers,
             ytmusic_client_factory=ytmusic_client_factory,
         )
-        # Registered before start(): a start that fails half-way still shuts the pool down.
-        stack.push_async_callback(resolver.aclose)
+        http, store, spotify, resolver = res.http, res.storage, res.spotify, res.resolver
         await resolver.start()
         listen = ListenAlong(store, resolver, spotify)
         stack.push_async_callback(listen.aclose)

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
 
-import aiohttp
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import (
@@ -42,8 +41,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-import storage
-from bot.services import spotify_config
+from bot.services import open_resources
 from bot.settings import INDEXER_KEYS, Settings, SettingsError, configure_logging, load_settings
 from core.errors import NotFound, NotLinked, TokenRevoked, UserFacingError
 from core.indexer import (
@@ -55,8 +53,6 @@ from core.indexer import (
     parse_playlist_id,
     track_names,
 )
-from core.resolver import ResolverConfig, build_resolver
-from core.spotify import SpotifyClient
 from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -276,24 +272,13 @@ async def index(
     concurrency = args.concurrency or settings.resolver_workers
     try:
         async with AsyncExitStack() as stack:
-            http = await stack.enter_async_context(aiohttp.ClientSession())
-            store = await storage.open_storage(
-                settings.storage_url,
-                settings.cipher(),
-                max_streams=settings.stream_cache_max_entries,
-            )
-            stack.push_async_callback(store.aclose)
-            spotify = SpotifyClient(spotify_config(settings), store, http)
-            stack.push_async_callback(spotify.aclose)
-            # No resolver.start(): a one-off job needs neither warm-up nor the refresher.
-            resolver = build_resolver(
-                store,
-                spotify.track,
-                config=ResolverConfig(workers=concurrency),
-                youtube_base_url=settings.youtube_base_url,
+            res = await open_resources(
+                stack,
+                settings,
+                resolver_workers=concurrency,
                 ytmusic_client_factory=ytmusic_client_factory,
             )
-            stack.push_async_callback(resolver.aclose)
+            spotify, store, resolver = res.spotify, res.storage, res.resolver
             indexer = Indexer(
                 spotify,
                 resolver,
