@@ -36,7 +36,18 @@ class SessionFields(TypedDict, total=False):
 class LinkStore(Protocol):
     async def put_link(self, link: SpotifyLink) -> None: ...
     async def get_link(self, discord_user_id: int) -> SpotifyLink | None: ...
-    async def set_link_status(self, discord_user_id: int, status: LinkStatus) -> bool: ...
+    async def set_link_status(
+        self, discord_user_id: int, status: LinkStatus, linked_at: float | None = None
+    ) -> bool:
+        """Change the status; with `linked_at`, only if the stored link is that same linking."""
+        ...
+
+    async def update_link_tokens(self, link: SpotifyLink) -> bool:
+        """Store `link`'s tokens, expiry and scopes, only if the stored link is the same
+        linking (same `linked_at`): a refresh that finishes after an unlink or a re-link must
+        not bring the old link back. Other fields (status) are left as stored."""
+        ...
+
     async def delete_link(self, discord_user_id: int) -> bool: ...
 
 

@@ -98,6 +98,15 @@ end
 return 1
 """
 
+# KEYS[1] link hash. ARGV[1] linked_at as stored ('' for any), then field/value pairs.
+# Only an existing link of that same linking changes: never resurrects or crosses a re-link.
+_UPDATE_LINK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'linked_at') ~= ARGV[1] then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
 # KEYS[1] LRU zset. ARGV[1] stream key prefix, then track id / access time pairs.
 # GT: a late batch never moves an entry back in time; entries evicted meanwhile stay gone.
 _TOUCH_STREAMS = """
@@ -171,6 +180,7 @@ class RedisStorage:
         self._create_session = client.register_script(_CREATE_SESSION)
         self._update_existing = client.register_script(_UPDATE_EXISTING)
         self._touch = client.register_script(_TOUCH_STREAMS)
+        self._update_link = client.register_script(_UPDATE_LINK)
         self._put_listener = client.register_script(_PUT_LISTENER)
         self._put_stream = client.register_script(_PUT_STREAM)
         self._acquire = client.register_script(_ACQUIRE_LEASE)
@@ -250,9 +260,28 @@ class RedisStorage:
         )
 
     @_redis_errors
-    async def set_link_status(self, discord_user_id: int, status: LinkStatus) -> bool:
+    async def set_link_status(
+        self, discord_user_id: int, status: LinkStatus, linked_at: float | None = None
+    ) -> bool:
+        same = "" if linked_at is None else repr(linked_at)
         key = self._k("link", discord_user_id)
-        return bool(await self._update_existing(keys=[key], args=[1, "status", status.value]))
+        return bool(await self._update_link(keys=[key], args=[same, "status", status.value]))
+
+    @_redis_errors
+    async def update_link_tokens(self, link: SpotifyLink) -> bool:
+        args = [
+            repr(link.linked_at),
+            "access_token",
+            self._cipher.encrypt(link.access_token),
+            "refresh_token",
+            self._cipher.encrypt(link.refresh_token),
+            "expires_at",
+            repr(link.expires_at),
+            "scopes",
+            " ".join(link.scopes),
+        ]
+        key = self._k("link", link.discord_user_id)
+        return bool(await self._update_link(keys=[key], args=args))
 
     @_redis_errors
     async def delete_link(self, discord_user_id: int) -> bool:

@@ -191,9 +191,27 @@ class SQLiteStorage:
         )
 
     @_sqlite_errors
-    async def set_link_status(self, discord_user_id: int, status: LinkStatus) -> bool:
-        sql = "UPDATE links SET status=? WHERE discord_user_id=?"
-        return await self._write(sql, (status.value, discord_user_id)) == 1
+    async def set_link_status(
+        self, discord_user_id: int, status: LinkStatus, linked_at: float | None = None
+    ) -> bool:
+        sql = "UPDATE links SET status=? WHERE discord_user_id=? AND (? IS NULL OR linked_at=?)"
+        return await self._write(sql, (status.value, discord_user_id, linked_at, linked_at)) == 1
+
+    @_sqlite_errors
+    async def update_link_tokens(self, link: SpotifyLink) -> bool:
+        changed = await self._write(
+            "UPDATE links SET access_token_enc=?, refresh_token_enc=?, expires_at=?, scopes=? "
+            "WHERE discord_user_id=? AND linked_at=?",
+            (
+                self._cipher.encrypt(link.access_token),
+                self._cipher.encrypt(link.refresh_token),
+                link.expires_at,
+                " ".join(link.scopes),
+                link.discord_user_id,
+                link.linked_at,
+            ),
+        )
+        return changed == 1
 
     @_sqlite_errors
     async def delete_link(self, discord_user_id: int) -> bool:

@@ -73,7 +73,7 @@ class UserTokens:
                 grant = await self._accounts.refresh(link.refresh_token)
             except TokenRevoked:
                 log.info("Spotify refresh token of user %s is revoked: needs relink", user_id)
-                await self._links.set_link_status(user_id, LinkStatus.NEEDS_RELINK)
+                await self._links.set_link_status(user_id, LinkStatus.NEEDS_RELINK, link.linked_at)
                 raise
             updated = replace(
                 link,
@@ -82,12 +82,14 @@ class UserTokens:
                 expires_at=grant.expires_at,
                 scopes=grant.scopes or link.scopes,
             )
-            await self._links.put_link(updated)
+            if not await self._links.update_link_tokens(updated):
+                # Unlinked or linked again while the refresh was out: keep what is stored now.
+                return await self._load(user_id)
             return updated
 
     async def set_status(self, link: SpotifyLink, status: LinkStatus) -> None:
         if link.status != status:
-            await self._links.set_link_status(link.discord_user_id, status)
+            await self._links.set_link_status(link.discord_user_id, status, link.linked_at)
 
 
 class AppToken:

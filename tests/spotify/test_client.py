@@ -54,6 +54,21 @@ async def test_token_expiring_soon_is_refreshed_once_before_the_call(
     assert all(r.status == 200 for r in fake.requests("/v1/me"))
 
 
+async def test_unlink_while_a_refresh_is_out_stays_unlinked(
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
+) -> None:
+    await link(links, fake, ALICE, "alice", expires_at=time.time() + 10)
+    fake.hang(path="/api/token", seconds=0.5)
+    call = asyncio.create_task(client.profile(ALICE))
+    while fake.count("/api/token") == 0:  # the refresh has reached Spotify
+        await asyncio.sleep(0.01)
+    assert await links.delete_link(ALICE)  # /unlink meanwhile
+
+    with pytest.raises(NotLinked):
+        await call
+    assert await links.get_link(ALICE) is None  # the late refresh did not bring it back
+
+
 async def test_rotated_refresh_token_is_stored_and_used_next_time(
     fake: FakeSpotify, links: Storage, client: SpotifyClient
 ) -> None:

@@ -97,6 +97,31 @@ async def test_link_round_trip_update_and_delete(store: Storage) -> None:
     assert await store.get_link(1) is None
 
 
+async def test_token_update_only_reaches_the_same_linking(store: Storage) -> None:
+    link = a_link()
+    await store.put_link(link)
+    await store.set_link_status(1, LinkStatus.PREMIUM_REQUIRED)
+    refreshed = dataclasses.replace(
+        link, access_token="fresh", refresh_token="rotated", expires_at=NOW + 7200, scopes=("a",)
+    )
+    assert await store.update_link_tokens(refreshed)
+    # Tokens replaced; what the refresh did not know about (the status) is kept.
+    assert await store.get_link(1) == dataclasses.replace(
+        refreshed, status=LinkStatus.PREMIUM_REQUIRED
+    )
+
+    relinked = a_link(linked_at=NOW + 100, access_token="new-account")
+    await store.put_link(relinked)
+    assert not await store.update_link_tokens(refreshed)  # a refresh of the old linking
+    assert not await store.set_link_status(1, LinkStatus.NEEDS_RELINK, linked_at=NOW)
+    assert await store.get_link(1) == relinked
+    assert await store.set_link_status(1, LinkStatus.NEEDS_RELINK, linked_at=NOW + 100)
+
+    await store.delete_link(1)
+    assert not await store.update_link_tokens(refreshed)  # never resurrects an unlinked user
+    assert await store.get_link(1) is None
+
+
 # --- OAuth states ----------------------------------------------------------------------------
 
 
