@@ -139,17 +139,21 @@ class SQLiteStorage:
                 raise
             await self._db.execute("COMMIT")
 
+    # Single statements take the transaction lock too: on the one shared connection a
+    # statement issued while another coroutine's transaction is open would join it, and be
+    # undone by its ROLLBACK after its caller was told it succeeded.
+
     async def _fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        async with self._db.execute(sql, tuple(params)) as cur:
+        async with self._tx_lock, self._db.execute(sql, tuple(params)) as cur:
             row: sqlite3.Row | None = await cur.fetchone()
             return row
 
     async def _fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        async with self._db.execute(sql, tuple(params)) as cur:
+        async with self._tx_lock, self._db.execute(sql, tuple(params)) as cur:
             return list(await cur.fetchall())
 
     async def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
-        async with self._db.execute(sql, tuple(params)) as cur:
+        async with self._tx_lock, self._db.execute(sql, tuple(params)) as cur:
             return int(cur.rowcount)
 
     # --- links -----------------------------------------------------------------------------
