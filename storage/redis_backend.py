@@ -78,6 +78,13 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
 
+# KEYS[1] listeners hash. ARGV[1] user id, ARGV[2] listener JSON. Only a present listener.
+_UPDATE_LISTENER = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
 # KEYS[1] stream hash, KEYS[2] LRU zset, KEYS[3] expiry zset. ARGV[1] track id,
 # ARGV[2] last_access, ARGV[3] expires_at, ARGV[4] max entries, ARGV[5] key prefix for streams,
 # then field/value pairs.
@@ -182,6 +189,7 @@ class RedisStorage:
         self._touch = client.register_script(_TOUCH_STREAMS)
         self._update_link = client.register_script(_UPDATE_LINK)
         self._put_listener = client.register_script(_PUT_LISTENER)
+        self._update_listener = client.register_script(_UPDATE_LISTENER)
         self._put_stream = client.register_script(_PUT_STREAM)
         self._acquire = client.register_script(_ACQUIRE_LEASE)
         self._renew = client.register_script(_RENEW_LEASE)
@@ -411,6 +419,12 @@ class RedisStorage:
         return bool(
             await self._put_listener(keys=keys, args=[listener.user_id, dump_listener(listener)])
         )
+
+    @_redis_errors
+    async def update_listener(self, guild_id: int, listener: ListenerState) -> bool:
+        key = self._session_keys(guild_id)[1]
+        args: list[str | int] = [listener.user_id, dump_listener(listener)]
+        return bool(await self._update_listener(keys=[key], args=args))
 
     @_redis_errors
     async def remove_listener(self, guild_id: int, user_id: int) -> bool:

@@ -349,6 +349,12 @@ class SQLiteStorage:
         return True
 
     @_sqlite_errors
+    async def update_listener(self, guild_id: int, listener: ListenerState) -> bool:
+        sql = "UPDATE session_listeners SET data=? WHERE guild_id=? AND user_id=?"
+        params = (dump_listener(listener), guild_id, listener.user_id)
+        return await self._write(sql, params) == 1
+
+    @_sqlite_errors
     async def remove_listener(self, guild_id: int, user_id: int) -> bool:
         sql = "DELETE FROM session_listeners WHERE guild_id=? AND user_id=?"
         return await self._write(sql, (guild_id, user_id)) == 1

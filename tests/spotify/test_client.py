@@ -60,7 +60,9 @@ async def test_unlink_while_a_refresh_is_out_stays_unlinked(
     await link(links, fake, ALICE, "alice", expires_at=time.time() + 10)
     fake.hang(path="/api/token", seconds=0.5)
     call = asyncio.create_task(client.profile(ALICE))
-    while fake.count("/api/token") == 0:  # the refresh has reached Spotify
+    for _ in range(500):  # until the refresh has reached Spotify
+        if fake.count("/api/token"):
+            break
         await asyncio.sleep(0.01)
     assert await links.delete_link(ALICE)  # /unlink meanwhile
 

@@ -234,6 +234,20 @@ async def test_listeners_put_remove_and_cascade(store: Storage) -> None:
     assert fresh is not None and fresh.listeners == {}  # old listeners went with the session
 
 
+async def test_update_listener_never_adds_one_back(store: Storage) -> None:
+    await store.create_session(a_session(listeners=(2,)))
+    marked = ListenerState(2, ListenerStatus.NO_DEVICE, NOW, NOW + 1, None, "open Spotify")
+    assert await store.update_listener(100, marked)
+    got = await store.get_session(100)
+    assert got is not None and got.listeners[2] == marked
+
+    assert await store.remove_listener(100, 2)  # they left
+    assert not await store.update_listener(100, marked)  # a late status write
+    assert not await store.update_listener(555, marked)  # no such session
+    got = await store.get_session(100)
+    assert got is not None and got.listeners == {}
+
+
 async def test_list_sessions(store: Storage) -> None:
     for guild_id in (3, 1, 2):
         await store.create_session(a_session(guild_id, listeners=(guild_id * 10,)))
