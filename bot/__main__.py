@@ -127,8 +127,9 @@ async def running(
 
         async def stop_bot() -> None:
             await bot.close()
-            with contextlib.suppress(asyncio.CancelledError):
-                await bot_task
+            if not bot_task.done():  # a task that already ended was reported by serve()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await bot_task
 
         stack.push_async_callback(stop_bot)
         stack.push_async_callback(sync.aclose)  # first out: its last reports reach a live bot
@@ -170,10 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         return asyncio.run(serve(settings))
-    except StorageError as err:
-        print(f"Game Night cannot start: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # e.g. the HTTP port is taken
+    except (StorageError, OSError) as err:  # OSError: e.g. the HTTP port is taken
         print(f"Game Night cannot start: {err}", file=sys.stderr)
         return 2
 

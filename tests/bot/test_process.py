@@ -25,14 +25,25 @@ def child_env() -> dict[str, str]:
     return env
 
 
-async def test_python_m_bot_connects_answers_link_and_stops_on_sigterm(tmp_path: Path) -> None:
-    fake = await FakeDiscord().start()
-    spotify = await FakeSpotify().start()
-    port = free_port()
-    (tmp_path / ".env").write_text(
+async def python_m_bot(cwd: Path) -> asyncio.subprocess.Process:
+    """`python -m bot` in `cwd` (where its .env is, if any), output captured."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        cwd=cwd,
+        env=child_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+def write_env(folder: Path, fake: FakeDiscord, spotify: FakeSpotify, port: int, token: str) -> None:
+    """A .env pointing the bot at the fakes, as an operator would write it."""
+    (folder / ".env").write_text(
         "\n".join(
             [
-                f"DISCORD_TOKEN={fake.token}",
+                f"DISCORD_TOKEN={token}",
                 f"DISCORD_API_BASE={fake.api_base}",
                 f"DISCORD_GATEWAY_URL={fake.gateway_url}",
                 f"DISCORD_DEV_GUILD_ID={fake.default_guild.id}",
@@ -42,19 +53,18 @@ async def test_python_m_bot_connects_answers_link_and_stops_on_sigterm(tmp_path:
                 f"SPOTIFY_ACCOUNTS_BASE={spotify.base}",
                 f"TOKEN_ENCRYPTION_KEY={Fernet.generate_key().decode()}",
                 f"HTTP_PORT={port}",
-                f"STORAGE_URL=sqlite:///{tmp_path / 'gamenight.db'}",
+                f"STORAGE_URL=sqlite:///{folder / 'gamenight.db'}",
             ]
         )
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        cwd=tmp_path,
-        env=child_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+
+
+async def test_python_m_bot_connects_answers_link_and_stops_on_sigterm(tmp_path: Path) -> None:
+    fake = await FakeDiscord().start()
+    spotify = await FakeSpotify().start()
+    port = free_port()
+    write_env(tmp_path, fake, spotify, port, fake.token)
+    proc = await python_m_bot(tmp_path)
     try:
         await fake.wait_ready(within=30)
         await fake.wait_for_call("PUT", f"/applications/{fake.application_id}/guilds/", within=30)
@@ -77,18 +87,25 @@ async def test_python_m_bot_connects_answers_link_and_stops_on_sigterm(tmp_path:
         await spotify.stop()
 
 
+async def test_python_m_bot_with_a_wrong_token_says_so_and_exits_1(tmp_path: Path) -> None:
+    fake = await FakeDiscord().start()
+    spotify = await FakeSpotify().start()
+    write_env(tmp_path, fake, spotify, free_port(), "not-the-bot-token")
+    try:
+        proc = await python_m_bot(tmp_path)
+        _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        await fake.stop()
+        await spotify.stop()
+    assert proc.returncode == 1, stderr.decode()
+    assert b"Discord refused the bot token: check DISCORD_TOKEN" in stderr
+    assert b"Traceback" not in stderr
+
+
 async def test_python_m_bot_with_missing_settings_exits_2_without_traceback(
     tmp_path: Path,
 ) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        cwd=tmp_path,
-        env=child_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await python_m_bot(tmp_path)
     _, stderr = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert b"DISCORD_TOKEN is missing" in stderr
