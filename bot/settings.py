@@ -100,14 +100,24 @@ class _Reader:
             return ""
         return value
 
-    def parsed(self, key: str, default: T, parse: Callable[[str], T], expected: str) -> T:
+    def parsed(
+        self,
+        key: str,
+        default: T,
+        parse: Callable[[str], T],
+        expected: str,
+        *,
+        secret: bool = False,
+    ) -> T:
+        """`secret` keeps the value out of the report (it goes to stderr and container logs)."""
         value = self.raw(key)
         if value is None:
             return default
         try:
             return parse(value)
         except ValueError:
-            self.problems.append(f"{key}={value!r} is not valid: expected {expected}")
+            shown = key if secret else f"{key}={value!r}"
+            self.problems.append(f"{shown} is not valid: expected {expected}")
             return default
 
 
@@ -222,7 +232,11 @@ def load_settings(
     )
     if key:
         key = r.parsed(
-            "TOKEN_ENCRYPTION_KEY", "", _fernet_keys, "one or more Fernet keys, comma-separated"
+            "TOKEN_ENCRYPTION_KEY",
+            "",
+            _fernet_keys,
+            "one or more Fernet keys, comma-separated",
+            secret=True,
         )
 
     http_port = r.parsed("HTTP_PORT", 8000, _port, "a TCP port (1-65535)")
@@ -260,6 +274,7 @@ def load_settings(
             DEFAULT_STORAGE_URL,
             _storage_url,
             "sqlite:///path or redis://host:port/db",
+            secret=True,  # a Redis URL may carry its password
         ),
         cors_origins=r.parsed("CORS_ORIGINS", ("*",), _origins, "* or comma-separated origins"),
         log_level=r.parsed("LOG_LEVEL", "INFO", _log_level, "one of " + ", ".join(LOG_LEVELS)),

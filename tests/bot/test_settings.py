@@ -71,6 +71,21 @@ def test_invalid_values_are_named(key: str, value: str) -> None:
     assert caught.value.problems[0].startswith(key)
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("TOKEN_ENCRYPTION_KEY", f"{KEY},typo-in-the-old-key"),
+        ("STORAGE_URL", "rediss+x://:hunter2@cache:6379/0"),
+    ],
+)
+def test_invalid_secrets_are_named_but_not_shown(key: str, value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**MINIMAL, key: value}, dotenv_path=None)
+    report = caught.value.report()
+    assert key in report
+    assert "hunter2" not in report and KEY not in report and "typo" not in report
+
+
 def test_public_http_base_needs_an_explicit_https_redirect() -> None:
     with pytest.raises(SettingsError, match="PUBLIC_BASE_URL"):
         load_settings({**MINIMAL, "PUBLIC_BASE_URL": "http://bot.example.com"}, dotenv_path=None)
