@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Protocol
 
@@ -11,7 +12,7 @@ from discord.ext import commands
 
 from core.errors import UserFacingError
 from core.linking import Linker
-from core.sessions import SessionService
+from core.sessions import NotListening, SessionService
 from core.spotify.models import Profile
 from storage.records import LinkStatus
 
@@ -69,8 +70,10 @@ class Linking(commands.Cog):
                     "You're hosting a game night here. Hand over with /gamenight host or end it "
                     "with /gamenight stop, then unlink."
                 )
-            if session is not None and user_id in session.listeners:
-                await self.sessions.leave(interaction.guild_id, user_id)
+            if session is not None:
+                # leave() checks under the session's lock; a Leave click in between is fine.
+                with contextlib.suppress(NotListening):
+                    await self.sessions.leave(interaction.guild_id, user_id)
         if await self.linker.unlink(user_id):
             text = "Unlinked. Your Spotify tokens are deleted; /link any time to come back."
         else:
