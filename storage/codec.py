@@ -7,7 +7,20 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from storage.base import SessionFields
+from storage.errors import StorageError
 from storage.records import HostSnapshot, ListenerState, ListenerStatus
+
+# Consumed and expired OAuth states are kept this long so the callback page can tell a reused
+# or expired link from a forged one.
+STATE_RETENTION_S = 24 * 3600
+
+
+def check_session_fields(fields: SessionFields) -> None:
+    """Refuse names that are not session fields (in SQLite they become column names)."""
+    unknown = set(fields) - set(SessionFields.__annotations__)
+    if unknown:
+        raise StorageError(f"not session fields: {sorted(unknown)}")
 
 
 def state_key(state: str) -> str:

@@ -19,7 +19,15 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from storage.base import SessionFields
-from storage.codec import dump_listener, dump_snapshot, load_listener, load_snapshot, state_key
+from storage.codec import (
+    STATE_RETENTION_S,
+    check_session_fields,
+    dump_listener,
+    dump_snapshot,
+    load_listener,
+    load_snapshot,
+    state_key,
+)
 from storage.crypto import TokenCipher
 from storage.errors import StorageError, StorageUnavailable
 from storage.records import (
@@ -39,7 +47,6 @@ R = TypeVar("R")
 
 MAX_CONNECTIONS = 50  # per process; commands beyond it queue for a free connection
 CONNECTION_WAIT_S = 10.0  # then StorageUnavailable, rather than waiting forever
-STATE_RETENTION_S = 24 * 3600  # see storage/sqlite.py: lets the callback tell reuse from forgery
 
 # KEYS[1] state hash key. ARGV[1] now. Returns {check, user, guild, created, expires}.
 _CONSUME_STATE = """
@@ -397,9 +404,7 @@ class RedisStorage:
 
     @_redis_errors
     async def update_session(self, guild_id: int, fields: SessionFields) -> bool:
-        unknown = set(fields) - set(SessionFields.__annotations__)
-        if unknown:
-            raise StorageError(f"not session fields: {sorted(unknown)}")
+        check_session_fields(fields)
         pairs, deletes = self._session_values(fields)
         key = self._session_keys(guild_id)[0]
         args: list[str | int] = [len(pairs) // 2, *pairs, *deletes]

@@ -18,7 +18,15 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import aiosqlite
 
 from storage.base import SessionFields
-from storage.codec import dump_listener, dump_snapshot, load_listener, load_snapshot, state_key
+from storage.codec import (
+    STATE_RETENTION_S,
+    check_session_fields,
+    dump_listener,
+    dump_snapshot,
+    load_listener,
+    load_snapshot,
+    state_key,
+)
 from storage.crypto import TokenCipher
 from storage.errors import StorageError, StorageUnavailable
 from storage.migrations import MIGRATIONS
@@ -37,18 +45,6 @@ from storage.records import (
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Consumed and expired OAuth states are kept this long so the callback page can tell a reused
-# or expired link from a forged one.
-STATE_RETENTION_S = 24 * 3600
-
-_SESSION_COLUMNS = (
-    "host_user_id",
-    "channel_id",
-    "status_message_id",
-    "snapshot",
-    "listen_token",
-    "host_active_at",
-)
 _STREAM_COLUMNS = ", ".join(
     [
         "track_id",
@@ -320,15 +316,13 @@ class SQLiteStorage:
 
     @_sqlite_errors
     async def update_session(self, guild_id: int, fields: SessionFields) -> bool:
-        unknown = set(fields) - set(_SESSION_COLUMNS)
-        if unknown:
-            raise StorageError(f"not session fields: {sorted(unknown)}")
+        check_session_fields(fields)
         values: dict[str, Any] = dict(fields)
         if "snapshot" in values:
             values["snapshot"] = dump_snapshot(fields["snapshot"])
         if not values:
             return await self.get_session(guild_id) is not None
-        assignments = ", ".join(f"{column}=?" for column in values)  # columns checked above
+        assignments = ", ".join(f"{column}=?" for column in values)  # names checked above
         sql = f"UPDATE sessions SET {assignments} WHERE guild_id=?"
         return await self._write(sql, (*values.values(), guild_id)) == 1
 

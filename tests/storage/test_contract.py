@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from storage import Storage, StorageUnavailable
+from storage import Storage, StorageError, StorageUnavailable
 from storage.records import (
     CachedStream,
     Failure,
@@ -204,6 +204,8 @@ async def test_session_update_fields(store: Storage) -> None:
     got = await store.get_session(100)
     assert got is not None and got.snapshot is None and got.channel_id is None
     assert not await store.update_session(999, {"host_user_id": 3})
+    with pytest.raises(StorageError, match="not session fields"):
+        await store.update_session(100, {"guild_id; DROP TABLE": 1})  # type: ignore[typeddict-unknown-key]
     assert await store.get_session(999) is None  # never resurrected by an update
 
 
