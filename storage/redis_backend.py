@@ -373,33 +373,37 @@ class RedisStorage:
 
     @_redis_errors
     async def get_session(self, guild_id: int) -> Session | None:
-        session_key, listeners_key = self._session_keys(guild_id)
-        async with self._r.pipeline(transaction=True) as pipe:
-            pipe.hgetall(session_key)
-            pipe.hgetall(listeners_key)
-            data, listeners = await pipe.execute()
-        if not data:
-            return None
-        return Session(
-            guild_id=guild_id,
-            host_user_id=int(data["host_user_id"]),
-            created_at=float(data["created_at"]),
-            channel_id=_num(data.get("channel_id")),
-            status_message_id=_num(data.get("status_message_id")),
-            snapshot=load_snapshot(data.get("snapshot")),
-            listen_token=data.get("listen_token"),
-            host_active_at=float(data.get("host_active_at", 0)),
-            listeners={int(uid): load_listener(raw) for uid, raw in listeners.items()},
-        )
+        sessions = await self._load_sessions([guild_id])
+        return sessions[0] if sessions else None
 
     @_redis_errors
     async def list_sessions(self) -> list[Session]:
         guild_ids = sorted(int(g) for g in await self._r.smembers(self._k("sessions")))
+        return await self._load_sessions(guild_ids)
+
+    async def _load_sessions(self, guild_ids: list[int]) -> list[Session]:
+        """The sessions that exist among `guild_ids`, read in one round trip."""
+        async with self._r.pipeline(transaction=True) as pipe:
+            for guild_id in guild_ids:
+                for key in self._session_keys(guild_id):
+                    pipe.hgetall(key)
+            replies = await pipe.execute()
         sessions = []
-        for guild_id in guild_ids:
-            session = await self.get_session(guild_id)
-            if session is not None:
-                sessions.append(session)
+        for guild_id, data, listeners in zip(guild_ids, replies[::2], replies[1::2], strict=True):
+            if data:
+                sessions.append(
+                    Session(
+                        guild_id=guild_id,
+                        host_user_id=int(data["host_user_id"]),
+                        created_at=float(data["created_at"]),
+                        channel_id=_num(data.get("channel_id")),
+                        status_message_id=_num(data.get("status_message_id")),
+                        snapshot=load_snapshot(data.get("snapshot")),
+                        listen_token=data.get("listen_token"),
+                        host_active_at=float(data.get("host_active_at", 0)),
+                        listeners={int(u): load_listener(raw) for u, raw in listeners.items()},
+                    )
+                )
         return sessions
 
     @_redis_errors
@@ -512,17 +516,17 @@ class RedisStorage:
             if not ids:
                 break
             offset += len(ids)
+            # One round trip per page: each entry's last access and its fields together.
             async with self._r.pipeline(transaction=False) as pipe:
                 for track_id in ids:
                     pipe.zscore(lru, track_id)
-                scores = await pipe.execute()
-            for track_id, score in zip(ids, scores, strict=True):
-                if score is not None and score >= accessed_since:
-                    entry = await self.get_stream(track_id)
-                    if entry is not None:
-                        found.append(entry)
-                        if len(found) == limit:
-                            break
+                    pipe.hgetall(self._k("stream", track_id))
+                replies = await pipe.execute()
+            for track_id, score, data in zip(ids, replies[::2], replies[1::2], strict=True):
+                if score is not None and score >= accessed_since and data:
+                    found.append(_stream(track_id, data))
+                    if len(found) == limit:
+                        break
         return found
 
     @_redis_errors
