@@ -74,8 +74,7 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Ap
             )
 
     add_link_routes(app, services.linker, notify=confirm_in_discord)
-    if services.listen is not None:
-        add_listen_routes(app, services.listen.listen, names=bot.display_name)
+    add_listen_routes(app, services.listen.listen, names=bot.display_name)
     return app
 
 

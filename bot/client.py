@@ -58,17 +58,16 @@ class GameNightBot(commands.Bot):
         def buttons() -> discord.ui.View:
             return SessionButtons(gamenight)
 
-        listen = s.listen.listen if s.listen is not None else None
+        listen = s.listen.listen
         board = StatusBoard(
             self,
             s.sessions,
             buttons,
             tracks=s.spotify,
-            audience=listen.audience if listen is not None else None,
+            audience=listen.audience,
         )
         self.board = board
-        if listen is not None:
-            listen.watch_audience(board.audience_changed)
+        listen.watch_audience(board.audience_changed)
         gamenight = GameNight(s.sessions, board, s.listen)
         await self.add_cog(Linking(s.linker, s.sessions, s.spotify))
         await self.add_cog(gamenight)

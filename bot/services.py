@@ -27,7 +27,7 @@ class Services:
     linker: Linker
     sessions: SessionService
     resolver: Resolver
-    listen: ListenLinks | None = None  # the browser listen-along page, when it is served
+    listen: ListenLinks  # the browser listen-along page
 
 
 def spotify_config(settings: Settings) -> SpotifyConfig:

@@ -61,9 +61,7 @@ def _guild_id(interaction: discord.Interaction) -> int:
 class GameNight(commands.GroupCog, group_name="gamenight"):
     """Listen to the host's Spotify together during a game night."""
 
-    def __init__(
-        self, sessions: SessionService, board: StatusBoard, listen: ListenLinks | None = None
-    ) -> None:
+    def __init__(self, sessions: SessionService, board: StatusBoard, listen: ListenLinks) -> None:
         self.sessions = sessions
         self.board = board
         self.listen_links = listen
@@ -170,8 +168,6 @@ class GameNight(commands.GroupCog, group_name="gamenight"):
     async def listen(self, interaction: discord.Interaction) -> None:
         """Listen along in your browser — no Spotify Premium needed."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        if self.listen_links is None:
-            raise UserFacingError("Listening in the browser isn't available on this bot.")
         url = await self.listen_links.link(_guild_id(interaction))
         await interaction.followup.send(
             f"🌐 Listen along in your browser: {url}\n"
