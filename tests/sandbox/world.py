@@ -11,7 +11,6 @@ host's or a listener's Spotify app would change).
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -31,6 +30,7 @@ from tests.fakes.spotify import FakeSpotify
 from tests.fakes.spotify_catalog import PlayerSnapshot
 from tests.fakes.wiring import settings_for_fakes
 from tests.fakes.youtube import FakeYouTube
+from tests.redis_proc import free_port
 
 NAMES = ("kim", "lee", "mo", "noor", "oli", "pia", "quinn", "rae", "sam", "tess", "uma", "vic")
 
@@ -88,13 +88,6 @@ def kinds(listeners: int) -> list[Kind]:
     """Mostly Premium, then one without an active device and one without Premium."""
     special = [Kind.INACTIVE, Kind.FREE][: max(0, listeners - 1)]
     return [Kind.PREMIUM] * (listeners - len(special)) + special
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
