@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -77,10 +79,11 @@ class Tracks:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> Storage:
+async def store(tmp_path: Path) -> AsyncIterator[Storage]:
     storage = await open_storage(f"sqlite:///{tmp_path / 'l.db'}", TokenCipher.generate())
     await storage.create_session(Session(1, 10, created_at=T0))
-    return storage
+    yield storage
+    await storage.aclose()  # also when a test failed before closing it: an open one hangs pytest
 
 
 async def test_token_is_made_once_and_ends_with_the_session(store: Storage) -> None:
@@ -137,5 +140,40 @@ async def test_one_feed_per_session_wakes_every_subscriber(store: Storage) -> No
         assert ended is not None and ended.ended and ended.change is Change.ENDED
     assert listen.audience(1) == 0
     assert counts == [(1, 1), (1, 2), (1, 1), (1, 0)]
+    await listen.aclose()
+    await store.aclose()
+
+
+class HeldStreams(Streams):
+    """Resolves only once released: the page's view in between can be looked at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def resolve_id(self, spotify_id: str, force: bool = False) -> CachedStream:
+        await self.release.wait()
+        return await super().resolve_id(spotify_id, force)
+
+
+async def test_a_track_change_tells_the_page_the_stream_is_being_found(store: Storage) -> None:
+    streams = HeldStreams()
+    listen = ListenAlong(store, streams, Tracks(), config=ListenConfig(poll_interval_s=0.02))
+    await store.update_session(1, {"snapshot": snap(A, 1_000, at=time.time())})
+    token = await listen.token_for(1)
+    async with listen.subscribe(token) as sub:
+        view = await sub.next(2.0)
+        assert view is not None and view.stream.status is StreamStatus.RESOLVING
+        streams.release.set()
+        while view.stream.status is not StreamStatus.READY:
+            view = await sub.next(2.0)
+            assert view is not None
+
+        streams.release.clear()
+        await store.update_session(1, {"snapshot": snap("C" * 22, 0, at=time.time())})
+        view = await sub.next(2.0)
+        assert view is not None and view.change is Change.TRACK
+        assert (view.stream.status, view.stream.url) == (StreamStatus.RESOLVING, None)
+        streams.release.set()
     await listen.aclose()
     await store.aclose()
