@@ -43,7 +43,9 @@ def looks_like_token(value: str) -> bool:
 
 
 class StreamSource(Protocol):
-    """A playable stream for a Spotify track id (core.resolver.Resolver)."""
+    """A playable stream for a Spotify track (core.resolver.Resolver)."""
+
+    async def resolve(self, track: TrackInfo, force: bool = False) -> CachedStream: ...
 
     async def resolve_id(self, spotify_id: str, force: bool = False) -> CachedStream: ...
 
@@ -256,7 +258,12 @@ class Feed:
         track = await self._owner.track_info(track_id)
         stream: StreamState
         try:
-            found = await self._owner.streams.resolve_id(track_id)
+            streams = self._owner.streams
+            # With the metadata at hand a cache miss need not look the track up again.
+            if track is not None and track.id == track_id:
+                found = await streams.resolve(track)
+            else:
+                found = await streams.resolve_id(track_id)
             stream = StreamState(StreamStatus.READY, found.stream_url, found.expires_at)
         except UserFacingError as exc:
             log.info("guild %s: no browser stream for %s: %s", self.guild_id, track_id, exc)

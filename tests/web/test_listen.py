@@ -63,6 +63,9 @@ class Streams:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
+    async def resolve(self, track: TrackInfo, force: bool = False) -> CachedStream:
+        return await self.resolve_id(track.id, force)
+
     async def resolve_id(self, spotify_id: str, force: bool = False) -> CachedStream:
         self.calls.append(spotify_id)
         if spotify_id == B:
