@@ -41,6 +41,12 @@ _ASSETS = {
     "listen.js": "application/javascript",
     "listen.css": "text/css",
 }
+# Read once: they are small and only change with a deploy, and a read per request would block
+# the event loop.
+_FILES = {
+    name: (_STATIC / name).read_text(encoding="utf-8")
+    for name in ("listen.html", "listen-ended.html", *_ASSETS)
+}
 # The stream URL and the album art come from other origins (googlevideo, i.scdn.co).
 _PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -93,7 +99,7 @@ async def listen_page(request: web.Request) -> web.StreamResponse:
     session = await request.app[LISTEN_KEY].find(request.match_info["token"])
     name = "listen.html" if session is not None else "listen-ended.html"
     response = web.Response(
-        text=(_STATIC / name).read_text(encoding="utf-8"),
+        text=_FILES[name],
         status=200 if session is not None else 404,
         content_type="text/html",
     )
@@ -105,9 +111,7 @@ async def listen_asset(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if name not in _ASSETS:
         raise web.HTTPNotFound(text="No such file.")
-    response = web.Response(
-        text=(_STATIC / name).read_text(encoding="utf-8"), content_type=_ASSETS[name]
-    )
+    response = web.Response(text=_FILES[name], content_type=_ASSETS[name])
     response.headers["Cache-Control"] = "public, max-age=300"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
