@@ -15,6 +15,7 @@ Every event carries `server_time` (ms since the epoch) next to the host's `posit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from core.errors import NotFound
 from core.listen import ListenAlong, ListenView, StreamStatus
 
 log = logging.getLogger(__name__)
@@ -120,10 +122,11 @@ async def listen_asset(request: web.Request) -> web.StreamResponse:
 async def listen_events(request: web.Request) -> web.StreamResponse:
     listen = request.app[LISTEN_KEY]
     names = request.app[NAMES_KEY]
-    token = request.match_info["token"]
-    if await listen.find(token) is None:
-        return _private(web.Response(status=404, text="This listen link has ended."))
-    async with listen.subscribe(token) as sub:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            sub = await stack.enter_async_context(listen.subscribe(request.match_info["token"]))
+        except NotFound:
+            return _private(web.Response(status=404, text="This listen link has ended."))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         response.headers["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
         _private(response)

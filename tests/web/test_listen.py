@@ -8,7 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
+from bot.web.listen import add_listen_routes
 from core.errors import NotFound
 from core.listen import (
     Change,
@@ -180,3 +183,15 @@ async def test_a_track_change_tells_the_page_the_stream_is_being_found(store: St
         streams.release.set()
     await listen.aclose()
     await store.aclose()
+
+
+async def test_an_unknown_link_gets_a_private_404(store: Storage) -> None:
+    app = web.Application()
+    add_listen_routes(app, ListenAlong(store, Streams(), Tracks()))
+    async with TestClient(TestServer(app)) as client:
+        for path in (f"/listen/{'x' * 32}", f"/listen/{'x' * 32}/events"):
+            response = await client.get(path)
+            assert response.status == 404, path
+            assert response.headers["Cache-Control"] == "no-store"
+            assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert await response.text() == "This listen link has ended."
