@@ -32,6 +32,7 @@ from core.errors import (
     TokenRevoked,
     UserFacingError,
 )
+from core.resolver import still_usable
 from core.spotify.models import PlaylistRef
 from core.tracks import TrackInfo
 from storage.base import StreamCache
@@ -289,7 +290,7 @@ class Indexer:
     async def _index(self, track: TrackInfo) -> TrackResult:
         try:
             cached = await self._cache.get_stream(track.id)
-            if cached is not None and self._usable(cached):
+            if cached is not None and still_usable(cached, self._clock(), self._min_validity_s):
                 return TrackResult(track, Outcome.CACHED)
             await self._resolver.resolve(track)
         except Exception as exc:
@@ -298,9 +299,6 @@ class Indexer:
             return TrackResult(track, Outcome.FAILED, failure_reason(exc))
         renewed = cached is not None and bool(cached.video_url)
         return TrackResult(track, Outcome.RENEWED if renewed else Outcome.RESOLVED)
-
-    def _usable(self, entry: CachedStream) -> bool:
-        return bool(entry.stream_url) and entry.expires_at - self._clock() > self._min_validity_s
 
 
 async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
