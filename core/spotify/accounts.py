@@ -47,7 +47,7 @@ class Accounts:
             "Authorization": aiohttp.encode_basic_auth(config.client_id, config.client_secret)
         }
 
-    def authorize_url(self, state: str, login_hint: str | None = None) -> str:
+    def authorize_url(self, state: str) -> str:
         params = {
             "client_id": self._config.client_id,
             "response_type": "code",
@@ -55,8 +55,6 @@ class Accounts:
             "scope": " ".join(self._config.scopes),
             "state": state,
         }
-        if login_hint:
-            params["login_hint"] = login_hint
         return f"{self._config.accounts_base.rstrip('/')}/authorize?{urlencode(params)}"
 
     async def exchange_code(self, code: str) -> TokenGrant:

@@ -41,7 +41,6 @@ class UserTokens:
         self._margin = margin
         self._clock = clock
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
-        self.refreshes = 0  # refresh grants sent, for metrics and tests
 
     def _fresh(self, link: SpotifyLink) -> bool:
         return link.expires_at - self._margin > self._clock()
@@ -68,7 +67,6 @@ class UserTokens:
             link = await self._load(user_id)
             if link.access_token != stale_token and self._fresh(link):
                 return link
-            self.refreshes += 1
             try:
                 grant = await self._accounts.refresh(link.refresh_token)
             except TokenRevoked:
