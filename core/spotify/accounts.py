@@ -22,6 +22,9 @@ from core.spotify.errors import rate_limited, retry_after
 
 log = logging.getLogger(__name__)
 
+# Shown when the refresh token is dead: the token endpoint said so, or the link is marked.
+RELINK = "Your Spotify link has expired: run /link again."
+
 
 @dataclass(frozen=True)
 class TokenGrant:
@@ -115,7 +118,7 @@ class Accounts:
             return body
         error = body.get("error") if isinstance(body, dict) else None
         if status == 400 and error == "invalid_grant":
-            raise TokenRevoked("Your Spotify link has expired: run /link again.")
+            raise TokenRevoked(RELINK)
         if status == 429:
             raise rate_limited(retry_after(headers), False)
         if status >= 500 or not isinstance(body, dict):

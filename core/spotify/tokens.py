@@ -17,14 +17,13 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from core.errors import NotLinked, TokenRevoked
-from core.spotify.accounts import Accounts, TokenGrant
+from core.spotify.accounts import RELINK, Accounts, TokenGrant
 from storage.base import LinkStore
 from storage.records import LinkStatus, SpotifyLink
 
 log = logging.getLogger(__name__)
 
 NOT_LINKED = "You haven't linked Spotify yet: run /link."
-RELINK = "Your Spotify link has expired: run /link again."
 
 
 def _fresh(expires_at: float, margin: float, clock: Callable[[], float]) -> bool:
