@@ -60,8 +60,10 @@ async def test_unlink_while_a_refresh_is_out_stays_unlinked(
     await link(links, fake, ALICE, "alice", expires_at=time.time() + 10)
     fake.hang(path="/api/token", seconds=0.5)
     call = asyncio.create_task(client.profile(ALICE))
-    while fake.count("/api/token") == 0:  # the refresh has reached Spotify
-        await asyncio.sleep(0.01)
+    # Until the refresh has reached Spotify (the fake keeps a request log, not an event).
+    async with asyncio.timeout(5):
+        while fake.count("/api/token") == 0:  # noqa: ASYNC110 - see above
+            await asyncio.sleep(0.01)
     assert await links.delete_link(ALICE)  # /unlink meanwhile
 
     with pytest.raises(NotLinked):
