@@ -22,11 +22,11 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TextIO, TypeVar
+from typing import Any, NoReturn, TextIO
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -52,12 +52,11 @@ from core.indexer import (
     TrackResult,
     parse_playlist_id,
     track_names,
+    unless_stopped,
 )
 from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MAX_CONCURRENCY = 64  # the resolver refuses more distinct tracks in flight well above this
@@ -221,22 +220,6 @@ def summary_lines(report: IndexReport, elapsed_s: float) -> list[str]:
 # --- running -----------------------------------------------------------------------------------
 
 
-async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
-    """(True, result) when `work` finished; (False, None) when `stop` was set first."""
-    task = asyncio.ensure_future(work)
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-        if not task.done():
-            task.cancel()
-        await asyncio.gather(task, stopping, return_exceptions=True)
-    if task.cancelled():
-        return False, None
-    return True, task.result()
-
-
 async def index(
     argv: Sequence[str],
     *,
@@ -326,7 +309,7 @@ async def _rounds(job: Job) -> int:
 async def _one_round(job: Job, *, first: bool) -> int:
     out, err = job.out, job.err
     try:
-        finished, plan = await _unless_stopped(
+        finished, plan = await unless_stopped(
             job.indexer.plan(job.args.playlist, job.args.user), job.stop
         )
     except BAD_INPUT as error:

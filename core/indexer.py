@@ -16,10 +16,10 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from core.errors import (
     ExtractionFailed,
@@ -32,6 +32,7 @@ from core.errors import (
     TokenRevoked,
     UserFacingError,
 )
+from core.resolver import still_usable
 from core.spotify.models import PlaylistRef
 from core.tracks import TrackInfo
 from storage.base import StreamCache
@@ -51,6 +52,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _ID = r"[0-9A-Za-z]{22}"
 # open.spotify.com/playlist/ID, also with a locale segment (/intl-de/) and a query (?si=...).
@@ -260,21 +263,13 @@ class Indexer:
         report = IndexReport(plan)
         if progress is not None:
             progress.started(plan)
-        stop = stop or asyncio.Event()
-        work = asyncio.ensure_future(self._work(iter(plan.tracks), report, progress))
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-            if not work.done():
-                work.cancel()
-                report.interrupted = True
-            # Resolutions keep running inside the resolver (they are shielded); only our
-            # waiting stops. What finished is in the cache already.
-            await asyncio.gather(work, stopping, return_exceptions=True)
-        if not report.interrupted:
-            work.result()  # an unexpected error in our own code surfaces here
+        # On a stop, resolutions keep running inside the resolver (they are shielded); only our
+        # waiting stops. What finished is in the cache already. An unexpected error in our own
+        # code surfaces here.
+        finished, _ = await unless_stopped(
+            self._work(iter(plan.tracks), report, progress), stop or asyncio.Event()
+        )
+        report.interrupted = not finished
         return report
 
     async def _work(
@@ -295,7 +290,7 @@ class Indexer:
     async def _index(self, track: TrackInfo) -> TrackResult:
         try:
             cached = await self._cache.get_stream(track.id)
-            if cached is not None and self._usable(cached):
+            if cached is not None and still_usable(cached, self._clock(), self._min_validity_s):
                 return TrackResult(track, Outcome.CACHED)
             await self._resolver.resolve(track)
         except Exception as exc:
@@ -305,8 +300,22 @@ class Indexer:
         renewed = cached is not None and bool(cached.video_url)
         return TrackResult(track, Outcome.RENEWED if renewed else Outcome.RESOLVED)
 
-    def _usable(self, entry: CachedStream) -> bool:
-        return bool(entry.stream_url) and entry.expires_at - self._clock() > self._min_validity_s
+
+async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
+    """(True, result) when `work` finished; (False, None) when `stop` was set first, after
+    `work` was cancelled. An error raised by `work` is raised here."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, stopping, return_exceptions=True)
+    if task.cancelled():
+        return False, None
+    return True, task.result()
 
 
 def track_names(tracks: Iterable[TrackInfo], limit: int = 5) -> str:

@@ -43,7 +43,9 @@ def looks_like_token(value: str) -> bool:
 
 
 class StreamSource(Protocol):
-    """A playable stream for a Spotify track id (core.resolver.Resolver)."""
+    """A playable stream for a Spotify track (core.resolver.Resolver)."""
+
+    async def resolve(self, track: TrackInfo, force: bool = False) -> CachedStream: ...
 
     async def resolve_id(self, spotify_id: str, force: bool = False) -> CachedStream: ...
 
@@ -220,11 +222,14 @@ class Feed:
             host_user_id=people[0],
             listener_ids=people[1],
         )
+        track_id = snapshot.track_id if snapshot else None
         if change is Change.TRACK:
-            new = replace(new, track=None, stream=StreamState())
-            self._start_resolving(snapshot.track_id if snapshot else None)
+            # The page shows "resolving" (and stops the old track) until the stream is found.
+            status = StreamStatus.NONE if track_id is None else StreamStatus.RESOLVING
+            new = replace(new, track=None, stream=StreamState(status))
+            self._start_resolving(track_id)
         elif self._stream_expiring(new.stream):
-            self._start_resolving(snapshot.track_id if snapshot else None, refresh=True)
+            self._start_resolving(track_id)
         if change is not None:
             self._publish(new, change)
         elif people != (view.host_user_id, view.listener_ids):
@@ -239,14 +244,12 @@ class Feed:
             return False
         return stream.expires_at - self._owner.clock() < self._owner.config.refresh_margin_s
 
-    def _start_resolving(self, track_id: str | None, *, refresh: bool = False) -> None:
+    def _start_resolving(self, track_id: str | None) -> None:
         if self._resolving is not None:
             self._resolving.cancel()
             self._resolving = None
         if track_id is None:
             return
-        if not refresh:
-            self.view = replace(self.view, stream=StreamState(StreamStatus.RESOLVING))
         self._resolving = asyncio.create_task(
             self._resolve(track_id), name=f"listen-resolve-{self.guild_id}"
         )
@@ -255,7 +258,12 @@ class Feed:
         track = await self._owner.track_info(track_id)
         stream: StreamState
         try:
-            found = await self._owner.streams.resolve_id(track_id)
+            streams = self._owner.streams
+            # With the metadata at hand a cache miss need not look the track up again.
+            if track is not None and track.id == track_id:
+                found = await streams.resolve(track)
+            else:
+                found = await streams.resolve_id(track_id)
             stream = StreamState(StreamStatus.READY, found.stream_url, found.expires_at)
         except UserFacingError as exc:
             log.info("guild %s: no browser stream for %s: %s", self.guild_id, track_id, exc)

@@ -130,6 +130,12 @@ _FAILURE_KINDS: dict[str, Callable[[], ResolveError]] = {
 }
 
 
+def still_usable(entry: CachedStream, now: float, min_validity_s: float) -> bool:
+    """Whether a cached stream URL may still be handed out: it has at least `min_validity_s`
+    seconds left (the resolver's and the indexer's notion of "cached" must agree)."""
+    return bool(entry.stream_url) and entry.expires_at - now > min_validity_s
+
+
 def _failure_kind(exc: ResolveError) -> str:
     if isinstance(exc, NoMatch):
         return "no_match"
@@ -237,7 +243,7 @@ class Resolver:
                     self._stats.memory_hits += 1
                     return self._hit(cached, now)
                 cached = await self._cache.get_stream(track_id)
-                if cached is not None and self._usable(cached, now):
+                if cached is not None and still_usable(cached, now, self.config.min_validity_s):
                     self._remember(cached, now)
                     return self._hit(cached, now)
                 failure = await self._cache.get_failure(track_id, now)
@@ -270,16 +276,13 @@ class Resolver:
             self._refresh_in_background(cached)
         return cached
 
-    def _usable(self, entry: CachedStream, now: float) -> bool:
-        return bool(entry.stream_url) and entry.expires_at - now > self.config.min_validity_s
-
     def _front_get(self, track_id: str, now: float) -> CachedStream | None:
         """The entry in memory if it may still be served without asking storage."""
         remembered = self._front.get(track_id)
         if remembered is None:
             return None
         entry, until = remembered
-        if now < until and self._usable(entry, now):
+        if now < until and still_usable(entry, now, self.config.min_validity_s):
             self._front.move_to_end(track_id)
             return entry
         del self._front[track_id]

@@ -136,17 +136,18 @@ class YouTube:
         except YoutubeDLError as exc:
             _close_responses(exc)
             raise ExtractionFailed("Could not get an audio stream for the matched video.") from exc
-        if info and info.get("_type") == "playlist":
+        info = info or {}
+        if info.get("_type") == "playlist":
             entries = [e for e in info.get("entries") or () if e]
-            info = entries[0] if entries else None
-        url = info.get("url") if info else None
+            info = entries[0] if entries else {}
+        url = info.get("url")
         if not isinstance(url, str) or not url:
             raise ExtractionFailed("The matched video has no playable audio stream.")
         log.debug("extracted %s in %.0f ms", video_url, (time.perf_counter() - started) * 1000)
         return Extraction(
             stream_url=url,
-            title=str(info.get("title") or "") if info else "",
-            duration_s=float(info.get("duration") or 0.0) if info else 0.0,
+            title=str(info.get("title") or ""),
+            duration_s=float(info.get("duration") or 0.0),
         )
 
     def view_count(self, video_url: str) -> int:
@@ -172,9 +173,9 @@ class YouTube:
             _close_responses(exc)
             raise ResolveError("YouTube search failed; try again later.") from exc
         entries: list[SearchEntry] = []
-        for entry in (info or {}).get("entries") or ():
+        for entry in filter(None, (info or {}).get("entries") or ()):
             url = entry.get("url") or entry.get("webpage_url")
-            if not entry or not url:
+            if not url:
                 continue
             if not str(url).startswith("http") and entry.get("id"):
                 url = f"https://www.youtube.com/watch?v={entry['id']}"

@@ -8,7 +8,7 @@ proxying ClientSession is the only resource the app owns, opened and closed by c
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 
 import aiohttp
 from aiohttp import web
@@ -17,7 +17,7 @@ from aiohttp.typedefs import Handler
 from bot.web import ops, songs, tracks
 from bot.web.cors import Cors
 from bot.web.errors import error_response
-from bot.web.metrics import RESOLVER_COUNTERS, WebMetrics
+from bot.web.metrics import WebMetrics
 from bot.web.ratelimit import RateLimit, RateLimiter
 from bot.web.services import (
     HTTP_CLIENT,
@@ -42,7 +42,7 @@ def create_app(
     rate_limit: RateLimit | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY,
 ) -> web.Application:
-    metrics = WebMetrics(lambda: resolver_counts(resolver.stats))
+    metrics = WebMetrics(lambda: resolver.stats)
     cors = Cors(cors_origins)
 
     # One middleware, not three: each layer costs a coroutine per request on the hot path.
@@ -92,9 +92,3 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession(auto_decompress=False) as client:
         app[HTTP_CLIENT] = client
         yield
-
-
-def resolver_counts(stats: object) -> Mapping[str, int]:
-    if isinstance(stats, Mapping):
-        return {k: int(v) for k, v in stats.items() if k in RESOLVER_COUNTERS}
-    return {k: int(getattr(stats, k)) for k in RESOLVER_COUNTERS if hasattr(stats, k)}

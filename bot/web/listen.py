@@ -15,6 +15,7 @@ Every event carries `server_time` (ms since the epoch) next to the host's `posit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from core.errors import NotFound
 from core.listen import ListenAlong, ListenView, StreamStatus
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,12 @@ _STATIC = resources.files("bot.web") / "static"
 _ASSETS = {
     "listen.js": "application/javascript",
     "listen.css": "text/css",
+}
+# Read once: they are small and only change with a deploy, and a read per request would block
+# the event loop.
+_FILES = {
+    name: (_STATIC / name).read_text(encoding="utf-8")
+    for name in ("listen.html", "listen-ended.html", *_ASSETS)
 }
 # The stream URL and the album art come from other origins (googlevideo, i.scdn.co).
 _PAGE_CSP = (
@@ -93,7 +101,7 @@ async def listen_page(request: web.Request) -> web.StreamResponse:
     session = await request.app[LISTEN_KEY].find(request.match_info["token"])
     name = "listen.html" if session is not None else "listen-ended.html"
     response = web.Response(
-        text=(_STATIC / name).read_text(encoding="utf-8"),
+        text=_FILES[name],
         status=200 if session is not None else 404,
         content_type="text/html",
     )
@@ -105,9 +113,7 @@ async def listen_asset(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if name not in _ASSETS:
         raise web.HTTPNotFound(text="No such file.")
-    response = web.Response(
-        text=(_STATIC / name).read_text(encoding="utf-8"), content_type=_ASSETS[name]
-    )
+    response = web.Response(text=_FILES[name], content_type=_ASSETS[name])
     response.headers["Cache-Control"] = "public, max-age=300"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
@@ -116,10 +122,11 @@ async def listen_asset(request: web.Request) -> web.StreamResponse:
 async def listen_events(request: web.Request) -> web.StreamResponse:
     listen = request.app[LISTEN_KEY]
     names = request.app[NAMES_KEY]
-    token = request.match_info["token"]
-    if await listen.find(token) is None:
-        return _private(web.Response(status=404, text="This listen link has ended."))
-    async with listen.subscribe(token) as sub:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            sub = await stack.enter_async_context(listen.subscribe(request.match_info["token"]))
+        except NotFound:
+            return _private(web.Response(status=404, text="This listen link has ended."))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         response.headers["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
         _private(response)

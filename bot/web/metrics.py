@@ -7,7 +7,7 @@ nothing for them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 
 from aiohttp import web
 from prometheus_client import (
@@ -19,6 +19,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from core.resolver import ResolverStats
 
 # Resolver stat name -> (metric name, help)
 RESOLVER_COUNTERS = {
@@ -33,18 +35,17 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 
 class ResolverCollector(Collector):
-    def __init__(self, read_stats: Callable[[], Mapping[str, int]]) -> None:
+    def __init__(self, read_stats: Callable[[], ResolverStats]) -> None:
         self._read_stats = read_stats
 
     def collect(self) -> Iterator[Metric]:
         stats = self._read_stats()
         for key, (name, documentation) in RESOLVER_COUNTERS.items():
-            if key in stats:
-                yield CounterMetricFamily(name, documentation, value=stats[key])
+            yield CounterMetricFamily(name, documentation, value=getattr(stats, key))
 
 
 class WebMetrics:
-    def __init__(self, read_resolver_stats: Callable[[], Mapping[str, int]] | None = None) -> None:
+    def __init__(self, read_resolver_stats: Callable[[], ResolverStats]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = Counter(
             "gamenight_http_requests",
@@ -64,8 +65,7 @@ class WebMetrics:
             "Requests refused by the per-client rate limit.",
             registry=self.registry,
         )
-        if read_resolver_stats is not None:
-            self.registry.register(ResolverCollector(read_resolver_stats))
+        self.registry.register(ResolverCollector(read_resolver_stats))
         # labels() hashes and locks on every call; the label sets are few, so keep the children.
         self._request_children: dict[tuple[str, str, int], Counter] = {}
         self._latency_children: dict[str, Histogram] = {}

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from bot.web.metrics import WebMetrics
 from bot.web.ratelimit import RateLimiter
+from core.resolver import ResolverStats
 from core.tracks import TrackInfo
 from storage.records import CachedStream
 
@@ -25,8 +26,8 @@ class StreamResolver(Protocol):
     async def resolve_id(self, spotify_id: str, force: bool = False) -> CachedStream: ...
 
     @property
-    def stats(self) -> object:
-        """Counters (hits, misses, searches, extractions, failures) as attributes or a mapping."""
+    def stats(self) -> ResolverStats:
+        """A snapshot of the counters, read by /metrics."""
         ...
 
 

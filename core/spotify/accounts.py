@@ -22,6 +22,9 @@ from core.spotify.errors import rate_limited, retry_after
 
 log = logging.getLogger(__name__)
 
+# Shown when the refresh token is dead: the token endpoint said so, or the link is marked.
+RELINK = "Your Spotify link has expired: run /link again."
+
 
 @dataclass(frozen=True)
 class TokenGrant:
@@ -47,7 +50,7 @@ class Accounts:
             "Authorization": aiohttp.encode_basic_auth(config.client_id, config.client_secret)
         }
 
-    def authorize_url(self, state: str, login_hint: str | None = None) -> str:
+    def authorize_url(self, state: str) -> str:
         params = {
             "client_id": self._config.client_id,
             "response_type": "code",
@@ -55,8 +58,6 @@ class Accounts:
             "scope": " ".join(self._config.scopes),
             "state": state,
         }
-        if login_hint:
-            params["login_hint"] = login_hint
         return f"{self._config.accounts_base.rstrip('/')}/authorize?{urlencode(params)}"
 
     async def exchange_code(self, code: str) -> TokenGrant:
@@ -117,7 +118,7 @@ class Accounts:
             return body
         error = body.get("error") if isinstance(body, dict) else None
         if status == 400 and error == "invalid_grant":
-            raise TokenRevoked("Your Spotify link has expired: run /link again.")
+            raise TokenRevoked(RELINK)
         if status == 429:
             raise rate_limited(retry_after(headers), False)
         if status >= 500 or not isinstance(body, dict):

@@ -20,7 +20,6 @@ from core.errors import (
     NotFound,
     PremiumRequired,
     RateLimited,
-    SpotifyError,
     TokenExpired,
     Upstream,
 )
@@ -83,8 +82,6 @@ class SpotifyClient:
         await self.limiter.acquire(self.config.max_rate_wait)
         try:
             return await self.pool.call(token, call)
-        except Upstream:
-            raise
         except Exception as exc:
             error = from_exception(exc)
             if error is None:
@@ -232,6 +229,3 @@ class SpotifyClient:
 
 def _next_page(page: JSON) -> Call[JSON | None]:
     return lambda sp: sp.next(page)
-
-
-__all__ = ["SpotifyClient", "SpotifyError"]

@@ -17,14 +17,18 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from core.errors import NotLinked, TokenRevoked
-from core.spotify.accounts import Accounts, TokenGrant
+from core.spotify.accounts import RELINK, Accounts, TokenGrant
 from storage.base import LinkStore
 from storage.records import LinkStatus, SpotifyLink
 
 log = logging.getLogger(__name__)
 
 NOT_LINKED = "You haven't linked Spotify yet: run /link."
-RELINK = "Your Spotify link has expired: run /link again."
+
+
+def _fresh(expires_at: float, margin: float, clock: Callable[[], float]) -> bool:
+    """Whether a token expiring at `expires_at` still has more than `margin` seconds to live."""
+    return expires_at - margin > clock()
 
 
 class UserTokens:
@@ -41,10 +45,6 @@ class UserTokens:
         self._margin = margin
         self._clock = clock
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
-        self.refreshes = 0  # refresh grants sent, for metrics and tests
-
-    def _fresh(self, link: SpotifyLink) -> bool:
-        return link.expires_at - self._margin > self._clock()
 
     async def _load(self, user_id: int) -> SpotifyLink:
         link = await self._links.get_link(user_id)
@@ -57,7 +57,8 @@ class UserTokens:
     async def current(self, user_id: int) -> SpotifyLink:
         """The user's link with an access token that is not about to expire."""
         link = await self._load(user_id)
-        return link if self._fresh(link) else await self.refresh(user_id, link.access_token)
+        fresh = _fresh(link.expires_at, self._margin, self._clock)
+        return link if fresh else await self.refresh(user_id, link.access_token)
 
     async def refresh(self, user_id: int, stale_token: str) -> SpotifyLink:
         """Replace `stale_token` (expired or refused); a no-op if someone already did."""
@@ -66,9 +67,9 @@ class UserTokens:
             lock = self._locks[user_id] = asyncio.Lock()
         async with lock:
             link = await self._load(user_id)
-            if link.access_token != stale_token and self._fresh(link):
+            fresh = _fresh(link.expires_at, self._margin, self._clock)
+            if link.access_token != stale_token and fresh:
                 return link
-            self.refreshes += 1
             try:
                 grant = await self._accounts.refresh(link.refresh_token)
             except TokenRevoked:
@@ -106,7 +107,7 @@ class AppToken:
 
     async def current(self) -> str:
         grant = self._grant
-        if grant is not None and grant.expires_at - self._margin > self._clock():
+        if grant is not None and _fresh(grant.expires_at, self._margin, self._clock):
             return grant.access_token
         return await self.refresh(grant.access_token if grant else None)
 
@@ -116,7 +117,7 @@ class AppToken:
             if (
                 grant is not None
                 and grant.access_token != stale_token
-                and grant.expires_at - self._margin > self._clock()
+                and _fresh(grant.expires_at, self._margin, self._clock)
             ):
                 return grant.access_token
             self._grant = await self._accounts.client_token()

@@ -67,7 +67,6 @@ class SpotipyPool:
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="spotipy")
         self._slots = asyncio.Semaphore(max_workers)
         self._local = threading.local()
-        self.max_workers = max_workers
         self.in_use = 0  # threads running a call, including ones whose caller gave up
 
     def _client(self) -> spotipy.Spotify:

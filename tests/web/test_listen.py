@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
+from bot.web.listen import add_listen_routes
 from core.errors import NotFound
 from core.listen import (
     Change,
@@ -61,6 +66,9 @@ class Streams:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
+    async def resolve(self, track: TrackInfo, force: bool = False) -> CachedStream:
+        return await self.resolve_id(track.id, force)
+
     async def resolve_id(self, spotify_id: str, force: bool = False) -> CachedStream:
         self.calls.append(spotify_id)
         if spotify_id == B:
@@ -77,10 +85,11 @@ class Tracks:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> Storage:
+async def store(tmp_path: Path) -> AsyncIterator[Storage]:
     storage = await open_storage(f"sqlite:///{tmp_path / 'l.db'}", TokenCipher.generate())
     await storage.create_session(Session(1, 10, created_at=T0))
-    return storage
+    yield storage
+    await storage.aclose()  # also when a test failed before closing it: an open one hangs pytest
 
 
 async def test_token_is_made_once_and_ends_with_the_session(store: Storage) -> None:
@@ -139,3 +148,50 @@ async def test_one_feed_per_session_wakes_every_subscriber(store: Storage) -> No
     assert counts == [(1, 1), (1, 2), (1, 1), (1, 0)]
     await listen.aclose()
     await store.aclose()
+
+
+class HeldStreams(Streams):
+    """Resolves only once released: the page's view in between can be looked at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def resolve_id(self, spotify_id: str, force: bool = False) -> CachedStream:
+        await self.release.wait()
+        return await super().resolve_id(spotify_id, force)
+
+
+async def test_a_track_change_tells_the_page_the_stream_is_being_found(store: Storage) -> None:
+    streams = HeldStreams()
+    listen = ListenAlong(store, streams, Tracks(), config=ListenConfig(poll_interval_s=0.02))
+    await store.update_session(1, {"snapshot": snap(A, 1_000, at=time.time())})
+    token = await listen.token_for(1)
+    async with listen.subscribe(token) as sub:
+        view = await sub.next(2.0)
+        assert view is not None and view.stream.status is StreamStatus.RESOLVING
+        streams.release.set()
+        while view.stream.status is not StreamStatus.READY:
+            view = await sub.next(2.0)
+            assert view is not None
+
+        streams.release.clear()
+        await store.update_session(1, {"snapshot": snap("C" * 22, 0, at=time.time())})
+        view = await sub.next(2.0)
+        assert view is not None and view.change is Change.TRACK
+        assert (view.stream.status, view.stream.url) == (StreamStatus.RESOLVING, None)
+        streams.release.set()
+    await listen.aclose()
+    await store.aclose()
+
+
+async def test_an_unknown_link_gets_a_private_404(store: Storage) -> None:
+    app = web.Application()
+    add_listen_routes(app, ListenAlong(store, Streams(), Tracks()))
+    async with TestClient(TestServer(app)) as client:
+        for path in (f"/listen/{'x' * 32}", f"/listen/{'x' * 32}/events"):
+            response = await client.get(path)
+            assert response.status == 404, path
+            assert response.headers["Cache-Control"] == "no-store"
+            assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert await response.text() == "This listen link has ended."

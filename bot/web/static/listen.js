@@ -120,8 +120,10 @@
       showPeople(data.people);
       explain(data);
     }
+    // A new track stops the old one at once: while its stream is found ("resolving") there
+    // is no URL, and the host is no longer playing what the audio element holds.
     const url = data.stream.status === "ready" ? data.stream.url : null;
-    if (url !== loadedUrl && (url || data.stream.status !== "resolving")) load(url, p);
+    if (url !== loadedUrl) load(url, p);
     sync();
   }
 
