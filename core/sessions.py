@@ -249,14 +249,18 @@ class SessionService:
             else:
                 raise NotListening()
             now = self._clock()
+            resynced = []
             for state in targets:
-                await self._sessions.put_listener(
+                # The lock is per process: a leave stored by another process since the read
+                # above must stand, so only listeners still present are written.
+                if await self._sessions.update_listener(
                     guild_id,
                     replace(state, status=ListenerStatus.ATTACHED, detail="", updated_at=now),
-                )
+                ):
+                    resynced.append(state.user_id)
             session = await self.get(guild_id)
         await self._notify("session_changed", session)
-        return Resynced(session, tuple(s.user_id for s in targets))
+        return Resynced(session, tuple(resynced))
 
     async def resume_all(self) -> list[Session]:
         """Tell the hooks about every stored session (the process just started)."""

@@ -562,9 +562,15 @@ class SyncEngine:
         if status is ListenerStatus.ATTACHED:
             listener.told.clear()
         try:
-            await self._sessions.put_listener(self.guild_id, listener.state)
+            # Not put_listener: they may have left since this round read the session, and a
+            # late status write must not add them back (they would be commanded again).
+            present = await self._sessions.update_listener(self.guild_id, listener.state)
         except Exception:
             log.exception("guild %s: storing listener %s failed", self.guild_id, uid)
+        else:
+            if not present:
+                self._listeners.pop(uid, None)
+                return
         if tell and status not in listener.told:
             listener.told.add(status)
             try:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from core.sessions import SessionService
 from core.sync.changes import Change
 from core.sync.engine import QUOTA_NOTICE, SyncEngines
@@ -326,3 +328,39 @@ async def test_a_stopped_session_ends_the_loop(rig: Rig) -> None:
     await asyncio.wait_for(engine.wait_closed(), 5)
     assert engine.ended == "stopped"
     assert rig.events.ended == []  # stopped by someone else: they report it
+
+
+async def test_a_listener_who_leaves_while_a_command_is_out_is_not_added_back(rig: Rig) -> None:
+    await rig.link(BEN, "ben", premium=False)  # his play fails: the engine stores a status
+    queue = await setup(rig)
+    rig.player(HOST).load(queue, position_ms=5_000)
+    rig.fake.hang(path="/v1/me/player/play", account="ben", seconds=0.5)
+    engine = rig.engine(GUILD)
+    round_ = asyncio.create_task(engine.step())  # one round, driven by hand
+    await until(lambda: rig.fake.requests("/v1/me/player/play", account="ben"))
+
+    await SessionService(rig.store, rig.store).leave(GUILD, BEN)  # /gamenight leave
+    await round_
+    session = await rig.store.get_session(GUILD)
+    assert session is not None and BEN not in session.listeners
+    await engine.step()
+    assert plays(rig, BEN) == 1
+    assert rig.events.notices == []  # gone: not told about a session they left
+
+
+async def test_a_resync_does_not_add_back_a_listener_who_left_meanwhile(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await setup(rig)
+    read = rig.store.get_session
+
+    async def read_then_leave(guild_id: int) -> object:
+        session = await read(guild_id)
+        monkeypatch.setattr(rig.store, "get_session", read)
+        await rig.store.remove_listener(guild_id, BEN)  # another process's /gamenight leave
+        return session
+
+    monkeypatch.setattr(rig.store, "get_session", read_then_leave)
+    done = await SessionService(rig.store, rig.store).resync(GUILD, HOST)
+    assert done.user_ids == (ANN,)
+    assert set(done.session.listeners) == {ANN}
