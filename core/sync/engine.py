@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from core.errors import NoActiveDevice, NotFound, RateLimited, TokenRevoked
+from core.errors import NoActiveDevice, NotFound, NotLinked, RateLimited, TokenRevoked
 from core.sync.changes import Change, HostChange, detect
 from core.sync.clock import Latency
 from core.sync.failures import NO_DEVICE_RETRY_S, Verdict, classify
@@ -76,6 +76,8 @@ QUOTA_NOTICE = (
     "Spotify says this bot has used up its API quota for now, so syncing is paused. "
     "It resumes by itself when Spotify allows it again."
 )
+HOST_RELINK = "Your Spotify link expired — run /link again to host"
+HOST_UNLINKED = "Your Spotify isn't linked any more — run /link again to host"
 
 
 @dataclass(frozen=True)
@@ -364,9 +366,11 @@ class SyncEngine:
         except RateLimited as error:
             await self._rate_limited(error)
             return None
-        except TokenRevoked:
-            await self._notify_once_host(host_id)
-            return PlayerState.idle(requested)  # unreadable host counts as idle
+        except (TokenRevoked, NotLinked) as error:
+            # Only they can fix it (/link): tell them once and count them as idle, so the idle
+            # timeout still ends a session nobody can sync.
+            await self._notify_once_host(host_id, unlinked=isinstance(error, NotLinked))
+            return PlayerState.idle(requested)
         except Exception as error:
             log.warning("guild %s: host read failed: %r", self.guild_id, error)
             return None
@@ -374,13 +378,13 @@ class SyncEngine:
         self._track = playback.track if playback is not None else None
         return observation(playback, requested, self._clock())
 
-    async def _notify_once_host(self, host_id: int) -> None:
+    async def _notify_once_host(self, host_id: int, *, unlinked: bool) -> None:
         if self._host_told:
             return
         self._host_told = True
         with contextlib.suppress(Exception):
             await self._events.notify_user(
-                self.guild_id, host_id, "Your Spotify link expired — run /link again to host"
+                self.guild_id, host_id, HOST_UNLINKED if unlinked else HOST_RELINK
             )
 
     async def _drift_checks(self, host: PlayerState) -> dict[int, PlayerState]:

@@ -12,7 +12,7 @@ import pytest
 
 from core.sessions import SessionService
 from core.sync.changes import Change
-from core.sync.engine import QUOTA_NOTICE, SyncEngines
+from core.sync.engine import HOST_UNLINKED, QUOTA_NOTICE, SyncEngines
 from storage.records import LinkStatus
 from storage.records import ListenerStatus as S
 from tests.fakes.spotify_catalog import FakeDevice
@@ -314,6 +314,22 @@ async def test_an_idle_host_ends_the_session(rig: Rig) -> None:
     await asyncio.wait_for(engine.wait_closed(), 5)
     assert engine.ended == "idle"
     assert rig.events.ended == [(GUILD, "idle")]
+    assert await rig.store.get_session(GUILD) is None
+
+
+async def test_a_host_who_unlinks_is_told_once_and_the_idle_timeout_ends_the_session(
+    rig: Rig,
+) -> None:
+    queue = await setup(rig)
+    rig.player(HOST).load(queue, position_ms=5_000)
+    engine = rig.engine(GUILD, host_idle_timeout_s=1.5)
+    await engine.start()
+    await until(lambda: rig.in_sync(HOST, ANN))
+
+    await rig.store.delete_link(HOST)  # /unlink while hosting
+    await asyncio.wait_for(engine.wait_closed(), 5)
+    assert engine.ended == "idle"
+    assert rig.events.notices == [(HOST, HOST_UNLINKED)]
     assert await rig.store.get_session(GUILD) is None
 
 
