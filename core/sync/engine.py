@@ -681,12 +681,16 @@ class SyncEngines:
     async def start(self, guild_id: int) -> SyncEngine:
         """Run the loop for a stored session (idempotent)."""
         engine = self.get(guild_id)
-        if engine is None:
-            stale = self._engines.pop(guild_id, None)
-            if stale is not None:
-                await stale.aclose()
-            engine = self._engines[guild_id] = self._factory(guild_id)
-            await engine.start()
+        if engine is not None:
+            return engine
+        # No await between the check above and the new engine running: a session hook and
+        # the rescan starting the same guild meanwhile would each run a loop (one holder, so
+        # the lease would not stop the second). The stale one is closed once replaced.
+        stale = self._engines.pop(guild_id, None)
+        engine = self._engines[guild_id] = self._factory(guild_id)
+        await engine.start()
+        if stale is not None:
+            await stale.aclose()
         return engine
 
     def wake(self, guild_id: int) -> None:

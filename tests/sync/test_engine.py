@@ -380,3 +380,23 @@ async def test_a_resync_does_not_add_back_a_listener_who_left_meanwhile(
     done = await SessionService(rig.store, rig.store).resync(GUILD, HOST)
     assert done.user_ids == (ANN,)
     assert set(done.session.listeners) == {ANN}
+
+
+async def test_starting_a_guild_twice_at_once_runs_one_engine(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await setup(rig)
+    engines = SyncEngines(rig.engine)
+    stale = await engines.start(GUILD)
+    await stale.aclose()  # its loop is over, but it is still on the books
+    close = stale.aclose
+
+    async def slow_close() -> None:  # e.g. a command of theirs still hanging
+        await asyncio.sleep(0.05)
+        await close()
+
+    monkeypatch.setattr(stale, "aclose", slow_close)
+    first, second = await asyncio.gather(engines.start(GUILD), engines.start(GUILD))
+    assert first is second is engines.get(GUILD)
+    assert [e for e in rig.engines if e.running] == [first]
+    await engines.aclose()
