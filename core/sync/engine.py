@@ -287,27 +287,28 @@ class SyncEngine:
         elif session.host_user_id != self._host_id:
             self._host = None  # a new host: their player has no history with us
             self._host_active_at = self._clock()
+            # The one edit of ours a hand-over needs: the old host's track must go even when
+            # the new host plays nothing (no host change would mark it then).
             self._status_dirty = True
         self._host_id = session.host_user_id
 
+        # Joins, leaves and resyncs are not marked for a status edit: SessionService stored
+        # them and has already told the status board, which shows what storage holds.
         stored = {uid: s for uid, s in session.listeners.items() if uid != session.host_user_id}
         for uid in self._listeners.keys() - stored.keys():
             gone = self._listeners.pop(uid)
             if gone.inflight is not None:
                 gone.inflight.cancel()  # they left: a late failure must not re-add them
-            self._status_dirty = True
         for uid, state in stored.items():
             mine = self._listeners.get(uid)
             if mine is None:
                 self._listeners[uid] = _Listener(state, device_id=state.device_id)
-                self._status_dirty = True
             elif state.status != mine.state.status:
                 # Someone else wrote it: /gamenight resync (ATTACHED), or the bot's view.
                 if state.status is ListenerStatus.ATTACHED:
                     mine.forget()
                     mine.told.clear()
                 mine.state = state
-                self._status_dirty = True
 
     def _views(self, observed: Mapping[int, PlayerState]) -> dict[int, ListenerView]:
         """Every listener without a command still out (its result will update the belief)."""
