@@ -121,9 +121,6 @@ class SessionService:
             raise NoSession()
         return session
 
-    async def all(self) -> list[Session]:
-        return await self._sessions.list_sessions()
-
     # --- commands -----------------------------------------------------------------------
 
     async def start(self, guild_id: int, host_user_id: int, channel_id: int | None) -> Session:

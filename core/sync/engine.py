@@ -443,16 +443,13 @@ class SyncEngine:
                 await self._client.pause(uid, action.device_id)
 
     async def _apply(
-        self, uid: int, action: Action, host: PlayerState, observed: PlayerState | None
+        self, uid: int, action: Command | Mark, host: PlayerState, observed: PlayerState | None
     ) -> None:
         """Carry out one listener's action; never raises (one listener never stops a round)."""
         listener = self._listeners[uid]
         view = listener.view(observed)
         match action:
-            case Nothing():
-                listener.belief = belief_after(view, action, host, None, self._config.sync)
-            case Mark():
-                listener.belief = belief_after(view, action, host, None, self._config.sync)
+            case Mark():  # the belief stays: a Mark changes nothing on their player
                 no_device = action.status is ListenerStatus.NO_DEVICE
                 if no_device:
                     listener.retry_at = self._clock() + NO_DEVICE_RETRY_S
