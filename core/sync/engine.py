@@ -232,8 +232,11 @@ class SyncEngine:
             if self._leases is not None:
                 # However long the wait (Retry-After, idle host), renew the lease in time.
                 delay = min(delay, self._config.lease_ttl_s / 3)
+            # Not asyncio.wait_for: on 3.11 it swallows a cancel that comes as the wait ends
+            # (woken or timed out), and the loop would go on after aclose() cancelled it.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             self._wake.clear()
 
     # -- one round -------------------------------------------------------------------------

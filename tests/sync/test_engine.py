@@ -400,3 +400,16 @@ async def test_starting_a_guild_twice_at_once_runs_one_engine(
     assert first is second is engines.get(GUILD)
     assert [e for e in rig.engines if e.running] == [first]
     await engines.aclose()
+
+
+async def test_closing_an_engine_just_woken_stops_it(rig: Rig) -> None:
+    await setup(rig)  # nothing playing: the loop mostly sleeps, waiting to be woken
+    engine = rig.engine(GUILD)
+    await engine.start()
+    await until(lambda: engine.calls["host_read"] >= 1)
+    await asyncio.sleep(0.2)  # the round is over: asleep until woken or the next poll
+    engine.wake()  # e.g. a leave just stored, its wake-up on its way when the stop comes
+    closing = asyncio.create_task(engine.aclose())
+    done, _ = await asyncio.wait({closing}, timeout=1)
+    assert done, "the loop took no notice of being closed"
+    assert not engine.running
