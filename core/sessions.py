@@ -121,9 +121,6 @@ class SessionService:
             raise NoSession()
         return session
 
-    async def all(self) -> list[Session]:
-        return await self._sessions.list_sessions()
-
     # --- commands -----------------------------------------------------------------------
 
     async def start(self, guild_id: int, host_user_id: int, channel_id: int | None) -> Session:
@@ -249,14 +246,18 @@ class SessionService:
             else:
                 raise NotListening()
             now = self._clock()
+            resynced = []
             for state in targets:
-                await self._sessions.put_listener(
+                # The lock is per process: a leave stored by another process since the read
+                # above must stand, so only listeners still present are written.
+                if await self._sessions.update_listener(
                     guild_id,
                     replace(state, status=ListenerStatus.ATTACHED, detail="", updated_at=now),
-                )
+                ):
+                    resynced.append(state.user_id)
             session = await self.get(guild_id)
         await self._notify("session_changed", session)
-        return Resynced(session, tuple(s.user_id for s in targets))
+        return Resynced(session, tuple(resynced))
 
     async def resume_all(self) -> list[Session]:
         """Tell the hooks about every stored session (the process just started)."""

@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from core.errors import NoActiveDevice, NotFound, RateLimited, TokenRevoked
+from core.errors import NoActiveDevice, NotFound, NotLinked, RateLimited, TokenRevoked
 from core.sync.changes import Change, HostChange, detect
 from core.sync.clock import Latency
 from core.sync.failures import NO_DEVICE_RETRY_S, Verdict, classify
@@ -76,6 +76,8 @@ QUOTA_NOTICE = (
     "Spotify says this bot has used up its API quota for now, so syncing is paused. "
     "It resumes by itself when Spotify allows it again."
 )
+HOST_RELINK = "Your Spotify link expired — run /link again to host"
+HOST_UNLINKED = "Your Spotify isn't linked any more — run /link again to host"
 
 
 @dataclass(frozen=True)
@@ -230,8 +232,11 @@ class SyncEngine:
             if self._leases is not None:
                 # However long the wait (Retry-After, idle host), renew the lease in time.
                 delay = min(delay, self._config.lease_ttl_s / 3)
+            # Not asyncio.wait_for: on 3.11 it swallows a cancel that comes as the wait ends
+            # (woken or timed out), and the loop would go on after aclose() cancelled it.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             self._wake.clear()
 
     # -- one round -------------------------------------------------------------------------
@@ -285,27 +290,28 @@ class SyncEngine:
         elif session.host_user_id != self._host_id:
             self._host = None  # a new host: their player has no history with us
             self._host_active_at = self._clock()
+            # The one edit of ours a hand-over needs: the old host's track must go even when
+            # the new host plays nothing (no host change would mark it then).
             self._status_dirty = True
         self._host_id = session.host_user_id
 
+        # Joins, leaves and resyncs are not marked for a status edit: SessionService stored
+        # them and has already told the status board, which shows what storage holds.
         stored = {uid: s for uid, s in session.listeners.items() if uid != session.host_user_id}
         for uid in self._listeners.keys() - stored.keys():
             gone = self._listeners.pop(uid)
             if gone.inflight is not None:
                 gone.inflight.cancel()  # they left: a late failure must not re-add them
-            self._status_dirty = True
         for uid, state in stored.items():
             mine = self._listeners.get(uid)
             if mine is None:
                 self._listeners[uid] = _Listener(state, device_id=state.device_id)
-                self._status_dirty = True
             elif state.status != mine.state.status:
                 # Someone else wrote it: /gamenight resync (ATTACHED), or the bot's view.
                 if state.status is ListenerStatus.ATTACHED:
                     mine.forget()
                     mine.told.clear()
                 mine.state = state
-                self._status_dirty = True
 
     def _views(self, observed: Mapping[int, PlayerState]) -> dict[int, ListenerView]:
         """Every listener without a command still out (its result will update the belief)."""
@@ -364,9 +370,11 @@ class SyncEngine:
         except RateLimited as error:
             await self._rate_limited(error)
             return None
-        except TokenRevoked:
-            await self._notify_once_host(host_id)
-            return PlayerState.idle(requested)  # unreadable host counts as idle
+        except (TokenRevoked, NotLinked) as error:
+            # Only they can fix it (/link): tell them once and count them as idle, so the idle
+            # timeout still ends a session nobody can sync.
+            await self._notify_once_host(host_id, unlinked=isinstance(error, NotLinked))
+            return PlayerState.idle(requested)
         except Exception as error:
             log.warning("guild %s: host read failed: %r", self.guild_id, error)
             return None
@@ -374,13 +382,13 @@ class SyncEngine:
         self._track = playback.track if playback is not None else None
         return observation(playback, requested, self._clock())
 
-    async def _notify_once_host(self, host_id: int) -> None:
+    async def _notify_once_host(self, host_id: int, *, unlinked: bool) -> None:
         if self._host_told:
             return
         self._host_told = True
         with contextlib.suppress(Exception):
             await self._events.notify_user(
-                self.guild_id, host_id, "Your Spotify link expired — run /link again to host"
+                self.guild_id, host_id, HOST_UNLINKED if unlinked else HOST_RELINK
             )
 
     async def _drift_checks(self, host: PlayerState) -> dict[int, PlayerState]:
@@ -438,16 +446,13 @@ class SyncEngine:
                 await self._client.pause(uid, action.device_id)
 
     async def _apply(
-        self, uid: int, action: Action, host: PlayerState, observed: PlayerState | None
+        self, uid: int, action: Command | Mark, host: PlayerState, observed: PlayerState | None
     ) -> None:
         """Carry out one listener's action; never raises (one listener never stops a round)."""
         listener = self._listeners[uid]
         view = listener.view(observed)
         match action:
-            case Nothing():
-                listener.belief = belief_after(view, action, host, None, self._config.sync)
-            case Mark():
-                listener.belief = belief_after(view, action, host, None, self._config.sync)
+            case Mark():  # the belief stays: a Mark changes nothing on their player
                 no_device = action.status is ListenerStatus.NO_DEVICE
                 if no_device:
                     listener.retry_at = self._clock() + NO_DEVICE_RETRY_S
@@ -562,9 +567,15 @@ class SyncEngine:
         if status is ListenerStatus.ATTACHED:
             listener.told.clear()
         try:
-            await self._sessions.put_listener(self.guild_id, listener.state)
+            # Not put_listener: they may have left since this round read the session, and a
+            # late status write must not add them back (they would be commanded again).
+            present = await self._sessions.update_listener(self.guild_id, listener.state)
         except Exception:
             log.exception("guild %s: storing listener %s failed", self.guild_id, uid)
+        else:
+            if not present:
+                self._listeners.pop(uid, None)
+                return
         if tell and status not in listener.told:
             listener.told.add(status)
             try:
@@ -671,12 +682,16 @@ class SyncEngines:
     async def start(self, guild_id: int) -> SyncEngine:
         """Run the loop for a stored session (idempotent)."""
         engine = self.get(guild_id)
-        if engine is None:
-            stale = self._engines.pop(guild_id, None)
-            if stale is not None:
-                await stale.aclose()
-            engine = self._engines[guild_id] = self._factory(guild_id)
-            await engine.start()
+        if engine is not None:
+            return engine
+        # No await between the check above and the new engine running: a session hook and
+        # the rescan starting the same guild meanwhile would each run a loop (one holder, so
+        # the lease would not stop the second). The stale one is closed once replaced.
+        stale = self._engines.pop(guild_id, None)
+        engine = self._engines[guild_id] = self._factory(guild_id)
+        await engine.start()
+        if stale is not None:
+            await stale.aclose()
         return engine
 
     def wake(self, guild_id: int) -> None:

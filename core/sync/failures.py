@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from core.errors import (
     NoActiveDevice,
     NotFound,
+    NotLinked,
     PremiumRequired,
     RateLimited,
     RestrictionViolated,
@@ -53,6 +54,12 @@ def classify(
         return Verdict(
             ListenerStatus.NEEDS_RELINK,
             "Spotify link expired — run /link again",
+            tell_user=True,
+        )
+    if isinstance(error, NotLinked):  # they ran /unlink: only /link brings them back
+        return Verdict(
+            ListenerStatus.NEEDS_RELINK,
+            "Spotify not linked — run /link again",
             tell_user=True,
         )
     if isinstance(error, PremiumRequired):

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from core.sync.clock import Latency
+from core.sync.clock import Latency, landing_position
 from core.sync.state import PlayerState
 from storage.records import ListenerStatus
 
@@ -198,7 +198,7 @@ def _reconcile(
             return Pause(device)
         return Pause(device) if state.is_playing else IDLE
 
-    target = host.position_at(now + view.latency.one_way_s)
+    target = landing_position(host, now, view.latency)
     if state is None or state.track_id != host.track_id:
         return Play(host.track_uri, target, device)
     if not state.is_playing:

@@ -26,8 +26,9 @@ class PollConfig:
 
 @dataclass(frozen=True)
 class RatePressure:
-    """App-wide 429 state. Each 429 doubles the poll intervals (up to 2**MAX_LEVEL); every
-    CALM_S without one halves them again; no call at all before `until` (Retry-After)."""
+    """App-wide 429 state. Each 429 outside a running hold doubles the poll intervals (up to
+    2**MAX_LEVEL); every CALM_S without one halves them again; no call at all before `until`
+    (Retry-After)."""
 
     level: int = 0
     until: float = 0.0
@@ -37,8 +38,11 @@ class RatePressure:
     CALM_S = 60.0
 
     def hit(self, now: float, retry_after: float) -> RatePressure:
+        # Every call made during one round reports the same hold: a 429 inside a hold that is
+        # still running is the same event and does not slow us down once more.
+        raise_by = 0 if now < self.until else 1
         return RatePressure(
-            level=min(self.current_level(now) + 1, self.MAX_LEVEL),
+            level=min(self.current_level(now) + raise_by, self.MAX_LEVEL),
             until=max(self.until, now + max(0.0, retry_after)),
             last_hit=now,
         )

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from core.sessions import SessionService
 from core.sync.changes import Change
-from core.sync.engine import QUOTA_NOTICE, SyncEngines
+from core.sync.engine import HOST_UNLINKED, QUOTA_NOTICE, SyncEngines
 from storage.records import LinkStatus
 from storage.records import ListenerStatus as S
 from tests.fakes.spotify_catalog import FakeDevice
@@ -315,6 +317,22 @@ async def test_an_idle_host_ends_the_session(rig: Rig) -> None:
     assert await rig.store.get_session(GUILD) is None
 
 
+async def test_a_host_who_unlinks_is_told_once_and_the_idle_timeout_ends_the_session(
+    rig: Rig,
+) -> None:
+    queue = await setup(rig)
+    rig.player(HOST).load(queue, position_ms=5_000)
+    engine = rig.engine(GUILD, host_idle_timeout_s=1.5)
+    await engine.start()
+    await until(lambda: rig.in_sync(HOST, ANN))
+
+    await rig.store.delete_link(HOST)  # /unlink while hosting
+    await asyncio.wait_for(engine.wait_closed(), 5)
+    assert engine.ended == "idle"
+    assert rig.events.notices == [(HOST, HOST_UNLINKED)]
+    assert await rig.store.get_session(GUILD) is None
+
+
 async def test_a_stopped_session_ends_the_loop(rig: Rig) -> None:
     queue = await setup(rig)
     rig.player(HOST).load(queue)
@@ -326,3 +344,72 @@ async def test_a_stopped_session_ends_the_loop(rig: Rig) -> None:
     await asyncio.wait_for(engine.wait_closed(), 5)
     assert engine.ended == "stopped"
     assert rig.events.ended == []  # stopped by someone else: they report it
+
+
+async def test_a_listener_who_leaves_while_a_command_is_out_is_not_added_back(rig: Rig) -> None:
+    await rig.link(BEN, "ben", premium=False)  # his play fails: the engine stores a status
+    queue = await setup(rig)
+    rig.player(HOST).load(queue, position_ms=5_000)
+    rig.fake.hang(path="/v1/me/player/play", account="ben", seconds=0.5)
+    engine = rig.engine(GUILD)
+    round_ = asyncio.create_task(engine.step())  # one round, driven by hand
+    await until(lambda: rig.fake.requests("/v1/me/player/play", account="ben"))
+
+    await SessionService(rig.store, rig.store).leave(GUILD, BEN)  # /gamenight leave
+    await round_
+    session = await rig.store.get_session(GUILD)
+    assert session is not None and BEN not in session.listeners
+    await engine.step()
+    assert plays(rig, BEN) == 1
+    assert rig.events.notices == []  # gone: not told about a session they left
+
+
+async def test_a_resync_does_not_add_back_a_listener_who_left_meanwhile(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await setup(rig)
+    read = rig.store.get_session
+
+    async def read_then_leave(guild_id: int) -> object:
+        session = await read(guild_id)
+        monkeypatch.setattr(rig.store, "get_session", read)
+        await rig.store.remove_listener(guild_id, BEN)  # another process's /gamenight leave
+        return session
+
+    monkeypatch.setattr(rig.store, "get_session", read_then_leave)
+    done = await SessionService(rig.store, rig.store).resync(GUILD, HOST)
+    assert done.user_ids == (ANN,)
+    assert set(done.session.listeners) == {ANN}
+
+
+async def test_starting_a_guild_twice_at_once_runs_one_engine(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await setup(rig)
+    engines = SyncEngines(rig.engine)
+    stale = await engines.start(GUILD)
+    await stale.aclose()  # its loop is over, but it is still on the books
+    close = stale.aclose
+
+    async def slow_close() -> None:  # e.g. a command of theirs still hanging
+        await asyncio.sleep(0.05)
+        await close()
+
+    monkeypatch.setattr(stale, "aclose", slow_close)
+    first, second = await asyncio.gather(engines.start(GUILD), engines.start(GUILD))
+    assert first is second is engines.get(GUILD)
+    assert [e for e in rig.engines if e.running] == [first]
+    await engines.aclose()
+
+
+async def test_closing_an_engine_just_woken_stops_it(rig: Rig) -> None:
+    await setup(rig)  # nothing playing: the loop mostly sleeps, waiting to be woken
+    engine = rig.engine(GUILD)
+    await engine.start()
+    await until(lambda: engine.calls["host_read"] >= 1)
+    await asyncio.sleep(0.2)  # the round is over: asleep until woken or the next poll
+    engine.wake()  # e.g. a leave just stored, its wake-up on its way when the stop comes
+    closing = asyncio.create_task(engine.aclose())
+    done, _ = await asyncio.wait({closing}, timeout=1)
+    assert done, "the loop took no notice of being closed"
+    assert not engine.running

@@ -7,6 +7,7 @@ import pytest
 from core.errors import (
     NoActiveDevice,
     NotFound,
+    NotLinked,
     PremiumRequired,
     RateLimited,
     RestrictionViolated,
@@ -22,6 +23,7 @@ NOW = 500.0
 PLAY = Play("spotify:track:" + "A" * 22, 1_000)
 PLAY_ON_TV = Play("spotify:track:" + "A" * 22, 1_000, "tv")
 RELINK = "Spotify link expired — run /link again"
+UNLINKED = "Spotify not linked — run /link again"
 PREMIUM = "needs Spotify Premium — use the listen-along page"
 NO_DEVICE = "no Spotify device — open Spotify on any device"
 SILENT = "Spotify is not answering for them"
@@ -29,6 +31,15 @@ SILENT = "Spotify is not answering for them"
 ROWS: list[tuple[str, BaseException, Command, int, bool, Verdict]] = [
     # name, error, action, failures so far, device tried, verdict
     ("revoked", TokenRevoked("x"), PLAY, 0, False, Verdict(S.NEEDS_RELINK, RELINK, tell_user=True)),
+    ("unlinked", NotLinked("x"), PLAY, 0, False, Verdict(S.NEEDS_RELINK, UNLINKED, tell_user=True)),
+    (
+        "unlinked: never an error",
+        NotLinked("x"),
+        Pause(),
+        2,
+        False,
+        Verdict(S.NEEDS_RELINK, UNLINKED, tell_user=True),
+    ),
     (
         "no premium",
         PremiumRequired("x"),

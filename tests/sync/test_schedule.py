@@ -44,7 +44,15 @@ ROWS: list[tuple[str, PlayerState | None, RatePressure, float]] = [
     ("Retry-After wins", playing(100), RatePressure().hit(NOW, retry_after=30), 30.0),
     ("three 429s", playing(100), HIT.hit(NOW, 0).hit(NOW, 0), 8.0),
     ("capped at 2**3", playing(100), HIT.hit(NOW, 0).hit(NOW, 0).hit(NOW, 0), 8.0),
-    ("calm for a minute", playing(100), HIT.hit(NOW - 61, 0), 2.0),
+    (
+        "one Retry-After seen by every listener: once",
+        playing(100),
+        RatePressure().hit(NOW - 2, 0.5).hit(NOW - 2, 0.5).hit(NOW - 1.9, 0.4),
+        2.0,
+    ),
+    ("a 429 after the hold: twice", playing(100), RatePressure().hit(NOW - 5, 1).hit(NOW, 0), 4.0),
+    # two 429s a minute ago (in order: the second after the first one's hold)
+    ("calm for a minute", playing(100), RatePressure().hit(NOW - 62, 0).hit(NOW - 61, 0), 2.0),
     ("calm for long", playing(100), RatePressure().hit(NOW - 600, 0), 1.0),
 ]
 
