@@ -300,7 +300,8 @@ async def _rounds(job: Job) -> int:
         if not job.stop.is_set():
             job.out.print(f"Next run in {watch:g} s (Ctrl-C to stop).")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(job.stop.wait(), watch)
+                async with asyncio.timeout(watch):
+                    await job.stop.wait()
         if job.stop.is_set():
             job.out.print("Stopped watching.")
             return EXIT_OK

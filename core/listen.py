@@ -144,7 +144,8 @@ class Subscription:
         if self._feed.view.version == self._seen:
             self._woken.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), within_s)
+                async with asyncio.timeout(within_s):
+                    await self._woken.wait()
         view = self._feed.view
         if view.version == self._seen:
             return None

@@ -261,7 +261,8 @@ class Resolver:
                 self._stats.coalesced += 1
         self._stats.misses += 1
         try:
-            entry = await asyncio.wait_for(asyncio.shield(flight), self.config.timeout_s)
+            async with asyncio.timeout(self.config.timeout_s):
+                entry = await asyncio.shield(flight)
         except TimeoutError:
             raise ResolveTimeout(
                 "Finding this track's stream is taking too long; try again shortly."

@@ -99,8 +99,11 @@ class SpotipyPool:
         loop = asyncio.get_running_loop()
         limit = self._call_timeout
         deadline = loop.time() + limit
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel that
+        # arrives as the inner await completes, and a cancelled sync loop then runs on.
         try:
-            await asyncio.wait_for(self._slots.acquire(), limit)
+            async with asyncio.timeout(limit):
+                await self._slots.acquire()
         except TimeoutError:
             raise Upstream("Spotify did not answer in time.", timeout=True) from None
         self.in_use += 1
@@ -114,7 +117,8 @@ class SpotipyPool:
         future = self._executor.submit(self._run, token, call)
         future.add_done_callback(finished)
         try:
-            value = await asyncio.wait_for(asyncio.wrap_future(future), deadline - loop.time())
+            async with asyncio.timeout_at(deadline):
+                value = await asyncio.wrap_future(future)
         except TimeoutError:
             log.warning("Spotify call timed out after %.1f s; its thread is still out", limit)
             raise Upstream("Spotify did not answer in time.", timeout=True) from None
