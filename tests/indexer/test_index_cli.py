@@ -188,7 +188,8 @@ async def test_watch_runs_again_until_stopped_and_picks_up_new_tracks(world: Wor
     run = asyncio.create_task(
         world.index("--playlist", playlist.id, "--watch", "0.05", stop=stop, out=out)
     )
-    await wait_until(lambda: "Run 2 at" in out.getvalue())
+    # Add the track once run 2 is done: added while run 2 read the playlist, it raced it.
+    await wait_until(lambda: "resolved 0 · already cached 2" in out.getvalue())
     playlist.track_ids.append(TRACKS[2].id)  # someone adds a track meanwhile
     await wait_until(lambda: "resolved 1 · already cached 2" in out.getvalue())
     stop.set()
