@@ -224,6 +224,9 @@ async def test_player_calls_drive_the_simulated_player(
     first, second = fake.catalog[0], fake.catalog[1]
 
     await client.play(ALICE, first.uri, position_ms=30_000)
+    # Right after a command Spotify still shows the old state (read lag, on in the fake).
+    assert await client.playback(ALICE) is None
+    await asyncio.sleep(fake.lag.read_lag + 0.05)
     playback = await client.playback(ALICE)
     assert playback is not None
     assert playback.track is not None
