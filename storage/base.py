@@ -11,6 +11,8 @@ from typing import Protocol, TypedDict
 
 from storage.records import (
     CachedStream,
+    CounterHit,
+    Hold,
     Failure,
     HostSnapshot,
     LinkStatus,
@@ -117,7 +119,37 @@ class LeaseStore(Protocol):
     async def release_lease(self, name: str, holder: str) -> bool: ...
 
 
-class Storage(LinkStore, OAuthStateStore, SessionStore, StreamCache, LeaseStore, Protocol):
+class CounterStore(Protocol):
+    """Rolling-window call counters and holds, shared by every process on the same store.
+
+    The Spotify client layer counts every call here (the 30 s rate budget and the account's
+    daily quota) and records Retry-After holds, so N processes spend one budget, not N.
+    Times are wall-clock epoch seconds supplied by the caller."""
+
+    async def hit_counter(
+        self, name: str, now: float, window: float, limit: int | None = None
+    ) -> CounterHit:
+        """Forget hits at or before `now - window`; then, if `limit` is None or fewer than
+        `limit` hits remain, record one at `now` (atomically: concurrent callers never
+        over-admit). Returns whether it was recorded, the count and the oldest hit left."""
+        ...
+
+    async def count_counter(self, name: str, now: float, window: float) -> CounterHit:
+        """The same answer without recording (recorded is False)."""
+        ...
+
+    async def set_hold(self, name: str, until: float, reason: str) -> Hold:
+        """Hold `name` until `until` unless a later hold is already stored; the stored one."""
+        ...
+
+    async def get_hold(self, name: str, now: float) -> Hold | None:
+        """The hold in force at `now`, or None."""
+        ...
+
+
+class Storage(
+    LinkStore, OAuthStateStore, SessionStore, StreamCache, LeaseStore, CounterStore, Protocol
+):
     """Everything a backend provides, plus its lifetime."""
 
     url: str
