@@ -7,13 +7,14 @@ on the narrow Protocol they need (a `LinkStore`, a `StreamCache`, ...), never on
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypedDict
 
 from storage.records import (
     CachedStream,
     CounterHit,
-    Hold,
     Failure,
+    Hold,
     HostSnapshot,
     LinkStatus,
     ListenerState,
@@ -147,8 +148,23 @@ class CounterStore(Protocol):
         ...
 
 
+class LockStore(Protocol):
+    def named_lock(self, name: str, ttl: float, wait: float) -> AbstractAsyncContextManager[None]:
+        """A mutex over every process sharing this store (redis-py's Lock on Redis; an
+        asyncio.Lock on SQLite, which one process owns). Held at most `ttl` seconds (a
+        crashed holder frees it); StorageUnavailable after waiting `wait` seconds."""
+        ...
+
+
 class Storage(
-    LinkStore, OAuthStateStore, SessionStore, StreamCache, LeaseStore, CounterStore, Protocol
+    LinkStore,
+    OAuthStateStore,
+    SessionStore,
+    StreamCache,
+    LeaseStore,
+    CounterStore,
+    LockStore,
+    Protocol,
 ):
     """Everything a backend provides, plus its lifetime."""
 

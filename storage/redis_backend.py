@@ -7,10 +7,12 @@ stream cache, leases — runs as a Lua script on the server.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -34,8 +36,8 @@ from storage.errors import StorageError, StorageUnavailable
 from storage.records import (
     CachedStream,
     CounterHit,
-    Hold,
     Failure,
+    Hold,
     LinkStatus,
     ListenerState,
     OAuthState,
@@ -595,6 +597,24 @@ class RedisStorage:
     @_redis_errors
     async def release_lease(self, name: str, holder: str) -> bool:
         return bool(await self._release(keys=[self._k("lease", name)], args=[holder]))
+
+    # --- named locks: redis-py's Lock (SET NX PX + token-checked release) ---------------
+
+    @asynccontextmanager
+    async def named_lock(self, name: str, ttl: float, wait: float) -> AsyncIterator[None]:
+        lock = self._r.lock(self._k("lock", name), timeout=ttl, blocking_timeout=wait)
+        try:
+            acquired = await lock.acquire()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StorageUnavailable(f"Redis at {self.url} is unreachable: {exc}") from exc
+        if not acquired:
+            raise StorageUnavailable(f"lock {name} stayed busy for {wait:.0f} s")
+        try:
+            yield
+        finally:
+            # Expired meanwhile (LockNotOwnedError) or Redis gone: the TTL frees it anyway.
+            with contextlib.suppress(RedisError, OSError):
+                await lock.release()
 
     # --- counters and holds (the Spotify call budget) ------------------------------------
 

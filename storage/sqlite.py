@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,8 +34,8 @@ from storage.migrations import MIGRATIONS
 from storage.records import (
     CachedStream,
     CounterHit,
-    Hold,
     Failure,
+    Hold,
     LinkStatus,
     ListenerState,
     OAuthState,
@@ -88,6 +89,9 @@ class SQLiteStorage:
         # aiosqlite has no transaction object: this lock keeps transactions from interleaving
         # on the shared connection.
         self._tx_lock = asyncio.Lock()
+        self._named_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self.path = path
         self.url = f"sqlite:///{path}"
 
@@ -462,11 +466,30 @@ class SQLiteStorage:
         sql = "DELETE FROM leases WHERE name=? AND holder=?"
         return await self._write(sql, (name, holder)) == 1
 
+    # --- named locks (one process owns a SQLite file: an asyncio.Lock is enough) -----------
+
+    @asynccontextmanager
+    async def named_lock(self, name: str, ttl: float, wait: float) -> AsyncIterator[None]:
+        lock = self._named_locks.get(name)
+        if lock is None:
+            lock = self._named_locks[name] = asyncio.Lock()
+        try:
+            async with asyncio.timeout(wait):
+                await lock.acquire()
+        except TimeoutError:
+            raise StorageUnavailable(f"lock {name} stayed busy for {wait:.0f} s") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
     # --- counters and holds (the Spotify call budget) ------------------------------------
 
     async def _counter(self, name: str, now: float, window: float, limit: int | None) -> CounterHit:
         async with self._transaction() as db:
-            await db.execute("DELETE FROM counter_hits WHERE name=? AND at<=?", (name, now - window))
+            await db.execute(
+                "DELETE FROM counter_hits WHERE name=? AND at<=?", (name, now - window)
+            )
             async with db.execute(
                 "SELECT COUNT(*), MIN(at) FROM counter_hits WHERE name=?", (name,)
             ) as cur:

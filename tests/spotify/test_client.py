@@ -11,6 +11,7 @@ from core.errors import (
     NoActiveDevice,
     NotFound,
     NotLinked,
+    PlaylistNotReadable,
     PremiumRequired,
     RateLimited,
     RestrictionViolated,
@@ -294,5 +295,6 @@ async def test_playlists_follow_paging(
     assert [t.id for t in tracks] == ids
     assert fake.count(f"/v1/playlists/{big.id}/items") == 2
 
-    with pytest.raises(NotFound):
-        await client.playlist_tracks(big.id)  # private: the app token cannot read it
+    # Development mode: the app token reads no playlist's items, with the rule explained.
+    with pytest.raises(PlaylistNotReadable, match="own or collaborate"):
+        await client.playlist_tracks(big.id)
