@@ -104,6 +104,12 @@ class QuotaGovernor:
         """How many calls of the window may be spent before `priority` is refused."""
         return max(1, math.floor(self.budget * (1.0 - RESERVE[priority])))
 
+    def left_for(self, priority: CallPriority) -> int:
+        """Calls `priority` may still spend (0 while held)."""
+        if self.held_until() is not None:
+            return 0
+        return max(0, self.limit_for(priority) - self._spent)
+
     def held_until(self) -> float | None:
         held = self._held_until
         return held if held is not None and held > self._clock() else None
