@@ -127,6 +127,10 @@ class CounterStore(Protocol):
     daily quota) and records Retry-After holds, so N processes spend one budget, not N.
     Times are wall-clock epoch seconds supplied by the caller."""
 
+    # True when other processes may use the same store (Redis): limits that only matter
+    # across processes (the 30 s window) need not pay a storage write per call otherwise.
+    shared_across_processes: bool
+
     async def hit_counter(
         self, name: str, now: float, window: float, limit: int | None = None
     ) -> CounterHit:

@@ -221,6 +221,7 @@ class RedisStorage:
         self._cipher = cipher
         self._max_streams = max_streams
         self.url = url  # without credentials: safe to log
+        self.shared_across_processes = True
         self.closed = False
         self._consume_state = client.register_script(_CONSUME_STATE)
         self._create_session = client.register_script(_CREATE_SESSION)

@@ -94,6 +94,7 @@ class SQLiteStorage:
         )
         self.path = path
         self.url = f"sqlite:///{path}"
+        self.shared_across_processes = False  # one process owns the file
 
     @classmethod
     async def open(cls, path: str, cipher: TokenCipher, max_streams: int) -> SQLiteStorage:

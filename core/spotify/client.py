@@ -76,7 +76,10 @@ class SpotifyClient:
             config.daily_budget, window=config.budget_window, store=counters, clock=clock
         )
         self.accounts = Accounts(http, config, clock, gate=self._token_call)
-        self.limiter = limiter or AppLimiter(config.rate_limit, config.rate_window, store=counters)
+        # The 30 s window goes through storage only where processes share it (Redis); one
+        # process (SQLite) keeps it in memory and saves a write per call.
+        shared = counters if counters is not None and counters.shared_across_processes else None
+        self.limiter = limiter or AppLimiter(config.rate_limit, config.rate_window, store=shared)
         self.pool = SpotipyPool(
             config.api_base,
             max_workers=config.max_workers,

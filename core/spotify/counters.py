@@ -9,6 +9,8 @@ from storage.records import CounterHit, Hold
 
 
 class MemoryCounters:
+    shared_across_processes = False
+
     def __init__(self) -> None:
         self._hits: dict[str, deque[float]] = {}
         self._holds: dict[str, Hold] = {}

@@ -408,6 +408,10 @@ async def test_hold_keeps_the_later_one_and_ends(store: Storage) -> None:
     assert await store.get_hold("spotify", NOW + 100) is None
 
 
+async def test_a_store_says_whether_other_processes_share_it(store: Storage, backend: str) -> None:
+    assert store.shared_across_processes is (backend == "redis")
+
+
 async def test_counters_and_holds_survive_reopen(open_store: Opener) -> None:
     now = time.time()
     first = await open_store()
