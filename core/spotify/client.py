@@ -5,7 +5,7 @@ in the account's daily budget at the call's priority (`quota`, core/spotify/quot
 place every Spotify call of the process is counted, token calls included), a slot from the
 app's limiter, then spotipy in the bounded pool. A 401 refreshes the token (once, per
 user, however many calls saw it) and retries once; a 429 holds the whole app for Retry-After;
-everything else surfaces as the core.errors taxonomy. See SPOTIFY_API.md for the contract.
+everything else surfaces as the core.errors taxonomy. See docs/SPOTIFY_API.md for the contract.
 """
 
 from __future__ import annotations
