@@ -133,6 +133,7 @@ class SpotifyClient:
         priority: CallPriority = CallPriority.COMMAND,
     ) -> Timed[T]:
         """A call with the user's token: one refresh and one retry on 401."""
+        self.quota.precheck(priority)
         link = await self.tokens.current(user_id)
         try:
             try:
@@ -149,6 +150,7 @@ class SpotifyClient:
         return result
 
     async def _app(self, call: Call[T], priority: CallPriority) -> T:
+        self.quota.precheck(priority)
         token = await self.app_token.current()
         try:
             return (await self._send(token, call, priority)).value

@@ -143,6 +143,15 @@ class QuotaGovernor:
         await self._read_hold(now)
         return self.status()
 
+    def precheck(self, priority: CallPriority) -> None:
+        """Raise what `admit` would, from what is known already, without recording: callers
+        check before spending a token refresh on a call that would be refused anyway."""
+        held = self.held_until()
+        if held is not None:
+            raise _held(held, self._clock())
+        if self._spent >= self.limit_for(priority):
+            raise _refused(priority, self.window)
+
     async def admit(self, priority: CallPriority) -> None:
         """Record one call at `priority`; QuotaHeld or BudgetRefused (nothing recorded) when
         it may not go out."""
@@ -151,21 +160,12 @@ class QuotaGovernor:
             await self._read_hold(now)
         held = self.held_until()
         if held is not None:
-            raise QuotaHeld(
-                "Spotify's daily quota for this bot is used up; Spotify calls resume at "
-                f"{resume_text(held)}.",
-                resume_at=held,
-                retry_after=held - now,
-            )
+            raise _held(held, now)
         hit = await self._store.hit_counter(COUNTER, now, self.window, self.limit_for(priority))
         self._spent = hit.count
         if not hit.recorded:
             wait = (hit.oldest + self.window - now) if hit.oldest is not None else self.window
-            raise BudgetRefused(
-                "This bot is saving its Spotify calls for now; try again later.",
-                priority=int(priority),
-                retry_after=max(1.0, wait),
-            )
+            raise _refused(priority, wait)
 
     async def hold(self, retry_after: float) -> float:
         """Spotify answered QUOTA_EXCEEDED: hold every call of every process until then."""
@@ -182,3 +182,20 @@ class QuotaGovernor:
         self._hold_checked = now
         hold = await self._store.get_hold(HOLD, now)
         self._held_until = hold.until if hold is not None else None
+
+
+def _held(until: float, now: float) -> QuotaHeld:
+    return QuotaHeld(
+        "Spotify's daily quota for this bot is used up; Spotify calls resume at "
+        f"{resume_text(until)}.",
+        resume_at=until,
+        retry_after=until - now,
+    )
+
+
+def _refused(priority: CallPriority, wait: float) -> BudgetRefused:
+    return BudgetRefused(
+        "This bot is saving its Spotify calls for now; try again later.",
+        priority=int(priority),
+        retry_after=max(1.0, wait),
+    )

@@ -34,6 +34,14 @@ Real behaviour modelled: pause when paused / resume when playing -> 403 "Restric
 a restricted device refuses commands the same way; GET me/player is 204 with no active device;
 player commands need scopes (403 "Insufficient client scope"); `timestamp` is the last change.
 
+Development-mode realism (each ON by default, switchable per test; sources in each module)
+  fake.quota    tests/fakes/spotify_quota.py    per-developer-account call budget; past it every
+                                                Web API and token call: 429 QUOTA_EXCEEDED
+  fake.devmode  tests/fakes/spotify_devmode.py  allowlist (5 per app; add_account(...,
+                                                allowlisted=False)), owner Premium, playlist rules
+  fake.lag      tests/fakes/spotify_lag.py      read lag after commands, 202 while a device
+                                                wakes, start-up delay; fake.lag.off()
+
 Controls
   fake.set_latency(0.08, jitter=0.04)  every request: uniform in [mean-jitter, mean+jitter],
                                        half before the handler runs, half after (a round trip)
