@@ -215,3 +215,16 @@ async def test_a_waking_device_answers_202_and_starts_after_its_delay(
     await asyncio.sleep(fake.lag.read_lag + 0.05)
     after = await client.playback(ALICE)
     assert after is not None and not after.is_playing
+
+
+async def test_token_calls_count_and_a_quota_answer_from_the_token_endpoint_holds(
+    fake: FakeSpotify, client: SpotifyClient
+) -> None:
+    await client.track(fake.catalog[0].id)  # a client-credentials token, then the track
+    assert client.quota.status().spent == 2
+    fake.expire_access_tokens(None)  # the app token now answers 401...
+    fake.quota.exhaust()  # ...and the token endpoint QUOTA_EXCEEDED
+    with pytest.raises(QuotaHeld):
+        await client.track(fake.catalog[1].id)
+    assert fake.requests("/api/token")[-1].status == 429
+    assert client.quota.status().held_until is not None
