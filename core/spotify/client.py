@@ -69,6 +69,7 @@ class SpotifyClient:
         locks: RefreshLocks | None = None,
     ) -> None:
         self.config = config
+        self._clock = clock
         # The storage backend counts calls and keeps holds (persisted; shared on Redis).
         if counters is None and hasattr(links, "hit_counter"):
             counters = cast(CounterStore, links)
@@ -94,6 +95,14 @@ class SpotifyClient:
 
     async def aclose(self) -> None:
         self.pool.close()
+
+    @property
+    def blocked_for(self) -> float:
+        """Seconds until calls may go out again: a Retry-After or a QUOTA_EXCEEDED hold (as
+        this process last saw them; `quota.refresh()` re-reads the shared hold)."""
+        held = self.quota.held_until()
+        quota = max(0.0, held - self._clock()) if held is not None else 0.0
+        return max(self.limiter.blocked_for, quota)
 
     # --- plumbing -------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ async def test_quota_exceeded_holds_every_call_until_retry_after_then_recovers(
     assert status.held_until == raised.value.resume_at
     assert not client.quota.allows(CallPriority.COMMAND)
     assert client.quota.pressure() == 1.0
+    assert 1 <= client.blocked_for <= 2.5  # what an engine's `hold` can read
 
     sent = len(fake.log)
     with pytest.raises(QuotaHeld):  # held here: nothing reaches Spotify, not even a token call
