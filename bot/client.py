@@ -68,7 +68,7 @@ class GameNightBot(commands.Bot):
         )
         self.board = board
         listen.watch_audience(board.audience_changed)
-        gamenight = GameNight(s.sessions, board, s.listen)
+        gamenight = GameNight(s.sessions, board, s.listen, quota=s.spotify.quota)
         await self.add_cog(Linking(s.linker, s.sessions, s.spotify))
         await self.add_cog(gamenight)
         await self.add_cog(Admin(self))

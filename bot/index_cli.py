@@ -1,7 +1,7 @@
 """`python -m bot index`: pre-resolve Spotify playlists into the stream cache.
 
-    python -m bot index --playlist https://open.spotify.com/playlist/ID [--playlist ...]
-    python -m bot index --user DISCORD_USER_ID          # every playlist of a linked user
+    python -m bot index --playlist URL_OR_ID --as DISCORD_USER_ID   # read with their token
+    python -m bot index --user DISCORD_USER_ID   # every playlist a linked user may read
     python -m bot index ... --concurrency 8 --watch 3600
 
 Shows a progress bar on a terminal (a plain summary when the output is piped), then a summary:
@@ -9,6 +9,10 @@ resolved / already cached / failed, failures grouped by reason. `--watch` re-rea
 and indexes again every N seconds until Ctrl-C or SIGTERM. Exit status: 0 done (or a watch
 stopped), 1 finished with failed tracks or Spotify trouble, 2 bad input or configuration,
 130 a one-off run interrupted (run it again: it continues where it stopped).
+
+Spotify development mode reads only playlists the reading user owns or collaborates on: a
+--user run skips (and lists) the others; a --playlist needs --as (or a single --user) naming
+a linked user who owns it. A run the Spotify budget cannot carry is refused up front.
 
 Only the Spotify and storage settings are needed (no DISCORD_TOKEN).
 """
@@ -43,7 +47,7 @@ from rich.progress import (
 
 from bot.services import open_resources
 from bot.settings import INDEXER_KEYS, Settings, SettingsError, configure_logging, load_settings
-from core.errors import NotFound, NotLinked, TokenRevoked, UserFacingError
+from core.errors import NotFound, NotLinked, PlaylistNotReadable, TokenRevoked, UserFacingError
 from core.indexer import (
     Indexer,
     IndexPlan,
@@ -54,13 +58,14 @@ from core.indexer import (
     track_names,
     unless_stopped,
 )
+from core.spotify import CallPriority, SpotifyClient
 from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MAX_CONCURRENCY = 64  # the resolver refuses more distinct tracks in flight well above this
-BAD_INPUT = (NotFound, NotLinked, TokenRevoked)
+BAD_INPUT = (NotFound, NotLinked, TokenRevoked, PlaylistNotReadable)
 
 
 def _playlist(value: str) -> str:
@@ -113,7 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         type=_playlist,
         metavar="URL_OR_ID",
-        help="a public playlist: open.spotify.com link, spotify:playlist: URI or id (repeatable)",
+        help="a playlist: open.spotify.com link, spotify:playlist: URI or id (repeatable); "
+        "read with the --as user's token",
+    )
+    parser.add_argument(
+        "--as",
+        dest="reader",
+        type=_user_id,
+        default=None,
+        metavar="DISCORD_USER_ID",
+        help="read --playlist with this linked user's token (Spotify lets a bot read only "
+        "playlists its user owns or collaborates on); default: the --user when there is one",
     )
     parser.add_argument(
         "--user",
@@ -121,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         type=_user_id,
         metavar="DISCORD_USER_ID",
-        help="every playlist of a user who ran /link, read with their token (repeatable)",
+        help="every playlist of a user who ran /link that Spotify lets us read (their own and "
+        "collaborative ones), with their token (repeatable)",
     )
     parser.add_argument(
         "--concurrency",
@@ -268,11 +284,17 @@ async def index(
                 store,
                 concurrency=concurrency,
                 min_validity_s=resolver.config.min_validity_s,
+                calls_left=lambda: _background_calls_left(spotify),
             )
             return await _rounds(Job(indexer, args, settings, out, err, stop))
     except StorageError as error:
         print(f"Cannot open storage: {error}", file=err)
         return EXIT_USAGE
+
+
+async def _background_calls_left(spotify: SpotifyClient) -> int:
+    await spotify.quota.refresh()  # other processes spend the same budget
+    return spotify.quota.left_for(CallPriority.BACKGROUND)
 
 
 @dataclass(frozen=True)
@@ -310,8 +332,11 @@ async def _rounds(job: Job) -> int:
 async def _one_round(job: Job, *, first: bool) -> int:
     out, err = job.out, job.err
     try:
+        reader = job.args.reader
+        if reader is None and len(job.args.user) == 1:
+            reader = job.args.user[0]
         finished, plan = await unless_stopped(
-            job.indexer.plan(job.args.playlist, job.args.user), job.stop
+            job.indexer.plan(job.args.playlist, job.args.user, reader), job.stop
         )
     except BAD_INPUT as error:
         print(error.message, file=err)
@@ -325,6 +350,8 @@ async def _one_round(job: Job, *, first: bool) -> int:
         out.print("Interrupted while reading the playlists.")
         return EXIT_INTERRUPTED
     out.print(describe_plan(plan))
+    for skipped in plan.skipped:
+        out.print(f"  skipped {skipped.name}: {skipped.reason}")
     bound = job.settings.stream_cache_max_entries
     if len(plan.tracks) > bound:
         out.print(

@@ -40,6 +40,7 @@ def spotify_config(settings: Settings) -> SpotifyConfig:
         accounts_base=settings.spotify_accounts_base,
         max_workers=settings.spotify_workers,
         rate_limit=settings.spotify_rate_limit,
+        daily_budget=settings.spotify_daily_budget,
     )
 
 

@@ -75,6 +75,7 @@ class Settings:
     spotify_workers: int = 32  # spotipy threads: a sync fan-out waiting for one lands late
     sync_drift_check_interval_s: float = 15.0  # read each listener this often while playing
     spotify_rate_limit: int = 150  # Web API calls per rolling 30 s, for the whole app
+    spotify_daily_budget: int = 3000  # calls per rolling 24 h for the developer account
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -319,6 +320,9 @@ def load_settings(
         ),
         spotify_rate_limit=r.parsed(
             "SPOTIFY_RATE_LIMIT", 150, _positive_int, "Web API calls per 30 s, e.g. 150"
+        ),
+        spotify_daily_budget=r.parsed(
+            "SPOTIFY_DAILY_BUDGET", 3000, _positive_int, "Spotify calls per 24 h, e.g. 3000"
         ),
     )
     if r.problems:

@@ -67,6 +67,43 @@ class RateLimited(SpotifyError):
         self.quota_exceeded = quota_exceeded
 
 
+class QuotaHeld(RateLimited):
+    """429 QUOTA_EXCEEDED: the developer account's quota is spent; every call waits until
+    `resume_at` (wall-clock epoch), typically 13-15 h. The engine tells the host once."""
+
+    def __init__(self, message: str, resume_at: float, retry_after: float) -> None:
+        super().__init__(message, retry_after=retry_after, quota_exceeded=True)
+        self.resume_at = resume_at
+
+
+class BudgetRefused(RateLimited):
+    """Our own budget keeps what is left for more important calls (see core.spotify.quota);
+    nothing was sent. Not an error to show loudly: the caller skips this beat."""
+
+    def __init__(self, message: str, priority: int, retry_after: float) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.priority = priority
+
+
+class Forbidden(SpotifyError):
+    """403 for a reason the other errors do not name."""
+
+    http_status = 403
+
+
+class NotAllowlisted(Forbidden):
+    """403 "User not registered in the Developer Dashboard": a development-mode app serves
+    only the (at most 5) accounts its owner added under Users and Access."""
+
+
+class OwnerPremiumLapsed(Forbidden):
+    """Every call fails: the app owner's Spotify Premium lapsed (development mode needs it)."""
+
+
+class PlaylistNotReadable(Forbidden):
+    """Development mode reads only playlists the user owns or collaborates on."""
+
+
 class Upstream(SpotifyError):
     """Spotify answered 5xx or did not answer in time."""
 

@@ -2,10 +2,18 @@
 
 Two steps. `plan()` lists the tracks of the playlists asked for (and of every playlist of the
 linked users asked for), de-duplicated, and fails early on bad input: an unknown playlist, a
-user who never linked. `run()` then goes through the plan with bounded concurrency. A track
-whose cache entry still has a usable stream URL counts as cached without calling the resolver
-at all, so an already-indexed track costs one storage read: no search, no extraction, and no
-access-time write (indexing is not listening; it must not keep entries alive in the LRU).
+user who never linked, a run the Spotify budget cannot carry (it says how many calls it needs).
+
+Development mode (shared/REALITY.md): Spotify lets an app read the items of a playlist only
+with the token of a user who owns or collaborates on it, and never Spotify's own playlists.
+A user's listed playlist that may not be read is skipped and reported (`IndexPlan.skipped`);
+a playlist asked for by id is read with the token of the linked user given as `reader`, and
+the rule is explained when Spotify refuses it.
+
+`run()` then goes through the plan with bounded concurrency. A track whose cache entry still
+has a usable stream URL counts as cached without calling the resolver at all, so an
+already-indexed track costs one storage read: no search, no extraction, and no access-time
+write (indexing is not listening; it must not keep entries alive in the LRU).
 Everything else goes through `Resolver.resolve`, which writes each result as it lands, so an
 interrupted run loses nothing: the next one counts the finished tracks as cached and carries on.
 """
@@ -22,11 +30,13 @@ from enum import StrEnum
 from typing import Protocol, TypeVar
 
 from core.errors import (
+    BudgetRefused,
     ExtractionFailed,
     NoMatch,
     NotFound,
     NotLinked,
     Overloaded,
+    PlaylistNotReadable,
     ResolveTimeout,
     SearchFailed,
     TokenRevoked,
@@ -46,6 +56,7 @@ __all__ = [
     "PlannedPlaylist",
     "PlaylistSource",
     "Progress",
+    "SkippedPlaylist",
     "StreamResolver",
     "TrackResult",
     "parse_playlist_id",
@@ -123,9 +134,29 @@ class PlannedPlaylist:
 
 
 @dataclass(frozen=True)
+class SkippedPlaylist:
+    id: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class IndexPlan:
     playlists: tuple[PlannedPlaylist, ...]
     tracks: tuple[TrackInfo, ...]  # distinct, in playlist order
+    skipped: tuple[SkippedPlaylist, ...] = ()  # a user's playlists Spotify will not let us read
+
+
+# Spotify pages playlist items by 100: what reading a playlist costs in calls.
+PAGE = 100
+
+NOT_READABLE_BY_APP = (
+    "Spotify refused to let this bot read playlist {id}: in development mode a bot reads only "
+    "playlists owned by (or shared with as a collaborator) the linked user whose token it "
+    "uses. Give --as DISCORD_USER_ID of that user (they must have run /link)."
+)
+SKIP_NOT_READABLE = "not theirs: only owned or collaborative playlists can be read"
+SKIP_NOT_FOUND = "one of Spotify's own playlists (or gone): bots cannot read those"
 
 
 @dataclass
@@ -179,9 +210,12 @@ class Indexer:
         concurrency: int = 4,
         min_validity_s: float = 120.0,
         clock: Callable[[], float] = time.time,
+        calls_left: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         """`min_validity_s`: a cached stream URL with less time left is renewed, not counted
-        as cached (pass the resolver's own `config.min_validity_s` so both agree)."""
+        as cached (pass the resolver's own `config.min_validity_s` so both agree).
+        `calls_left`: Spotify calls background work may still spend (the quota governor's
+        `left_for(BACKGROUND)` after a refresh); a plan needing more is refused."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._source = source
@@ -190,16 +224,23 @@ class Indexer:
         self._concurrency = concurrency
         self._min_validity_s = min_validity_s
         self._clock = clock
+        self._calls_left = calls_left
 
     # --- planning ----------------------------------------------------------------------------
 
-    async def plan(self, playlist_ids: Sequence[str], user_ids: Sequence[int] = ()) -> IndexPlan:
+    async def plan(
+        self,
+        playlist_ids: Sequence[str],
+        user_ids: Sequence[int] = (),
+        reader: int | None = None,
+    ) -> IndexPlan:
         """List the tracks to index; raise a UserFacingError naming bad input.
 
-        Playlists given by id are read with the app's token (public playlists), every playlist
-        of a user with that user's token (their private playlists too).
+        Playlists given by id are read with `reader`'s token (a linked user; None: the app's
+        token, which development mode refuses), every playlist of a user with that user's.
         """
-        wanted: list[tuple[str, str | None, int | None]] = [(p, None, None) for p in playlist_ids]
+        wanted: list[tuple[str, str | None, int | None]] = [(p, None, reader) for p in playlist_ids]
+        cost: dict[str, int] = dict.fromkeys(playlist_ids, 1)  # unknown size: one page at least
         for user_id in user_ids:
             try:
                 refs = await self._source.user_playlists(user_id)
@@ -212,41 +253,44 @@ class Indexer:
                     f"The Spotify link of Discord user {user_id} has expired: run /link again."
                 ) from None
             wanted += [(ref.id, ref.name, user_id) for ref in refs]
+            cost.update({ref.id: max(1, -(-ref.track_count // PAGE)) for ref in refs})
+        await self._check_budget(sum(cost.values()))
 
         # Each playlist once; one also listed under a --user is read with that user's token.
         distinct: dict[str, tuple[str | None, int | None]] = {}
-        for playlist_id, name, reader in wanted:
+        for playlist_id, name, who in wanted:
             known = distinct.get(playlist_id)
             if known is None:
-                distinct[playlist_id] = (name, reader)
-            elif known[1] is None and reader is not None:
-                distinct[playlist_id] = (name or known[0], reader)
+                distinct[playlist_id] = (name, who)
+            else:  # keep the first reader that is a user, and a name once one is known
+                distinct[playlist_id] = (known[0] or name, who if known[1] is None else known[1])
         # A user may have hundreds of playlists: read a few at a time (the client's limiter
         # keeps the app within Spotify's budget), and keep the order they were asked for.
         gate = asyncio.Semaphore(self._concurrency)
 
-        async def read(playlist_id: str, reader: int | None) -> list[TrackInfo]:
+        async def read(playlist_id: str, who: int | None) -> list[TrackInfo]:
             async with gate:
-                return await self._source.playlist_tracks(playlist_id, reader)
+                return await self._source.playlist_tracks(playlist_id, who)
 
         listed = await asyncio.gather(
-            *(read(playlist_id, reader) for playlist_id, (_, reader) in distinct.items()),
+            *(read(playlist_id, who) for playlist_id, (_, who) in distinct.items()),
             return_exceptions=True,
         )
-        playlists: list[PlannedPlaylist] = []
-        tracks: dict[str, TrackInfo] = {}
-        for (playlist_id, (name, reader)), items in zip(distinct.items(), listed, strict=True):
-            if isinstance(items, NotFound):
-                raise NotFound(
-                    f"Spotify has no playlist {playlist_id} that this bot can read "
-                    "(private playlists: index them with --user and their owner's Discord id)."
-                ) from None
-            if isinstance(items, BaseException):
-                raise items
-            playlists.append(PlannedPlaylist(playlist_id, name or playlist_id, len(items), reader))
-            for track in items:
-                tracks.setdefault(track.id, track)
-        return IndexPlan(tuple(playlists), tuple(tracks.values()))
+        return _assemble(distinct, listed, set(playlist_ids))
+
+    async def _check_budget(self, needed: int) -> None:
+        if self._calls_left is None:
+            return
+        left = await self._calls_left()
+        if needed > left:
+            raise BudgetRefused(
+                f"This run needs about {needed} Spotify calls to read its playlists, but only "
+                f"{left} are left for background work in the bot's Spotify budget "
+                "(SPOTIFY_DAILY_BUDGET, over a rolling 24 h). Index fewer playlists, or wait "
+                "for older calls to age out of the window.",
+                priority=4,
+                retry_after=3600.0,
+            )
 
     # --- running -----------------------------------------------------------------------------
 
@@ -299,6 +343,39 @@ class Indexer:
             return TrackResult(track, Outcome.FAILED, failure_reason(exc))
         renewed = cached is not None and bool(cached.video_url)
         return TrackResult(track, Outcome.RENEWED if renewed else Outcome.RESOLVED)
+
+
+def _assemble(
+    distinct: dict[str, tuple[str | None, int | None]],
+    listed: Sequence[list[TrackInfo] | BaseException],
+    asked: set[str],
+) -> IndexPlan:
+    """The plan from what each playlist read returned; a user's unreadable ones skipped."""
+    playlists: list[PlannedPlaylist] = []
+    skipped: list[SkippedPlaylist] = []
+    tracks: dict[str, TrackInfo] = {}
+    for (playlist_id, (name, owner)), items in zip(distinct.items(), listed, strict=True):
+        if isinstance(items, PlaylistNotReadable | NotFound) and playlist_id not in asked:
+            # One of a user's listed playlists (followed, or Spotify's): skip, report.
+            why = SKIP_NOT_FOUND if isinstance(items, NotFound) else SKIP_NOT_READABLE
+            skipped.append(SkippedPlaylist(playlist_id, name or playlist_id, why))
+            continue
+        if isinstance(items, PlaylistNotReadable):
+            if owner is None:
+                raise PlaylistNotReadable(NOT_READABLE_BY_APP.format(id=playlist_id))
+            raise items
+        if isinstance(items, NotFound):
+            raise NotFound(
+                f"Spotify has no playlist {playlist_id} that this bot can read: it does not "
+                "exist, or it is one of Spotify's own (editorial, Discover Weekly...), "
+                "which bots cannot read. Copy its tracks into a playlist you own."
+            ) from None
+        if isinstance(items, BaseException):
+            raise items
+        playlists.append(PlannedPlaylist(playlist_id, name or playlist_id, len(items), owner))
+        for track in items:
+            tracks.setdefault(track.id, track)
+    return IndexPlan(tuple(playlists), tuple(tracks.values()), tuple(skipped))
 
 
 async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:

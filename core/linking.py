@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from core.errors import SpotifyError
+from core.errors import NotAllowlisted, OwnerPremiumLapsed, QuotaHeld, SpotifyError
 from core.spotify.client import SpotifyClient
 from storage.base import LinkStore, OAuthStateStore
 from storage.records import OAuthState, SpotifyLink, StateCheck
@@ -90,6 +90,10 @@ class Linker:
         try:
             grant = await self._spotify.accounts.exchange_code(code)
             profile = await self._spotify.profile_with_token(grant.access_token)
+        except (NotAllowlisted, OwnerPremiumLapsed, QuotaHeld) as exc:
+            # Development-mode refusals the user (or the bot owner) can act on: say which.
+            log.info("linking user %s refused by Spotify: %s", user_id, type(exc).__name__)
+            return LinkOutcome(False, exc.message, user_id, None, "exchange_failed")
         except SpotifyError as exc:
             log.warning("linking user %s failed: %s", user_id, type(exc).__name__)
             return self._fail("exchange_failed", user_id)

@@ -7,11 +7,14 @@ on the narrow Protocol they need (a `LinkStore`, a `StreamCache`, ...), never on
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypedDict
 
 from storage.records import (
     CachedStream,
+    CounterHit,
     Failure,
+    Hold,
     HostSnapshot,
     LinkStatus,
     ListenerState,
@@ -117,7 +120,56 @@ class LeaseStore(Protocol):
     async def release_lease(self, name: str, holder: str) -> bool: ...
 
 
-class Storage(LinkStore, OAuthStateStore, SessionStore, StreamCache, LeaseStore, Protocol):
+class CounterStore(Protocol):
+    """Rolling-window call counters and holds, shared by every process on the same store.
+
+    The Spotify client layer counts every call here (the 30 s rate budget and the account's
+    daily quota) and records Retry-After holds, so N processes spend one budget, not N.
+    Times are wall-clock epoch seconds supplied by the caller."""
+
+    # True when other processes may use the same store (Redis): limits that only matter
+    # across processes (the 30 s window) need not pay a storage write per call otherwise.
+    shared_across_processes: bool
+
+    async def hit_counter(
+        self, name: str, now: float, window: float, limit: int | None = None
+    ) -> CounterHit:
+        """Forget hits at or before `now - window`; then, if `limit` is None or fewer than
+        `limit` hits remain, record one at `now` (atomically: concurrent callers never
+        over-admit). Returns whether it was recorded, the count and the oldest hit left."""
+        ...
+
+    async def count_counter(self, name: str, now: float, window: float) -> CounterHit:
+        """The same answer without recording (recorded is False)."""
+        ...
+
+    async def set_hold(self, name: str, until: float, reason: str) -> Hold:
+        """Hold `name` until `until` unless a later hold is already stored; the stored one."""
+        ...
+
+    async def get_hold(self, name: str, now: float) -> Hold | None:
+        """The hold in force at `now`, or None."""
+        ...
+
+
+class LockStore(Protocol):
+    def named_lock(self, name: str, ttl: float, wait: float) -> AbstractAsyncContextManager[None]:
+        """A mutex over every process sharing this store (redis-py's Lock on Redis; an
+        asyncio.Lock on SQLite, which one process owns). Held at most `ttl` seconds (a
+        crashed holder frees it); StorageUnavailable after waiting `wait` seconds."""
+        ...
+
+
+class Storage(
+    LinkStore,
+    OAuthStateStore,
+    SessionStore,
+    StreamCache,
+    LeaseStore,
+    CounterStore,
+    LockStore,
+    Protocol,
+):
     """Everything a backend provides, plus its lifetime."""
 
     url: str

@@ -66,4 +66,18 @@ MIGRATIONS: list[tuple[str, ...]] = [
             expires_at REAL NOT NULL
         )""",
     ),
+    # branch quota: rolling-window Spotify call counters and Retry-After / quota holds,
+    # persisted so a restart does not reset the account's budget.
+    (
+        """CREATE TABLE counter_hits (
+            name TEXT NOT NULL,
+            at REAL NOT NULL
+        )""",
+        "CREATE INDEX counter_hits_by_name ON counter_hits (name, at)",
+        """CREATE TABLE holds (
+            name TEXT PRIMARY KEY,
+            until REAL NOT NULL,
+            reason TEXT NOT NULL
+        )""",
+    ),
 ]

@@ -117,3 +117,20 @@ class Failure:
     track_id: str
     reason: str
     retry_after: float
+
+
+@dataclass(frozen=True)
+class CounterHit:
+    """A rolling-window counter after a hit (or a look): see storage.base.CounterStore."""
+
+    recorded: bool
+    count: int
+    oldest: float | None  # epoch of the oldest hit still in the window
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Nothing goes out under `name` before `until` (epoch); `reason` says why."""
+
+    until: float
+    reason: str

@@ -7,9 +7,12 @@ stream cache, leases — runs as a Lua script on the server.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable, Coroutine, Mapping
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -32,7 +35,9 @@ from storage.crypto import TokenCipher
 from storage.errors import StorageError, StorageUnavailable
 from storage.records import (
     CachedStream,
+    CounterHit,
     Failure,
+    Hold,
     LinkStatus,
     ListenerState,
     OAuthState,
@@ -153,6 +158,33 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
+# KEYS[1] counter zset. ARGV[1] now, ARGV[2] window s, ARGV[3] limit (-1: none, -2: only
+# look), ARGV[4] a unique member. Returns {recorded, count, oldest score as a string or ''}.
+_HIT_COUNTER = """
+local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local n = redis.call('ZCARD', KEYS[1])
+local recorded = 0
+if limit == -1 or (limit >= 0 and n < limit) then
+  redis.call('ZADD', KEYS[1], now, ARGV[4])
+  n = n + 1
+  recorded = 1
+end
+if n > 0 then redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000)) end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {recorded, n, oldest[2] or ''}
+"""
+
+# KEYS[1] hold hash. ARGV[1] until (epoch s), ARGV[2] reason, ARGV[3] until in ms.
+# Keeps the later hold; returns {until, reason} as stored.
+_SET_HOLD = """
+local current = redis.call('HMGET', KEYS[1], 'until', 'reason')
+if current[1] and tonumber(current[1]) >= tonumber(ARGV[1]) then return current end
+redis.call('HSET', KEYS[1], 'until', ARGV[1], 'reason', ARGV[2])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+return {ARGV[1], ARGV[2]}
+"""
+
 
 def _redis_errors(
     method: Callable[Concatenate[RedisStorage, P], Coroutine[Any, Any, R]],
@@ -189,6 +221,7 @@ class RedisStorage:
         self._cipher = cipher
         self._max_streams = max_streams
         self.url = url  # without credentials: safe to log
+        self.shared_across_processes = True
         self.closed = False
         self._consume_state = client.register_script(_CONSUME_STATE)
         self._create_session = client.register_script(_CREATE_SESSION)
@@ -201,6 +234,8 @@ class RedisStorage:
         self._acquire = client.register_script(_ACQUIRE_LEASE)
         self._renew = client.register_script(_RENEW_LEASE)
         self._release = client.register_script(_RELEASE_LEASE)
+        self._hit_counter = client.register_script(_HIT_COUNTER)
+        self._set_hold = client.register_script(_SET_HOLD)
 
     @classmethod
     async def open(cls, url: str, cipher: TokenCipher, max_streams: int) -> RedisStorage:
@@ -563,6 +598,57 @@ class RedisStorage:
     @_redis_errors
     async def release_lease(self, name: str, holder: str) -> bool:
         return bool(await self._release(keys=[self._k("lease", name)], args=[holder]))
+
+    # --- named locks: redis-py's Lock (SET NX PX + token-checked release) ---------------
+
+    @asynccontextmanager
+    async def named_lock(self, name: str, ttl: float, wait: float) -> AsyncIterator[None]:
+        lock = self._r.lock(self._k("lock", name), timeout=ttl, blocking_timeout=wait)
+        try:
+            acquired = await lock.acquire()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StorageUnavailable(f"Redis at {self.url} is unreachable: {exc}") from exc
+        if not acquired:
+            raise StorageUnavailable(f"lock {name} stayed busy for {wait:.0f} s")
+        try:
+            yield
+        finally:
+            # Expired meanwhile (LockNotOwnedError) or Redis gone: the TTL frees it anyway.
+            with contextlib.suppress(RedisError, OSError):
+                await lock.release()
+
+    # --- counters and holds (the Spotify call budget) ------------------------------------
+
+    async def _counter(self, name: str, now: float, window: float, limit: int) -> CounterHit:
+        member = f"{now!r}:{uuid.uuid4().hex[:12]}"
+        recorded, count, oldest = await self._hit_counter(
+            keys=[self._k("counter", name)], args=[repr(now), repr(window), limit, member]
+        )
+        return CounterHit(bool(recorded), int(count), float(oldest) if oldest else None)
+
+    @_redis_errors
+    async def hit_counter(
+        self, name: str, now: float, window: float, limit: int | None = None
+    ) -> CounterHit:
+        return await self._counter(name, now, window, -1 if limit is None else max(0, limit))
+
+    @_redis_errors
+    async def count_counter(self, name: str, now: float, window: float) -> CounterHit:
+        return await self._counter(name, now, window, -2)
+
+    @_redis_errors
+    async def set_hold(self, name: str, until: float, reason: str) -> Hold:
+        stored, why = await self._set_hold(
+            keys=[self._k("hold", name)], args=[repr(until), reason, _ms(until)]
+        )
+        return Hold(float(stored), str(why))
+
+    @_redis_errors
+    async def get_hold(self, name: str, now: float) -> Hold | None:
+        until, reason = await self._r.hmget(self._k("hold", name), ["until", "reason"])
+        if until is None or float(until) <= now:
+            return None
+        return Hold(float(until), str(reason))
 
 
 def _stream(track_id: str, data: Mapping[str, str]) -> CachedStream:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,7 +33,9 @@ from storage.errors import StorageError, StorageUnavailable
 from storage.migrations import MIGRATIONS
 from storage.records import (
     CachedStream,
+    CounterHit,
     Failure,
+    Hold,
     LinkStatus,
     ListenerState,
     OAuthState,
@@ -86,8 +89,12 @@ class SQLiteStorage:
         # aiosqlite has no transaction object: this lock keeps transactions from interleaving
         # on the shared connection.
         self._tx_lock = asyncio.Lock()
+        self._named_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self.path = path
         self.url = f"sqlite:///{path}"
+        self.shared_across_processes = False  # one process owns the file
 
     @classmethod
     async def open(cls, path: str, cipher: TokenCipher, max_streams: int) -> SQLiteStorage:
@@ -459,6 +466,71 @@ class SQLiteStorage:
     async def release_lease(self, name: str, holder: str) -> bool:
         sql = "DELETE FROM leases WHERE name=? AND holder=?"
         return await self._write(sql, (name, holder)) == 1
+
+    # --- named locks (one process owns a SQLite file: an asyncio.Lock is enough) -----------
+
+    @asynccontextmanager
+    async def named_lock(self, name: str, ttl: float, wait: float) -> AsyncIterator[None]:
+        lock = self._named_locks.get(name)
+        if lock is None:
+            lock = self._named_locks[name] = asyncio.Lock()
+        try:
+            async with asyncio.timeout(wait):
+                await lock.acquire()
+        except TimeoutError:
+            raise StorageUnavailable(f"lock {name} stayed busy for {wait:.0f} s") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # --- counters and holds (the Spotify call budget) ------------------------------------
+
+    async def _counter(self, name: str, now: float, window: float, limit: int | None) -> CounterHit:
+        async with self._transaction() as db:
+            await db.execute(
+                "DELETE FROM counter_hits WHERE name=? AND at<=?", (name, now - window)
+            )
+            async with db.execute(
+                "SELECT COUNT(*), MIN(at) FROM counter_hits WHERE name=?", (name,)
+            ) as cur:
+                row = await cur.fetchone()
+            count, oldest = (int(row[0]), row[1]) if row else (0, None)
+            recorded = limit is not None and (limit < 0 or count < limit)
+            if recorded:
+                await db.execute("INSERT INTO counter_hits VALUES (?,?)", (name, now))
+                count += 1
+                oldest = now if oldest is None else oldest
+        return CounterHit(recorded, count, None if oldest is None else float(oldest))
+
+    @_sqlite_errors
+    async def hit_counter(
+        self, name: str, now: float, window: float, limit: int | None = None
+    ) -> CounterHit:
+        return await self._counter(name, now, window, -1 if limit is None else limit)
+
+    @_sqlite_errors
+    async def count_counter(self, name: str, now: float, window: float) -> CounterHit:
+        return await self._counter(name, now, window, None)
+
+    @_sqlite_errors
+    async def set_hold(self, name: str, until: float, reason: str) -> Hold:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO holds VALUES (?,?,?) ON CONFLICT(name) DO UPDATE SET "
+                "until=excluded.until, reason=excluded.reason WHERE holds.until < excluded.until",
+                (name, until, reason),
+            )
+            async with db.execute("SELECT until, reason FROM holds WHERE name=?", (name,)) as cur:
+                row = await cur.fetchone()
+        return Hold(float(row[0]), str(row[1])) if row else Hold(until, reason)
+
+    @_sqlite_errors
+    async def get_hold(self, name: str, now: float) -> Hold | None:
+        row = await self._fetchone(
+            "SELECT until, reason FROM holds WHERE name=? AND until>?", (name, now)
+        )
+        return Hold(float(row[0]), str(row[1])) if row else None
 
 
 async def _migrate(db: aiosqlite.Connection) -> None:

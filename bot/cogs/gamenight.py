@@ -14,6 +14,7 @@ from bot.status import StatusBoard, render_status
 from bot.web.listen import ListenLinks
 from core.errors import UserFacingError
 from core.sessions import SessionService
+from core.spotify.quota import QuotaGovernor
 from storage.records import Session
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,14 @@ def _guild_id(interaction: discord.Interaction) -> int:
 class GameNight(commands.GroupCog, group_name="gamenight"):
     """Listen to the host's Spotify together during a game night."""
 
-    def __init__(self, sessions: SessionService, board: StatusBoard, listen: ListenLinks) -> None:
+    def __init__(
+        self,
+        sessions: SessionService,
+        board: StatusBoard,
+        listen: ListenLinks,
+        quota: QuotaGovernor | None = None,
+    ) -> None:
+        self.quota = quota  # the Spotify call budget, shown by /gamenight status
         self.sessions = sessions
         self.board = board
         self.listen_links = listen
@@ -130,8 +138,11 @@ class GameNight(commands.GroupCog, group_name="gamenight"):
         await self.board.refresh(session)  # also re-posts a status message someone deleted
         session = await self.sessions.get(session.guild_id)
         track, playing = await self.board.now_playing(session)
+        lines = [self._where(session)]
+        if self.quota is not None:  # "Spotify calls today: 312 of 3,000", shared by processes
+            lines.append((await self.quota.refresh()).line())
         await interaction.followup.send(
-            self._where(session),
+            "\n".join(line for line in lines if line),
             embed=render_status(session, track, playing, self.board.browser_listeners(session)),
             ephemeral=True,
         )

@@ -4,14 +4,18 @@ from core.spotify.client import SpotifyClient
 from core.spotify.config import SCOPES, SpotifyConfig
 from core.spotify.limiter import AppLimiter
 from core.spotify.models import Device, Playback, PlaylistRef, Profile
+from core.spotify.quota import CallPriority, QuotaGovernor, QuotaStatus
 
 __all__ = [
     "SCOPES",
     "AppLimiter",
+    "CallPriority",
     "Device",
     "Playback",
     "PlaylistRef",
     "Profile",
+    "QuotaGovernor",
+    "QuotaStatus",
     "SpotifyClient",
     "SpotifyConfig",
 ]

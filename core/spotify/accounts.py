@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 
-from core.errors import SpotifyError, TokenRevoked, Upstream
+from core.errors import RateLimited, SpotifyError, TokenRevoked, Upstream
 from core.spotify.config import SpotifyConfig
 from core.spotify.errors import rate_limited, retry_after
 
 log = logging.getLogger(__name__)
+
+# Called before every token request (None: may it go out? raises if not) and with each 429:
+# the client's quota and limiter see token calls too.
+Gate = Callable[[RateLimited | None], Awaitable[None]]
 
 # Shown when the refresh token is dead: the token endpoint said so, or the link is marked.
 RELINK = "Your Spotify link has expired: run /link again."
@@ -40,7 +44,9 @@ class Accounts:
         http: aiohttp.ClientSession,
         config: SpotifyConfig,
         clock: Callable[[], float] = time.time,
+        gate: Gate | None = None,
     ) -> None:
+        self._gate = gate
         self._http = http
         self._config = config
         self._clock = clock
@@ -99,6 +105,8 @@ class Accounts:
     async def _post(self, form: dict[str, str]) -> dict[str, Any]:
         grant_type = form["grant_type"]
         timeout = aiohttp.ClientTimeout(total=self._config.call_timeout)
+        if self._gate is not None:
+            await self._gate(None)
         try:
             async with self._http.post(
                 self._token_url, data=form, headers=self._headers, timeout=timeout
@@ -120,7 +128,12 @@ class Accounts:
         if status == 400 and error == "invalid_grant":
             raise TokenRevoked(RELINK)
         if status == 429:
-            raise rate_limited(retry_after(headers), False)
+            # The quota answer here has the Web API's shape: {"error": {"reason": ...}}.
+            quota = isinstance(error, dict) and error.get("reason") == "QUOTA_EXCEEDED"
+            limited = rate_limited(retry_after(headers), quota)
+            if self._gate is not None:
+                await self._gate(limited)
+            raise limited
         if status >= 500 or not isinstance(body, dict):
             raise Upstream("Spotify is having trouble right now; try again shortly.", status=status)
         # invalid_client and friends are our configuration, not the user's doing.

@@ -1,9 +1,11 @@
 """SpotifyClient: the async face of the Spotify Web API for the rest of Game Night.
 
-Every call: a token (the user's stored link, or the app's client-credentials token), a slot
-from the app's limiter, then spotipy in the bounded pool. A 401 refreshes the token (once, per
+Every call: a token (the user's stored link, or the app's client-credentials token), a place
+in the account's daily budget at the call's priority (`quota`, core/spotify/quota.py: the one
+place every Spotify call of the process is counted, token calls included), a slot from the
+app's limiter, then spotipy in the bounded pool. A 401 refreshes the token (once, per
 user, however many calls saw it) and retries once; a 429 holds the whole app for Retry-After;
-everything else surfaces as the core.errors taxonomy. See SPOTIFY_API.md for the contract.
+everything else surfaces as the core.errors taxonomy. See docs/SPOTIFY_API.md for the contract.
 """
 
 from __future__ import annotations
@@ -11,21 +13,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiohttp
 import spotipy
 
 from core.errors import (
+    Forbidden,
     NotFound,
+    PlaylistNotReadable,
     PremiumRequired,
+    QuotaHeld,
     RateLimited,
     TokenExpired,
     Upstream,
 )
 from core.spotify.accounts import Accounts
 from core.spotify.config import SpotifyConfig
-from core.spotify.errors import from_exception
+from core.spotify.errors import PLAYLIST_NOT_FOUND, PLAYLIST_NOT_READABLE, from_exception
 from core.spotify.limiter import AppLimiter
 from core.spotify.models import (
     Device,
@@ -37,10 +42,11 @@ from core.spotify.models import (
     parse_playlist,
     parse_track,
 )
-from core.spotify.tokens import AppToken, UserTokens
+from core.spotify.quota import CallPriority, QuotaGovernor
+from core.spotify.tokens import AppToken, RefreshLocks, UserTokens
 from core.spotify.transport import SpotipyPool, Timed
 from core.tracks import TrackInfo, is_track_id
-from storage.base import LinkStore
+from storage.base import CounterStore, LinkStore
 from storage.records import LinkStatus
 
 log = logging.getLogger(__name__)
@@ -59,10 +65,22 @@ class SpotifyClient:
         *,
         limiter: AppLimiter | None = None,
         clock: Callable[[], float] = time.time,
+        counters: CounterStore | None = None,
+        locks: RefreshLocks | None = None,
     ) -> None:
         self.config = config
-        self.accounts = Accounts(http, config, clock)
-        self.limiter = limiter or AppLimiter(config.rate_limit, config.rate_window)
+        self._clock = clock
+        # The storage backend counts calls and keeps holds (persisted; shared on Redis).
+        if counters is None and hasattr(links, "hit_counter"):
+            counters = cast(CounterStore, links)
+        self.quota = QuotaGovernor(
+            config.daily_budget, window=config.budget_window, store=counters, clock=clock
+        )
+        self.accounts = Accounts(http, config, clock, gate=self._token_call)
+        # The 30 s window goes through storage only where processes share it (Redis); one
+        # process (SQLite) keeps it in memory and saves a write per call.
+        shared = counters if counters is not None and counters.shared_across_processes else None
+        self.limiter = limiter or AppLimiter(config.rate_limit, config.rate_window, store=shared)
         self.pool = SpotipyPool(
             config.api_base,
             max_workers=config.max_workers,
@@ -70,15 +88,39 @@ class SpotifyClient:
             socket_timeout=config.call_timeout + config.socket_grace,
             clock=clock,
         )
-        self.tokens = UserTokens(links, self.accounts, margin=config.refresh_margin, clock=clock)
+        self.tokens = UserTokens(
+            links, self.accounts, margin=config.refresh_margin, clock=clock, locks=locks
+        )
         self.app_token = AppToken(self.accounts, margin=config.refresh_margin, clock=clock)
 
     async def aclose(self) -> None:
         self.pool.close()
 
+    @property
+    def blocked_for(self) -> float:
+        """Seconds until calls may go out again: a Retry-After or a QUOTA_EXCEEDED hold (as
+        this process last saw them; `quota.refresh()` re-reads the shared hold)."""
+        held = self.quota.held_until()
+        quota = max(0.0, held - self._clock()) if held is not None else 0.0
+        return max(self.limiter.blocked_for, quota)
+
     # --- plumbing -------------------------------------------------------------------------
 
-    async def _send(self, token: str, call: Call[T]) -> Timed[T]:
+    async def _token_call(self, error: RateLimited | None) -> None:
+        """Accounts calls this before each token request (error None) and on its 429s."""
+        if error is None:
+            await self.quota.admit(CallPriority.COMMAND)  # a token is needed by any call
+        else:
+            await self._rate_limited(error)
+
+    async def _rate_limited(self, error: RateLimited) -> None:
+        if isinstance(error, QuotaHeld):
+            error.resume_at = await self.quota.hold(error.retry_after)
+        else:
+            await self.limiter.hold(error.retry_after)
+
+    async def _send(self, token: str, call: Call[T], priority: CallPriority) -> Timed[T]:
+        await self.quota.admit(priority)
         await self.limiter.acquire(self.config.max_rate_wait)
         try:
             return await self.pool.call(token, call)
@@ -87,20 +129,27 @@ class SpotifyClient:
             if error is None:
                 raise
             if isinstance(error, RateLimited):
-                self.limiter.penalize(error.retry_after, error.quota_exceeded)
+                await self._rate_limited(error)
             elif isinstance(error, Upstream):
                 log.warning("Spotify call failed: %s", error.status or type(exc).__name__)
             raise error from exc
 
-    async def _user(self, user_id: int, call: Call[T], command: bool = False) -> Timed[T]:
+    async def _user(
+        self,
+        user_id: int,
+        call: Call[T],
+        command: bool = False,
+        priority: CallPriority = CallPriority.COMMAND,
+    ) -> Timed[T]:
         """A call with the user's token: one refresh and one retry on 401."""
+        self.quota.precheck(priority)
         link = await self.tokens.current(user_id)
         try:
             try:
-                result = await self._send(link.access_token, call)
+                result = await self._send(link.access_token, call, priority)
             except TokenExpired:
                 link = await self.tokens.refresh(user_id, link.access_token)
-                result = await self._send(link.access_token, call)
+                result = await self._send(link.access_token, call, priority)
         except PremiumRequired:
             await self.tokens.set_status(link, LinkStatus.PREMIUM_REQUIRED)
             raise
@@ -109,19 +158,24 @@ class SpotifyClient:
             await self.tokens.set_status(link, LinkStatus.OK)
         return result
 
-    async def _app(self, call: Call[T]) -> T:
+    async def _app(self, call: Call[T], priority: CallPriority) -> T:
+        self.quota.precheck(priority)
         token = await self.app_token.current()
         try:
-            return (await self._send(token, call)).value
+            return (await self._send(token, call, priority)).value
         except TokenExpired:
             token = await self.app_token.refresh(token)
-            return (await self._send(token, call)).value
+            return (await self._send(token, call, priority)).value
 
     # --- user calls -----------------------------------------------------------------------
 
-    async def playback(self, discord_user_id: int) -> Playback | None:
+    async def playback(
+        self, discord_user_id: int, *, priority: CallPriority = CallPriority.COMMAND
+    ) -> Playback | None:
         """The user's playback state; None when nothing is playing (204)."""
-        result = await self._user(discord_user_id, lambda sp: sp.current_playback())
+        result = await self._user(
+            discord_user_id, lambda sp: sp.current_playback(), priority=priority
+        )
         return parse_playback(result.value, result.sent_at, result.answered_at)
 
     async def play(
@@ -130,48 +184,83 @@ class SpotifyClient:
         track_uri: str | None,
         position_ms: int | None = None,
         device_id: str | None = None,
+        *,
+        priority: CallPriority = CallPriority.COMMAND,
     ) -> None:
-        """Play `track_uri` from `position_ms`; track_uri None resumes what is loaded."""
+        """Play `track_uri` from `position_ms`; track_uri None resumes what is loaded.
+
+        Spotify may answer 202 while the device wakes up: the command was accepted and audio
+        starts a moment later; reads can show the old state meanwhile (the engine allows
+        for both)."""
         uris = [track_uri] if track_uri is not None else None
         position = max(0, int(position_ms)) if position_ms is not None else None
         await self._user(
             discord_user_id,
             lambda sp: sp.start_playback(device_id=device_id, uris=uris, position_ms=position),
             command=True,
+            priority=priority,
         )
 
-    async def pause(self, discord_user_id: int, device_id: str | None = None) -> None:
-        await self._user(discord_user_id, lambda sp: sp.pause_playback(device_id), command=True)
+    async def pause(
+        self,
+        discord_user_id: int,
+        device_id: str | None = None,
+        *,
+        priority: CallPriority = CallPriority.COMMAND,
+    ) -> None:
+        await self._user(discord_user_id, lambda sp: sp.pause_playback(device_id), True, priority)
 
     async def seek(
-        self, discord_user_id: int, position_ms: int, device_id: str | None = None
+        self,
+        discord_user_id: int,
+        position_ms: int,
+        device_id: str | None = None,
+        *,
+        priority: CallPriority = CallPriority.COMMAND,
     ) -> None:
         position = max(0, int(position_ms))
         await self._user(
-            discord_user_id, lambda sp: sp.seek_track(position, device_id), command=True
+            discord_user_id, lambda sp: sp.seek_track(position, device_id), True, priority
         )
 
-    async def next_track(self, discord_user_id: int) -> None:
-        await self._user(discord_user_id, lambda sp: sp.next_track(), command=True)
+    async def next_track(
+        self, discord_user_id: int, *, priority: CallPriority = CallPriority.COMMAND
+    ) -> None:
+        await self._user(discord_user_id, lambda sp: sp.next_track(), True, priority)
 
-    async def devices(self, discord_user_id: int) -> list[Device]:
-        result = await self._user(discord_user_id, lambda sp: sp.devices())
+    async def devices(
+        self, discord_user_id: int, *, priority: CallPriority = CallPriority.COMMAND
+    ) -> list[Device]:
+        result = await self._user(discord_user_id, lambda sp: sp.devices(), priority=priority)
         return [parse_device(d) for d in (result.value or {}).get("devices") or []]
 
-    async def transfer(self, discord_user_id: int, device_id: str, play: bool = False) -> None:
+    async def transfer(
+        self,
+        discord_user_id: int,
+        device_id: str,
+        play: bool = False,
+        *,
+        priority: CallPriority = CallPriority.COMMAND,
+    ) -> None:
         await self._user(
             discord_user_id,
             lambda sp: sp.transfer_playback(device_id, force_play=play),
             command=True,
+            priority=priority,
         )
 
-    async def profile(self, discord_user_id: int) -> Profile:
-        result = await self._user(discord_user_id, lambda sp: sp.me())
+    async def profile(
+        self, discord_user_id: int, *, priority: CallPriority = CallPriority.COMMAND
+    ) -> Profile:
+        result = await self._user(discord_user_id, lambda sp: sp.me(), priority=priority)
         return self._profile(result.value)
 
-    async def profile_with_token(self, access_token: str) -> Profile:
+    async def profile_with_token(
+        self, access_token: str, *, priority: CallPriority = CallPriority.COMMAND
+    ) -> Profile:
         """/v1/me with a token that is not stored yet (while linking)."""
-        return self._profile((await self._send(access_token, lambda sp: sp.me())).value)
+        result = await self._send(access_token, lambda sp: sp.me(), priority)
+        return self._profile(result.value)
 
     @staticmethod
     def _profile(data: JSON | None) -> Profile:
@@ -181,26 +270,48 @@ class SpotifyClient:
 
     # --- catalog calls --------------------------------------------------------------------
 
-    async def track(self, track_id: str) -> TrackInfo:
+    async def track(
+        self, track_id: str, *, priority: CallPriority = CallPriority.COMMAND
+    ) -> TrackInfo:
         if not is_track_id(track_id):
             raise NotFound("That is not a Spotify track id.")
-        track = parse_track(await self._app(lambda sp: sp.track(track_id)))
+        track = parse_track(await self._app(lambda sp: sp.track(track_id), priority))
         if track is None:
             raise NotFound("Spotify could not find that track.")
         return track
 
-    async def user_playlists(self, discord_user_id: int) -> list[PlaylistRef]:
-        pages = await self._pages(lambda sp: sp.current_user_playlists(limit=50), discord_user_id)
+    async def user_playlists(
+        self, discord_user_id: int, *, priority: CallPriority = CallPriority.BACKGROUND
+    ) -> list[PlaylistRef]:
+        """Owned, collaborative and followed playlists (not all readable: see PlaylistRef)."""
+        pages = await self._pages(
+            lambda sp: sp.current_user_playlists(limit=50), discord_user_id, priority
+        )
         return [parse_playlist(p) for page in pages for p in page.get("items") or [] if p]
 
     async def playlist_tracks(
-        self, playlist_id: str, discord_user_id: int | None = None
+        self,
+        playlist_id: str,
+        discord_user_id: int | None = None,
+        *,
+        priority: CallPriority = CallPriority.BACKGROUND,
     ) -> list[TrackInfo]:
-        """Every track of a playlist (episodes and local files left out)."""
-        pages = await self._pages(
-            lambda sp: sp.playlist_items(playlist_id, limit=100, additional_types=("track",)),
-            discord_user_id,
-        )
+        """Every track of a playlist (episodes and local files left out).
+
+        Development mode: only playlists the user owns or collaborates on (403, and always
+        with the app token: PlaylistNotReadable); Spotify's own playlists answer 404."""
+        try:
+            pages = await self._pages(
+                lambda sp: sp.playlist_items(playlist_id, limit=100, additional_types=("track",)),
+                discord_user_id,
+                priority,
+            )
+        except PlaylistNotReadable:
+            raise
+        except Forbidden as exc:
+            raise PlaylistNotReadable(PLAYLIST_NOT_READABLE) from exc
+        except NotFound as exc:
+            raise NotFound(PLAYLIST_NOT_FOUND) from exc
         tracks = []
         for page in pages:
             for entry in page.get("items") or []:
@@ -209,13 +320,15 @@ class SpotifyClient:
                     tracks.append(track)
         return tracks
 
-    async def _pages(self, first: Call[JSON | None], user_id: int | None) -> list[JSON]:
-        """Follow `next` links; each page is its own call (limiter, refresh and all)."""
+    async def _pages(
+        self, first: Call[JSON | None], user_id: int | None, priority: CallPriority
+    ) -> list[JSON]:
+        """Follow `next` links; each page is its own call (budget, limiter, refresh and all)."""
 
         async def fetch(call: Call[JSON | None]) -> JSON | None:
             if user_id is None:
-                return await self._app(call)
-            return (await self._user(user_id, call)).value
+                return await self._app(call, priority)
+            return (await self._user(user_id, call, priority=priority)).value
 
         pages: list[JSON] = []
         page = await fetch(first)

@@ -7,15 +7,20 @@ status, `reason` and the message (prefixed with the URL) on SpotifyException.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 
 import requests
 from spotipy.exceptions import SpotifyException
 
 from core.errors import (
+    Forbidden,
     NoActiveDevice,
+    NotAllowlisted,
     NotFound,
+    OwnerPremiumLapsed,
     PremiumRequired,
+    QuotaHeld,
     RateLimited,
     RestrictionViolated,
     SpotifyError,
@@ -37,12 +42,46 @@ def retry_after(headers: Mapping[str, str] | None) -> float:
     return seconds if math.isfinite(seconds) and seconds >= 0 else DEFAULT_RETRY_AFTER
 
 
+# Messages a user can act on (the operator is "the bot owner" to them).
+NOT_ALLOWLISTED = (
+    "This bot's Spotify app does not know your Spotify account yet: ask the bot owner to add "
+    "it under Users and Access in the Spotify developer dashboard (at most 5 people per app), "
+    "then try again."
+)
+OWNER_PREMIUM_LAPSED = (
+    "Spotify has paused this bot: the Spotify account that owns its app needs an active "
+    "Premium subscription. Ask the bot owner to renew it; it can take a few hours to work again."
+)
+PLAYLIST_NOT_READABLE = (
+    "Spotify only lets this bot read playlists you own or collaborate on: copy the tracks into "
+    "a playlist of your own, or ask its owner to make you a collaborator."
+)
+
+PLAYLIST_NOT_FOUND = (
+    "Spotify could not find that playlist. Spotify's own playlists (editorial ones and mixes "
+    "like Discover Weekly) cannot be read by bots since November 2024: copy the tracks into a "
+    "playlist of your own."
+)
+
+
+def resume_text(resume_at: float) -> str:
+    """The local time calls resume, e.g. "14:05 CET" (plus the date when not today)."""
+    when = time.localtime(resume_at)
+    same_day = time.strftime("%Y-%m-%d", when) == time.strftime("%Y-%m-%d", time.localtime())
+    return time.strftime("%H:%M %Z" if same_day else "%a %H:%M %Z", when)
+
+
 def rate_limited(seconds: float, quota_exceeded: bool) -> RateLimited:
-    what = "Spotify's quota for this bot is used up" if quota_exceeded else "Spotify is busy"
+    if quota_exceeded:
+        resume_at = time.time() + seconds
+        return QuotaHeld(
+            "Spotify's daily quota for this bot is used up; Spotify calls resume at "
+            f"{resume_text(resume_at)}.",
+            resume_at=resume_at,
+            retry_after=seconds,
+        )
     return RateLimited(
-        f"{what}; try again in {math.ceil(seconds)} s.",
-        retry_after=seconds,
-        quota_exceeded=quota_exceeded,
+        f"Spotify is busy; try again in {math.ceil(seconds)} s.", retry_after=seconds
     )
 
 
@@ -53,10 +92,16 @@ def from_status(
     text = message.lower()
     if status == 401:
         return TokenExpired("Your Spotify session expired; try again.")
+    if status == 403 and "premium" in text and "owner" in text:
+        return OwnerPremiumLapsed(OWNER_PREMIUM_LAPSED)
     if status == 403 and reason == "PREMIUM_REQUIRED":
         return PremiumRequired("Spotify Premium is needed to control playback.")
     if status == 403 and "restriction violated" in text:
         return RestrictionViolated("Spotify refused that command for the current playback.")
+    if status == 403 and "not registered" in text:
+        return NotAllowlisted(NOT_ALLOWLISTED)
+    if status == 403:
+        return Forbidden("Spotify refused that request.")
     if status == 404 and (reason == "NO_ACTIVE_DEVICE" or "no active device" in text):
         return NoActiveDevice("No active Spotify device: open Spotify on a phone or computer.")
     if status == 404:

@@ -5,6 +5,11 @@ Retry-After. Once any call sees a 429, no call of the app goes out before Retry-
 callers that would wait longer than they may get RateLimited at once instead. Below that, calls
 are admitted while fewer than `limit` went out in the last `window` seconds, so the app stays
 under its budget instead of discovering it through 429s.
+
+With a `store` (a storage backend's CounterStore) the window and the hold live there: on Redis
+every process shares one budget and a Retry-After seen by one holds them all (#15). Each
+acquire then reads the hold and records the call in one atomic step each; `clock` must be wall
+time so processes agree. Without a store both stay in this process's memory.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from core.spotify.errors import rate_limited
+from storage.base import CounterStore
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +32,10 @@ class AppLimiter:
         limit: int,
         window: float,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        store: CounterStore | None = None,
+        name: str = "spotify:app",
     ) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("limit must be >= 1 and window > 0")
@@ -38,6 +46,8 @@ class AppLimiter:
         self._sent: deque[float] = deque()
         self._blocked_until = 0.0
         self._quota_exceeded = False
+        self._store = store
+        self._name = name
 
     @property
     def blocked_for(self) -> float:
@@ -56,15 +66,46 @@ class AppLimiter:
             self._blocked_until = until
             self._quota_exceeded = quota_exceeded
 
+    async def hold(self, retry_after: float, quota_exceeded: bool = False) -> None:
+        """`penalize`, shared with every process using the same store."""
+        self.penalize(retry_after, quota_exceeded)
+        if self._store is not None:
+            reason = "quota" if quota_exceeded else "rate_limit"
+            await self._store.set_hold(self._name, self._blocked_until, reason)
+
+    async def _sync_hold(self) -> None:
+        if self._store is None:
+            return
+        hold = await self._store.get_hold(self._name, self._clock())
+        if hold is not None and hold.until > self._blocked_until:
+            self._blocked_until = hold.until
+            self._quota_exceeded = hold.reason == "quota"
+
+    async def _take_shared(self, now: float) -> float | None:
+        """Record a call in the shared window; None when admitted, else seconds to wait."""
+        assert self._store is not None
+        hit = await self._store.hit_counter(self._name, now, self.window, self.limit)
+        if hit.recorded:
+            return None
+        return max(0.01, (hit.oldest if hit.oldest is not None else now) + self.window - now)
+
     async def acquire(self, max_wait: float) -> None:
         """Wait for a send slot; RateLimited when that would take longer than `max_wait`."""
         deadline = self._clock() + max_wait
         while True:
+            await self._sync_hold()
             now = self._clock()
             if self._blocked_until > now:
                 wait = self._blocked_until - now
                 if now + wait > deadline:
                     raise rate_limited(wait, self._quota_exceeded)
+            elif self._store is not None:
+                shared_wait = await self._take_shared(now)
+                if shared_wait is None:
+                    return
+                wait = shared_wait
+                if now + wait > deadline:
+                    raise rate_limited(wait, False)
             else:
                 while self._sent and self._sent[0] <= now - self.window:
                     self._sent.popleft()

@@ -40,6 +40,12 @@ class PlaylistRef:
     id: str
     name: str
     track_count: int
+    owner_id: str = ""
+    collaborative: bool = False
+
+    def readable_by(self, spotify_user_id: str) -> bool:
+        """Development mode reads items only of playlists the user owns or collaborates on."""
+        return self.collaborative or self.owner_id == spotify_user_id
 
 
 def parse_track(item: JSON | None) -> TrackInfo | None:
@@ -88,5 +94,9 @@ def parse_playlist(data: JSON) -> PlaylistRef:
     # Spotify renamed `tracks` to `items` in 2025; read either.
     ref = data.get("items") or data.get("tracks") or {}
     return PlaylistRef(
-        id=data["id"], name=data.get("name") or "", track_count=int(ref.get("total") or 0)
+        id=data["id"],
+        name=data.get("name") or "",
+        track_count=int(ref.get("total") or 0),
+        owner_id=str((data.get("owner") or {}).get("id") or ""),
+        collaborative=bool(data.get("collaborative")),
     )

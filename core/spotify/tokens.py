@@ -3,8 +3,11 @@
 The stored SpotifyLink is the source of truth. A refresh happens under a per-user lock and
 re-reads the link first, so when many calls find the same token expired (or get 401 with it)
 exactly one refresh goes out and the others use its result. A rotated refresh token is stored;
-invalid_grant marks the link NEEDS_RELINK. The lock is per process: with several processes
-(Redis) two may refresh at once, which Spotify tolerates unless it rotates refresh tokens.
+invalid_grant marks the link NEEDS_RELINK, unless the stored link meanwhile carries a different
+refresh token (another process won a race and rotated it): then the stored link is used.
+
+The lock spans processes when the store offers one (`LockStore.named_lock`: redis-py's Lock
+on Redis; an asyncio.Lock on SQLite, which one process owns), else it is per process.
 """
 
 from __future__ import annotations
@@ -13,17 +16,58 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
+from typing import Protocol, cast
 
 from core.errors import NotLinked, TokenRevoked
 from core.spotify.accounts import RELINK, Accounts, TokenGrant
-from storage.base import LinkStore
+from storage.base import LinkStore, LockStore
 from storage.records import LinkStatus, SpotifyLink
 
 log = logging.getLogger(__name__)
 
 NOT_LINKED = "You haven't linked Spotify yet: run /link."
+# A refresh takes at most a token call (seconds); a holder that died frees the lock by then.
+LOCK_TTL = 20.0
+LOCK_WAIT = 20.0
+
+
+class RefreshLocks(Protocol):
+    def __call__(self, user_id: int) -> AbstractAsyncContextManager[None]: ...
+
+
+class LocalLocks:
+    """One asyncio.Lock per user, in this process."""
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    @asynccontextmanager
+    async def __call__(self, user_id: int) -> AsyncIterator[None]:
+        lock = self._locks.get(user_id)
+        if lock is None:
+            lock = self._locks[user_id] = asyncio.Lock()
+        async with lock:
+            yield
+
+
+class StoreLocks:
+    """The store's lock (across processes on Redis), behind a local one so a process's own
+    callers queue in memory and only one of them waits on the store."""
+
+    def __init__(self, store: LockStore) -> None:
+        self._store = store
+        self._local = LocalLocks()
+
+    @asynccontextmanager
+    async def __call__(self, user_id: int) -> AsyncIterator[None]:
+        async with (
+            self._local(user_id),
+            self._store.named_lock(f"spotify-refresh:{user_id}", LOCK_TTL, LOCK_WAIT),
+        ):
+            yield
 
 
 def _fresh(expires_at: float, margin: float, clock: Callable[[], float]) -> bool:
@@ -39,12 +83,16 @@ class UserTokens:
         *,
         margin: float = 60.0,
         clock: Callable[[], float] = time.time,
+        locks: RefreshLocks | None = None,
     ) -> None:
         self._links = links
         self._accounts = accounts
         self._margin = margin
         self._clock = clock
-        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        if locks is None:
+            has_lock = hasattr(links, "named_lock")
+            locks = StoreLocks(cast(LockStore, links)) if has_lock else LocalLocks()
+        self._locks: RefreshLocks = locks
 
     async def _load(self, user_id: int) -> SpotifyLink:
         link = await self._links.get_link(user_id)
@@ -62,10 +110,7 @@ class UserTokens:
 
     async def refresh(self, user_id: int, stale_token: str) -> SpotifyLink:
         """Replace `stale_token` (expired or refused); a no-op if someone already did."""
-        lock = self._locks.get(user_id)
-        if lock is None:
-            lock = self._locks[user_id] = asyncio.Lock()
-        async with lock:
+        async with self._locks(user_id):
             link = await self._load(user_id)
             fresh = _fresh(link.expires_at, self._margin, self._clock)
             if link.access_token != stale_token and fresh:
@@ -73,6 +118,11 @@ class UserTokens:
             try:
                 grant = await self._accounts.refresh(link.refresh_token)
             except TokenRevoked:
+                stored = await self._links.get_link(user_id)
+                if stored is not None and stored.refresh_token != link.refresh_token:
+                    # Someone else (another process, without a shared lock) refreshed and
+                    # rotated the token meanwhile: the link is fine, use what is stored.
+                    return await self._load(user_id)
                 log.info("Spotify refresh token of user %s is revoked: needs relink", user_id)
                 await self._links.set_link_status(user_id, LinkStatus.NEEDS_RELINK, link.linked_at)
                 raise

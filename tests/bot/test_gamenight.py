@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.bot.conftest import World
 from tests.fakes.discord import Member
 
@@ -54,9 +56,24 @@ async def test_session_lifecycle_and_refusals(world: World) -> None:
         assert f"<@{kim.user_id}> — 🟢 in sync" in world.discord.message(board.id).text
         assert "already listening" in await say(world, "gamenight join", kim)
 
+        def calls() -> int:  # every Spotify call the fake saw (the sync loop keeps calling)
+            return world.spotify.count("/v1/") + world.spotify.count("/api/token")
+
+        before = calls()
         status = await say(world, "gamenight status", stranger)
         assert f"<@{kim.user_id}>" in status
         assert "Listeners (1)" in status
+        # The Spotify budget, counted in storage across every call made so far (a sync call
+        # may be counted and still on its way to the fake: 2 of slack).
+        shown = re.search(r"Spotify calls today: (\d+) of 3,000", status)
+        assert shown is not None and before <= int(shown[1]) <= calls() + 2
+        before = calls()
+        code, metrics = await world.browse(f"http://127.0.0.1:{world.settings.http_port}/metrics")
+        spent = re.search(r"^gamenight_spotify_calls_spent ([\d.]+)$", metrics, re.M)
+        left = re.search(r"^gamenight_spotify_calls_left ([\d.]+)$", metrics, re.M)
+        assert code == 200 and spent is not None and left is not None
+        assert before - 2 <= float(spent[1]) <= calls() + 2  # as last seen by this process
+        assert float(spent[1]) + float(left[1]) == 3000
 
         # Only the host or a server manager may stop it or hand it over.
         assert "Only the host" in await say(world, "gamenight stop", kim)

@@ -129,3 +129,29 @@ async def test_me_reports_a_revoked_link(world: World) -> None:
         me = await (await world.discord.slash("me", dave)).reply()
         assert "⚠️" in me.text
         assert "/link" in me.text
+
+
+async def test_an_account_not_on_the_apps_allowlist_is_told_what_to_ask_for(
+    world: World,
+) -> None:
+    # Spotify lets anyone consent, then refuses every call of an account the app owner did not
+    # add under Users and Access (development mode, at most 5 accounts).
+    world.spotify.add_account("dora-sp", "Dora", allowlisted=False)
+    dora = world.discord.add_member("dora")
+    async with world.run() as app:
+        status, page = await world.link(dora, "dora-sp")
+        assert status >= 400  # the failure page
+        assert "Users and Access" in page and "at most 5 people" in page
+        assert await app.services.storage.get_link(dora.user_id) is None
+
+
+async def test_me_says_when_the_app_owners_premium_lapsed(world: World) -> None:
+    world.spotify.add_account("erin-sp", "Erin")
+    erin = world.discord.add_member("erin")
+    async with world.run():
+        status, _ = await world.link(erin, "erin-sp")
+        assert status == 200
+        world.spotify.devmode.owner_premium = False
+        me = await (await world.discord.slash("me", erin)).reply()
+        assert "owns its app needs an active Premium" in me.text
+        assert "Traceback" not in me.text

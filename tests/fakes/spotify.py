@@ -34,6 +34,14 @@ Real behaviour modelled: pause when paused / resume when playing -> 403 "Restric
 a restricted device refuses commands the same way; GET me/player is 204 with no active device;
 player commands need scopes (403 "Insufficient client scope"); `timestamp` is the last change.
 
+Development-mode realism (each ON by default, switchable per test; sources in each module)
+  fake.quota    tests/fakes/spotify_quota.py    per-developer-account call budget; past it every
+                                                Web API and token call: 429 QUOTA_EXCEEDED
+  fake.devmode  tests/fakes/spotify_devmode.py  allowlist (5 per app; add_account(...,
+                                                allowlisted=False)), owner Premium, playlist rules
+  fake.lag      tests/fakes/spotify_lag.py      read lag after commands, 202 while a device
+                                                wakes, start-up delay; fake.lag.off()
+
 Controls
   fake.set_latency(0.08, jitter=0.04)  every request: uniform in [mean-jitter, mean+jitter],
                                        half before the handler runs, half after (a round trip)
@@ -80,6 +88,9 @@ from tests.fakes.spotify_catalog import (
     make_catalog,
     make_id,
 )
+from tests.fakes.spotify_devmode import DevMode, DevModeRefusal
+from tests.fakes.spotify_lag import PlayerLag
+from tests.fakes.spotify_quota import DEFAULT_DEVELOPER, QUOTA_MESSAGE, DevQuota, QuotaExceeded
 
 ALL_SCOPES = (
     "user-read-playback-state",
@@ -103,6 +114,7 @@ class FakeApp:
     rate_limit: int | None = None  # calls per rate_window; None: unlimited
     rate_window: float = 30.0
     calls: deque[float] = field(default_factory=deque)  # monotonic send times, for the window
+    developer: str = DEFAULT_DEVELOPER  # the developer account whose quota the app spends
 
 
 @dataclass
@@ -220,6 +232,10 @@ class FakeSpotify:
         seed: int = 7,
     ) -> None:
         self.clock = clock
+        # Realism, each ON by default and switchable per test (see each module's docstring).
+        self.quota = DevQuota(clock)
+        self.devmode = DevMode(default_app=client_id)
+        self.lag = PlayerLag(clock)
         self.catalog = catalog if catalog is not None else make_catalog(seed=seed)
         self.tracks = {t.id: t for t in self.catalog}
         self.apps: dict[str, FakeApp] = {}
@@ -309,8 +325,12 @@ class FakeSpotify:
         premium: bool = True,
         devices: list[FakeDevice] | None = None,
         active: bool = True,
+        allowlisted: bool = True,
     ) -> FakeAccount:
-        """An account with one device (active unless active=False), or the devices given."""
+        """An account with one device (active unless active=False), or the devices given.
+        `allowlisted`: put it on the default app's allowlist (at most 5 fit, as on Spotify)."""
+        if allowlisted:
+            self.devmode.allow(account_id)
         if devices is None:
             devices = [FakeDevice(id=make_id(self._rng, 40).lower(), name=f"{account_id}'s laptop")]
         player = FakePlayer(self.tracks, self.clock)
@@ -325,9 +345,20 @@ class FakeSpotify:
         return self.accounts[account_id].player
 
     def add_playlist(
-        self, owner_id: str, name: str, track_ids: list[str], public: bool = False
+        self,
+        owner_id: str,
+        name: str,
+        track_ids: list[str],
+        public: bool = False,
+        *,
+        collaborators: Iterable[str] = (),
+        followers: Iterable[str] = (),
     ) -> FakePlaylist:
+        """owner_id "spotify" makes an editorial playlist (404 for dev-mode apps)."""
         playlist = FakePlaylist(make_id(self._rng), name, owner_id, list(track_ids), public)
+        playlist.collaborators = set(collaborators)
+        playlist.collaborative = bool(playlist.collaborators)
+        playlist.followers = set(followers)
         self.playlists[playlist.id] = playlist
         return playlist
 
@@ -520,9 +551,12 @@ class FakeSpotify:
                     raise ApiError(401, message)
                 if grant.expires_at <= self.clock():
                     raise ApiError(401, "The access token expired")
+                self._dev_checks(grant)
                 return await handler(request)
             except ApiError as exc:
                 return self._error(exc)
+            except DevModeRefusal as exc:
+                return self._error(ApiError(exc.status, exc.message, exc.reason))
         return await handler(request)
 
     def _latency(self) -> float:
@@ -549,6 +583,17 @@ class FakeSpotify:
             wait = app.calls[0] + app.rate_window - now
             raise ApiError(429, "API rate limit exceeded", retry_after=max(1, math.ceil(wait)))
         app.calls.append(now)
+
+    def _charge_quota(self, app_id: str) -> None:
+        try:
+            self.quota.charge(self.apps[app_id].developer)
+        except QuotaExceeded as exc:
+            raise ApiError(429, QUOTA_MESSAGE, "QUOTA_EXCEEDED", exc.retry_after) from None
+
+    def _dev_checks(self, grant: Grant) -> None:
+        """Development-mode quota, the owner's Premium and the allowlist, on every call."""
+        self._charge_quota(grant.app_id)
+        self.devmode.check_call(grant.app_id, grant.account_id)
 
     @staticmethod
     def _json(data: JSON, status: int = 200) -> web.Response:
@@ -650,6 +695,10 @@ class FakeSpotify:
         app = self._client_from(request, form)
         if app is None:
             return self._oauth_error("invalid_client", "Invalid client")
+        try:
+            self._charge_quota(app.client_id)  # the token endpoint spends the quota too
+        except ApiError as exc:
+            return self._error(exc)
         grant_type = form.get("grant_type")
         body: JSON = {"token_type": "Bearer", "expires_in": self.token_lifetime}
         if grant_type == "client_credentials":
@@ -829,9 +878,9 @@ class FakeSpotify:
         )
 
     def _playing_json(self, account: FakeAccount, with_device: bool) -> JSON | None:
-        player = account.player
+        player = self.lag.view(account)  # the old state for a while after a command
         snapshot = player.now()
-        device = account.active_device
+        device = account.device(player.device_id) if player.device_id else None
         if device is None or snapshot.track_id is None:
             return None
         body: JSON = {
@@ -840,7 +889,12 @@ class FakeSpotify:
             "is_playing": snapshot.is_playing,
             "item": self.track_json(self.tracks[snapshot.track_id]),
             "currently_playing_type": "track",
-            "actions": {"pausing": not snapshot.is_playing, "resuming": snapshot.is_playing},
+            # Real shape: {"disallows": {...}} (spotify/web-api #1515), and `context` always
+            # present, an object or null.
+            "actions": {
+                "disallows": {"pausing": not snapshot.is_playing, "resuming": snapshot.is_playing}
+            },
+            "context": None,
         }
         if player.context_uri:
             _, kind, ident = player.context_uri.split(":", 2)
@@ -882,11 +936,12 @@ class FakeSpotify:
         if not isinstance(ids, list) or len(ids) != 1 or not isinstance(ids[0], str):
             raise ApiError(400, "device_ids must hold exactly one device id")
         account = self._commandable(request, ids[0])
+        waking = self.lag.before_command(account, ids[0])
         player = account.player
         player.device_id = ids[0]
         if body.get("play") and player.queue and not player.is_playing:
             player.resume()
-        return web.Response(status=204)
+        return web.Response(status=self.lag.status(waking))
 
     async def _body(self, request: web.Request) -> JSON:
         raw = await request.read()
@@ -911,6 +966,7 @@ class FakeSpotify:
         device_id = request.query.get("device_id")
         body = await self._body(request)
         account = self._commandable(request, device_id)
+        waking = self.lag.before_command(account, device_id)
         player = account.player
         if device_id is not None:
             player.device_id = device_id
@@ -934,7 +990,7 @@ class FakeSpotify:
             if player.is_playing or player.track is None:
                 raise restriction()
             player.resume()
-            return web.Response(status=204)
+            return web.Response(status=self.lag.status(waking))
         index = 0
         if isinstance(offset.get("position"), int):
             index = offset["position"]
@@ -943,12 +999,13 @@ class FakeSpotify:
         if not 0 <= index < len(queue):
             raise ApiError(400, "Invalid offset")
         player.load(queue, index, position)
-        return web.Response(status=204)
+        return web.Response(status=self.lag.status(waking))
 
     async def _pause(self, request: web.Request) -> web.Response:
         account = self._commandable(request, request.query.get("device_id"))
         if not account.player.is_playing:
             raise restriction()
+        self.lag.before_command(account)
         account.player.pause()
         return web.Response(status=204)
 
@@ -960,6 +1017,7 @@ class FakeSpotify:
             raise ApiError(400, "Required parameter position_ms missing") from exc
         if position < 0 or account.player.track is None:
             raise ApiError(400, "Invalid position_ms") if position < 0 else restriction()
+        self.lag.before_command(account)
         account.player.seek(position)
         return web.Response(status=204)
 
@@ -967,6 +1025,7 @@ class FakeSpotify:
         account = self._commandable(request, request.query.get("device_id"))
         if account.player.track is None:
             raise restriction()
+        self.lag.before_command(account)
         account.player.next()
         return web.Response(status=204)
 
@@ -986,7 +1045,7 @@ class FakeSpotify:
             "total": len(playlist.track_ids),
         }
         return {
-            "collaborative": False,
+            "collaborative": playlist.collaborative,
             "external_urls": {"spotify": f"https://open.spotify.com/playlist/{playlist.id}"},
             "href": f"{self.base}/v1/playlists/{playlist.id}",
             "id": playlist.id,
@@ -1012,7 +1071,12 @@ class FakeSpotify:
         account = self._user(request)
         grant = self._bearer(request)
         assert grant is not None
-        mine = [p for p in self.playlists.values() if p.owner_id == account.id]
+        # Owned, collaborative and followed playlists, as Spotify lists them.
+        mine = [
+            p
+            for p in self.playlists.values()
+            if account.id == p.owner_id or account.id in p.collaborators | p.followers
+        ]
         if "playlist-read-private" not in grant.scopes:
             mine = [p for p in mine if p.public]
         return self._json(self._paging(request, [self._playlist_json(p) for p in mine], 50))
@@ -1021,12 +1085,20 @@ class FakeSpotify:
         grant = self._bearer(request)
         assert grant is not None
         playlist = self.playlists.get(request.match_info["id"])
-        readable = playlist is not None and (
-            playlist.public
-            or (grant.account_id == playlist.owner_id and "playlist-read-private" in grant.scopes)
-        )
-        if playlist is None or not readable:
+        if playlist is None:
             raise ApiError(404, "Resource not found")
+        try:
+            self.devmode.check_playlist_items(
+                grant.account_id, playlist.owner_id, playlist.collaborators
+            )
+        except DevModeRefusal as exc:
+            raise ApiError(exc.status, exc.message, exc.reason) from None
+        mine = grant.account_id in {playlist.owner_id, *playlist.collaborators}
+        readable = playlist.public or (mine and "playlist-read-private" in grant.scopes)
+        if not readable:
+            raise ApiError(404, "Resource not found")
+        # Feb 2026: /items answers `item`; the old /tracks, still documented, `track`.
+        key = "track" if request.path.rstrip("/").endswith("/tracks") else "item"
         owner = {
             "external_urls": {"spotify": f"https://open.spotify.com/user/{playlist.owner_id}"},
             "href": f"{self.base}/v1/users/{playlist.owner_id}",
@@ -1042,8 +1114,7 @@ class FakeSpotify:
                     "added_at": "2025-01-01T12:00:00Z",
                     "added_by": owner,
                     "is_local": False,
-                    "item": track,
-                    "track": track,
+                    key: track,
                 }
             )
         return self._json(self._paging(request, items, 100))

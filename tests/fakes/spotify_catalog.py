@@ -79,6 +79,11 @@ class FakePlaylist:
     owner_id: str
     track_ids: list[str]
     public: bool = False
+    # Development-mode rules (tests/fakes/spotify_devmode.py): who may read the items, and
+    # who sees it under /me/playlists (owners, collaborators and followers).
+    collaborative: bool = False
+    collaborators: set[str] = field(default_factory=set)
+    followers: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,9 @@ class FakePlayer:
         self._anchor_ms = 0.0
         self._anchor_at = clock()
         self.changed_at = clock()  # what Spotify reports as `timestamp`
+        # Seconds the next start (play, resume, seek while playing) waits before audio and
+        # position move: set per command by tests/fakes/spotify_lag.py.
+        self.start_delay = 0.0
 
     @property
     def track(self) -> FakeTrack | None:
@@ -157,12 +165,14 @@ class FakePlayer:
     def _position_at(self, now: float) -> float:
         if not self.is_playing:
             return self._anchor_ms
-        return self._anchor_ms + (now - self._anchor_at) * 1000
+        # Before the anchor (a start-up delay) the position stands still.
+        return self._anchor_ms + max(0.0, now - self._anchor_at) * 1000
 
     def _set(self, position_ms: float, playing: bool) -> None:
         now = self._clock()
+        delay, self.start_delay = (self.start_delay if playing else 0.0), 0.0
         self._anchor_ms = float(max(0, position_ms))
-        self._anchor_at = now
+        self._anchor_at = now + delay
         self.is_playing = playing
         self.changed_at = now
 

@@ -27,7 +27,12 @@ SPEC = Path(__file__).resolve().parents[1] / "specs" / "spotify-web-api.openapi.
 
 # Answers real Spotify gives that the description does not list (checked as error bodies or
 # empty answers instead): 204 from currently-playing, 404 from player commands.
-UNDOCUMENTED_EMPTY = {("GET", "/me/player/currently-playing", 204)}
+# 202 Accepted from a command that wakes a device (spotify/web-api #636, #640).
+UNDOCUMENTED_EMPTY = {
+    ("GET", "/me/player/currently-playing", 204),
+    ("PUT", "/me/player/play", 202),
+    ("PUT", "/me/player", 202),
+}
 
 
 def load_spec(base: str) -> tuple[OpenAPI, dict[str, Any]]:
@@ -90,6 +95,17 @@ def exercise(fake: FakeSpotify) -> None:
     while page:
         page = sp.next(page)
     sp._get(f"playlists/{playlist.id}/tracks", limit=5)  # the older path
+    # Development mode: a collaborative playlist reads, someone else's 403, Spotify's own 404.
+    shared = fake.add_playlist("bob", "Shared", [first.id], collaborators=["alice"])
+    sp.playlist_items(shared.id)
+    for other in (fake.add_playlist("bob", "Bob's", [first.id], public=True),
+                  fake.add_playlist("spotify", "Top Hits", [first.id], public=True)):  # fmt: skip
+        with pytest.raises(spotipy.SpotifyException):
+            sp.playlist_items(other.id)
+    # A command that wakes another device: 202 Accepted.
+    fake.accounts["alice"].devices.append(type(fake.accounts["alice"].devices[0])("phone1", "P"))
+    sp.start_playback(device_id="phone1", uris=[second.uri])
+    assert fake.log[-1].status == 202
     for call in (
         lambda: sp.track("0" * 22),  # 404
         lambda: sp.track("shortid"),  # 400
@@ -98,6 +114,11 @@ def exercise(fake: FakeSpotify) -> None:
             call()
 
     bob = fake.issue_tokens("bob")
+    fake.devmode.disallow("carol")
+    sp.set_auth(fake.issue_tokens("carol").access_token)
+    with pytest.raises(spotipy.SpotifyException):
+        sp.current_playback()  # 403 User not registered in the Developer Dashboard
+    fake.devmode.allow("carol")
     sp.set_auth(bob.access_token)
     with pytest.raises(spotipy.SpotifyException):
         sp.start_playback(uris=[first.uri])  # 403 PREMIUM_REQUIRED

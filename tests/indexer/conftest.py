@@ -146,7 +146,11 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         stock(youtube, TRACKS)
         store = await storage.open_storage(f"sqlite:///{db}", TokenCipher.from_keys(key))
         try:
-            yield World(spotify, youtube, store, environment(spotify, youtube, db, key))
+            world = World(spotify, youtube, store, environment(spotify, youtube, db, key))
+            # Development mode reads a playlist only with its owner's (or a collaborator's)
+            # token: alice has linked, so tests can pass --as ALICE.
+            await world.link(ALICE, "alice")
+            yield world
         finally:
             await store.aclose()
 

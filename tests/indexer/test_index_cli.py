@@ -18,6 +18,8 @@ async def test_indexes_paged_playlists_once_then_everything_is_cached(world: Wor
     small = world.spotify.add_playlist("alice", "Chill", ids(TRACKS[:5]), public=True)
 
     status, out, err = await world.index(
+        "--as",
+        str(ALICE),
         "--playlist",
         f"https://open.spotify.com/playlist/{big.id}?si=0123abcd",
         "--playlist",
@@ -39,7 +41,9 @@ async def test_indexes_paged_playlists_once_then_everything_is_cached(world: Wor
     written = {t.id: await world.store.get_stream(t.id) for t in TRACKS}
 
     world.youtube.counts.reset()
-    status, out, err = await world.index("--playlist", big.id, "--playlist", small.id)
+    status, out, err = await world.index(
+        "--as", str(ALICE), "--playlist", big.id, "--playlist", small.id
+    )
 
     assert (status, err) == (0, "")
     assert "resolved 0 · already cached 110 · failed 0" in out
@@ -56,7 +60,7 @@ async def test_an_interrupted_run_continues_where_it_stopped(world: World) -> No
     world.youtube.search_delay = 0.02  # slow enough to stop half-way
     stop = asyncio.Event()
     run = asyncio.create_task(
-        world.index("--playlist", playlist.id, "--concurrency", "2", stop=stop)
+        world.index("--as", str(ALICE), "--playlist", playlist.id, "--concurrency", "2", stop=stop)
     )
     await wait_until(lambda: world.youtube.counts.page_fetches >= 8)
     stop.set()
@@ -70,7 +74,7 @@ async def test_an_interrupted_run_continues_where_it_stopped(world: World) -> No
 
     world.youtube.search_delay = 0.0
     world.youtube.counts.reset()
-    status, out, err = await world.index("--playlist", playlist.id)
+    status, out, err = await world.index("--as", str(ALICE), "--playlist", playlist.id)
 
     assert (status, err) == (0, "")
     assert f"resolved {len(tracks) - done} · already cached {done} · failed 0" in out
@@ -84,7 +88,7 @@ async def test_an_unmatchable_track_is_reported_failed_with_its_reason(world: Wo
         "alice", "Mixed", [TRACKS[0].id, UNFINDABLE.id, TRACKS[1].id], public=True
     )
 
-    status, out, err = await world.index("--playlist", playlist.id)
+    status, out, err = await world.index("--as", str(ALICE), "--playlist", playlist.id)
 
     assert status == 1  # finished, but not everything could be indexed
     assert err == ""
@@ -94,7 +98,7 @@ async def test_an_unmatchable_track_is_reported_failed_with_its_reason(world: Wo
 
     # The negative cache answers the next run: still failed, for the same reason, no search.
     world.youtube.counts.reset()
-    status, out, _ = await world.index("--playlist", playlist.id)
+    status, out, _ = await world.index("--as", str(ALICE), "--playlist", playlist.id)
     assert status == 1
     assert "resolved 0 · already cached 2 · failed 1" in out
     assert "failed, no matching YouTube video: 1 — Nobody Knows — Unfindable Ghost" in out
@@ -113,7 +117,9 @@ async def test_user_indexes_every_playlist_of_a_linked_user_with_their_token(
     await world.link(ALICE, "alice")
 
     # Also named by id (the app's token could not read it): read once, with alice's token.
-    status, out, err = await world.index("--playlist", games.id, "--user", str(ALICE))
+    status, out, err = await world.index(
+        "--as", str(ALICE), "--playlist", games.id, "--user", str(ALICE)
+    )
 
     assert (status, err) == (0, "")
     assert "Indexing 3 playlists: Games (4), Focus (4), Party (2); 9 distinct tracks" in out
@@ -134,14 +140,50 @@ async def test_user_who_never_linked_is_told_to_run_link(world: World) -> None:
     assert world.youtube.counts.searches == 0
 
 
-async def test_a_private_playlist_by_id_points_to_user(world: World) -> None:
-    private = world.spotify.add_playlist("alice", "Secret", ids(TRACKS[:2]))
+async def test_a_playlist_read_with_the_app_token_explains_the_rule(world: World) -> None:
+    public = world.spotify.add_playlist("alice", "Public", ids(TRACKS[:2]), public=True)
 
-    status, _, err = await world.index("--playlist", private.id)
+    status, _, err = await world.index("--playlist", public.id)  # no --as: the app's token
 
     assert status == 2
-    assert f"Spotify has no playlist {private.id} that this bot can read" in err
-    assert "--user" in err
+    assert f"Spotify refused to let this bot read playlist {public.id}" in err
+    assert "development mode" in err and "--as DISCORD_USER_ID" in err
+    assert len(err.strip().splitlines()) == 1
+    assert world.youtube.counts.searches == 0
+
+
+async def test_a_user_run_skips_and_reports_playlists_it_may_not_read(world: World) -> None:
+    world.spotify.add_account("bob", "Bob")
+    own = world.spotify.add_playlist("alice", "Mine", ids(TRACKS[0:3]))
+    shared = world.spotify.add_playlist("bob", "Ours", ids(TRACKS[3:5]), collaborators=["alice"])
+    world.spotify.add_playlist("bob", "Bob's", ids(TRACKS[5:8]), public=True, followers=["alice"])
+    world.spotify.add_playlist(
+        "spotify", "Today's Top Hits", ids(TRACKS[8:10]), public=True, followers=["alice"]
+    )
+
+    status, out, err = await world.index("--user", str(ALICE))
+
+    assert (status, err) == (0, "")
+    assert "Indexing 2 playlists: Mine (3), Ours (2); 5 distinct tracks" in out
+    assert "skipped Bob's: not theirs: only owned or collaborative playlists" in out
+    assert "skipped Today's Top Hits: one of Spotify's own playlists" in out
+    assert "resolved 5 · already cached 0 · failed 0" in out
+    assert world.spotify.count(path=f"/v1/playlists/{own.id}/items") == 1
+    assert world.spotify.count(path=f"/v1/playlists/{shared.id}/items") == 1
+
+
+async def test_a_run_the_budget_cannot_carry_is_refused_up_front(world: World) -> None:
+    big = world.spotify.add_playlist("alice", "Big", ids(TRACKS) * 6)  # 660 entries: 7 pages
+    world.env["SPOTIFY_DAILY_BUDGET"] = "10"  # background work may spend half: 5
+
+    status, _, err = await world.index("--user", str(ALICE))
+
+    assert status == 1
+    # Listing alice's playlists spent 1 of the 5.
+    assert "This run needs about 7 Spotify calls to read its playlists, but only 4" in err
+    assert "SPOTIFY_DAILY_BUDGET" in err
+    assert world.spotify.count(path=f"/v1/playlists/{big.id}/items") == 0
+    assert world.youtube.counts.searches == 0
 
 
 @pytest.mark.parametrize(
@@ -173,7 +215,7 @@ async def test_missing_settings_print_the_settings_report(world: World) -> None:
     world.env.pop("SPOTIFY_CLIENT_SECRET")
     world.env.pop("TOKEN_ENCRYPTION_KEY")
 
-    status, _, err = await world.index("--playlist", "0" * 22)
+    status, _, err = await world.index("--as", str(ALICE), "--playlist", "0" * 22)
 
     assert status == 2
     assert "SPOTIFY_CLIENT_SECRET is missing" in err
@@ -186,7 +228,9 @@ async def test_watch_runs_again_until_stopped_and_picks_up_new_tracks(world: Wor
     stop = asyncio.Event()
     out = io.StringIO()
     run = asyncio.create_task(
-        world.index("--playlist", playlist.id, "--watch", "0.05", stop=stop, out=out)
+        world.index(
+            "--as", str(ALICE), "--playlist", playlist.id, "--watch", "0.05", stop=stop, out=out
+        )
     )
     # Add the track once run 2 is done: added while run 2 read the playlist, it raced it.
     await wait_until(lambda: "resolved 0 · already cached 2" in out.getvalue())
@@ -208,9 +252,9 @@ async def test_progress_bar_only_on_a_terminal(
 ) -> None:
     playlist = world.spotify.add_playlist("alice", "Short", ids(TRACKS[:3]), public=True)
 
-    _, piped, _ = await world.index("--playlist", playlist.id)
+    _, piped, _ = await world.index("--as", str(ALICE), "--playlist", playlist.id)
     monkeypatch.setenv("FORCE_COLOR", "1")  # rich: treat the output as a terminal
-    _, terminal, _ = await world.index("--playlist", playlist.id)
+    _, terminal, _ = await world.index("--as", str(ALICE), "--playlist", playlist.id)
 
     assert "━" not in piped and "\x1b[" not in piped
     assert "3/3" in terminal and "━" in terminal
@@ -220,13 +264,13 @@ async def test_progress_bar_only_on_a_terminal(
 
 async def test_an_expired_stream_url_is_renewed_without_a_new_search(world: World) -> None:
     playlist = world.spotify.add_playlist("alice", "Old", ids(TRACKS[:2]), public=True)
-    await world.index("--playlist", playlist.id)
+    await world.index("--as", str(ALICE), "--playlist", playlist.id)
     entry = await world.store.get_stream(TRACKS[0].id)
     assert entry is not None
     await world.store.put_stream(replace(entry, expires_at=time.time() - 60))
     world.youtube.counts.reset()
 
-    status, out, _ = await world.index("--playlist", playlist.id)
+    status, out, _ = await world.index("--as", str(ALICE), "--playlist", playlist.id)
 
     assert status == 0
     assert "resolved 1 (1 only renewed an expired stream URL) · already cached 1" in out
@@ -241,7 +285,7 @@ async def test_spotify_trouble_is_one_line_and_a_watch_survives_it(world: World)
     playlist = world.spotify.add_playlist("alice", "Flaky", ids(TRACKS[:1]), public=True)
     world.spotify.fail(503, path=f"/v1/playlists/{playlist.id}", times=None)
 
-    status, out, err = await world.index("--playlist", playlist.id)
+    status, out, err = await world.index("--as", str(ALICE), "--playlist", playlist.id)
 
     assert (status, out) == (1, "")
     assert err == "Spotify: Spotify is having trouble right now; try again shortly.\n"
@@ -252,7 +296,9 @@ async def test_spotify_trouble_is_one_line_and_a_watch_survives_it(world: World)
     stop = asyncio.Event()
     text = io.StringIO()
     run = asyncio.create_task(
-        world.index("--playlist", playlist.id, "--watch", "0.05", stop=stop, out=text)
+        world.index(
+            "--as", str(ALICE), "--playlist", playlist.id, "--watch", "0.05", stop=stop, out=text
+        )
     )
     await wait_until(lambda: "resolved 1 · already cached 0" in text.getvalue())
     stop.set()

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from tests.indexer.conftest import TRACKS, World, ids
+from tests.indexer.conftest import ALICE, TRACKS, World, ids
 
 ROOT = Path(__file__).resolve().parents[2]
 GAME_NIGHT_KEYS = ("DISCORD_", "SPOTIFY_", "TOKEN_", "STORAGE_", "HTTP_", "PUBLIC_", "LOG_")
@@ -34,7 +34,9 @@ async def test_python_m_bot_index_watch_reports_cached_and_stops_on_sigterm(
     world: World, tmp_path: Path
 ) -> None:
     playlist = world.spotify.add_playlist("alice", "Cached", ids(TRACKS[:3]), public=True)
-    status, _, _ = await world.index("--playlist", playlist.id)  # fills the cache
+    status, _, _ = await world.index(
+        "--as", str(ALICE), "--playlist", playlist.id
+    )  # fills the cache
     assert status == 0
     world.youtube.counts.reset()
     assert "DISCORD_TOKEN" not in world.env
@@ -45,6 +47,8 @@ async def test_python_m_bot_index_watch_reports_cached_and_stops_on_sigterm(
         "-m",
         "bot",
         "index",
+        "--as",
+        str(ALICE),
         "--playlist",
         f"https://open.spotify.com/playlist/{playlist.id}",
         "--watch",

@@ -11,6 +11,7 @@ from core.errors import (
     NoActiveDevice,
     NotFound,
     NotLinked,
+    PlaylistNotReadable,
     PremiumRequired,
     RateLimited,
     RestrictionViolated,
@@ -224,6 +225,9 @@ async def test_player_calls_drive_the_simulated_player(
     first, second = fake.catalog[0], fake.catalog[1]
 
     await client.play(ALICE, first.uri, position_ms=30_000)
+    # Right after a command Spotify still shows the old state (read lag, on in the fake).
+    assert await client.playback(ALICE) is None
+    await asyncio.sleep(fake.lag.read_lag + 0.05)
     playback = await client.playback(ALICE)
     assert playback is not None
     assert playback.track is not None
@@ -291,5 +295,6 @@ async def test_playlists_follow_paging(
     assert [t.id for t in tracks] == ids
     assert fake.count(f"/v1/playlists/{big.id}/items") == 2
 
-    with pytest.raises(NotFound):
-        await client.playlist_tracks(big.id)  # private: the app token cannot read it
+    # Development mode: the app token reads no playlist's items, with the rule explained.
+    with pytest.raises(PlaylistNotReadable, match="own or collaborate"):
+        await client.playlist_tracks(big.id)

@@ -370,6 +370,61 @@ async def test_lease_concurrent_acquire_exactly_one_wins(open_store: Opener) -> 
     assert results.count(True) == 1
 
 
+# --- counters and holds (the Spotify call budget, branch quota) ------------------------------
+
+
+async def test_counter_counts_a_rolling_window_and_refuses_past_its_limit(store: Storage) -> None:
+    for n in range(3):
+        hit = await store.hit_counter("spotify:30s", NOW + n, 30, limit=3)
+        assert (hit.recorded, hit.count, hit.oldest) == (True, n + 1, NOW)
+    refused = await store.hit_counter("spotify:30s", NOW + 3, 30, limit=3)
+    assert (refused.recorded, refused.count, refused.oldest) == (False, 3, NOW)
+    # The first hit leaves the window at NOW + 30: one slot again.
+    assert (await store.hit_counter("spotify:30s", NOW + 30, 30, limit=3)).recorded
+    look = await store.count_counter("spotify:30s", NOW + 30.5, 30)
+    assert (look.recorded, look.count, look.oldest) == (False, 3, NOW + 1)
+    unlimited = await store.hit_counter("spotify:30s", NOW + 31, 30)
+    assert unlimited.recorded and unlimited.count == 3  # NOW + 1 left, NOW + 31 came
+    assert (await store.count_counter("other", NOW, 30)).count == 0
+
+
+async def test_counter_concurrent_hits_never_over_admit(open_store: Opener) -> None:
+    stores = [await open_store() for _ in range(2)]
+    now = time.time()
+    hits = await asyncio.gather(
+        *(s.hit_counter("budget", now, 60, limit=7) for s in stores for _ in range(10))
+    )
+    assert sum(h.recorded for h in hits) == 7
+    assert (await stores[0].count_counter("budget", now, 60)).count == 7
+
+
+async def test_hold_keeps_the_later_one_and_ends(store: Storage) -> None:
+    assert await store.get_hold("spotify", NOW) is None
+    assert (await store.set_hold("spotify", NOW + 100, "quota")).until == NOW + 100
+    kept = await store.set_hold("spotify", NOW + 5, "rate_limit")  # earlier: the later stays
+    assert (kept.until, kept.reason) == (NOW + 100, "quota")
+    held = await store.get_hold("spotify", NOW + 50)
+    assert held is not None and held.reason == "quota"
+    assert await store.get_hold("spotify", NOW + 100) is None
+
+
+async def test_a_store_says_whether_other_processes_share_it(store: Storage, backend: str) -> None:
+    assert store.shared_across_processes is (backend == "redis")
+
+
+async def test_counters_and_holds_survive_reopen(open_store: Opener) -> None:
+    now = time.time()
+    first = await open_store()
+    await first.hit_counter("day", now, 86_400)
+    await first.hit_counter("day", now + 1, 86_400)
+    await first.set_hold("spotify", now + 3600, "quota")
+    await first.aclose()
+    second = await open_store()
+    assert (await second.count_counter("day", now + 2, 86_400)).count == 2
+    held = await second.get_hold("spotify", now + 2)
+    assert held is not None and held.until == now + 3600
+
+
 # --- durability and secrets ------------------------------------------------------------------
 
 
