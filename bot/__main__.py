@@ -6,6 +6,9 @@ server (AppRunner + TCPSite on this loop, no thread) and the discord.py client �
 frozen `Services`, and runs until SIGINT or SIGTERM. Shutdown unwinds in reverse order: the bot,
 then the HTTP server (requests in flight finish while the resolver still runs), the listen
 feeds, the resolver (it writes its pending access times), then Spotify and storage.
+
+`python -m bot web` runs the same minus the discord.py client and the sync engine: the HTTP API,
+relay, resolver and listen pages only, for more replicas of the PWA API on one Redis.
 """
 
 from __future__ import annotations
@@ -24,9 +27,15 @@ import discord
 from aiohttp import web
 
 from bot import index_cli
-from bot.client import GameNightBot, point_discord_at
+from bot.client import GameNightBot, make_bot, point_discord_at
 from bot.services import Services, open_resources
-from bot.settings import Settings, SettingsError, configure_logging, load_settings
+from bot.settings import (
+    INDEXER_KEYS,
+    Settings,
+    SettingsError,
+    configure_logging,
+    load_settings,
+)
 from bot.sync import start_sync
 from bot.web import RateLimit, create_app
 from bot.web.linking import add_link_routes
@@ -56,8 +65,11 @@ class Running:
     web_runner: web.AppRunner
 
 
-def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Application:
-    """The HTTP app: the PWA and v1 API, health and metrics, and the Spotify callback."""
+def web_app(settings: Settings, services: Services, bot: GameNightBot | None) -> web.Application:
+    """The HTTP app: the PWA and v1 API, health and metrics, and the Spotify callback.
+
+    Without a bot (web-only), linking is confirmed on the callback page alone, no DM.
+    """
     app = create_app(
         storage=services.storage,
         resolver=services.resolver,
@@ -66,7 +78,7 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Ap
     )
 
     async def confirm_in_discord(outcome: LinkOutcome) -> None:
-        if outcome.discord_user_id is not None:
+        if bot is not None and outcome.discord_user_id is not None:
             await bot.dm(
                 outcome.discord_user_id,
                 f"✅ Spotify account “{outcome.display_name}” linked. "
@@ -74,8 +86,49 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Ap
             )
 
     add_link_routes(app, services.linker, notify=confirm_in_discord)
-    add_listen_routes(app, services.listen.listen, names=bot.display_name)
+    add_listen_routes(app, services.listen.listen, names=_names(bot))
     return app
+
+
+def _names(bot: GameNightBot | None) -> Callable[[int], str | None]:
+    return bot.display_name if bot is not None else lambda user_id: None
+
+
+async def _open_services(
+    stack: AsyncExitStack,
+    settings: Settings,
+    ytmusic_client_factory: Callable[[], Any] | None,
+) -> Services:
+    res = await open_resources(
+        stack,
+        settings,
+        resolver_workers=settings.resolver_workers,
+        ytmusic_client_factory=ytmusic_client_factory,
+    )
+    http, store, spotify, resolver = res.http, res.storage, res.spotify, res.resolver
+    await resolver.start()
+    listen = ListenAlong(store, resolver, spotify)
+    stack.push_async_callback(listen.aclose)
+    return Services(
+        http=http,
+        storage=store,
+        spotify=spotify,
+        linker=Linker(store, store, spotify),
+        sessions=SessionService(store, store),
+        resolver=resolver,
+        listen=ListenLinks(listen, settings.public_base_url),
+    )
+
+
+async def _serve_http(
+    stack: AsyncExitStack, settings: Settings, app: web.Application
+) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+    log.info("HTTP server on http://%s:%s", settings.http_host, settings.http_port)
+    return runner
 
 
 @asynccontextmanager
@@ -92,33 +145,15 @@ async def running(
     """
     point_discord_at(settings.discord_api_base, settings.discord_gateway_url)
     async with AsyncExitStack() as stack:
-        res = await open_resources(
-            stack,
-            settings,
-            resolver_workers=settings.resolver_workers,
-            ytmusic_client_factory=ytmusic_client_factory,
+        services = await _open_services(stack, settings, ytmusic_client_factory)
+        bot = make_bot(
+            services,
+            dev_guild_id=settings.discord_dev_guild_id,
+            shard_count=settings.discord_shard_count,
+            shard_ids=settings.discord_shard_ids,
+            **(client_options or {}),
         )
-        http, store, spotify, resolver = res.http, res.storage, res.spotify, res.resolver
-        await resolver.start()
-        listen = ListenAlong(store, resolver, spotify)
-        stack.push_async_callback(listen.aclose)
-        services = Services(
-            http=http,
-            storage=store,
-            spotify=spotify,
-            linker=Linker(store, store, spotify),
-            sessions=SessionService(store, store),
-            resolver=resolver,
-            listen=ListenLinks(listen, settings.public_base_url),
-        )
-        bot = GameNightBot(
-            services, dev_guild_id=settings.discord_dev_guild_id, **(client_options or {})
-        )
-        runner = web.AppRunner(web_app(settings, services, bot), access_log=None)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
-        log.info("HTTP server on http://%s:%s", settings.http_host, settings.http_port)
+        runner = await _serve_http(stack, settings, web_app(settings, services, bot))
 
         await stack.enter_async_context(bot)
         sync = await start_sync(settings, services, bot)  # loops start from the session hooks
@@ -135,12 +170,28 @@ async def running(
         yield Running(services, bot, bot_task, runner)
 
 
-async def serve(settings: Settings) -> int:
+@asynccontextmanager
+async def running_web(
+    settings: Settings, *, ytmusic_client_factory: Callable[[], Any] | None = None
+) -> AsyncIterator[Services]:
+    """The HTTP API, relay, resolver and listen pages without a gateway connection."""
+    async with AsyncExitStack() as stack:
+        services = await _open_services(stack, settings, ytmusic_client_factory)
+        await _serve_http(stack, settings, web_app(settings, services, None))
+        yield services
+
+
+async def serve(settings: Settings, *, web_only: bool = False) -> int:
     """Run until SIGINT/SIGTERM (0) or until the Discord connection fails for good (1)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if web_only:
+        async with running_web(settings):
+            await stop.wait()
+            log.info("shutting down")
+        return 0
     async with running(settings) as app:
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({stopping, app.bot_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -161,15 +212,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["index"]:
         return index_cli.main(argv[1:])
+    web_only = argv[:1] == ["web"]  # no gateway, so no DISCORD_TOKEN needed
     try:
-        settings = load_settings()
+        settings = load_settings(required=INDEXER_KEYS) if web_only else load_settings()
     except SettingsError as err:
         print(err.report(), file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
-        return asyncio.run(serve(settings))
+        return asyncio.run(serve(settings, web_only=web_only))
     except (StorageError, OSError) as err:  # OSError: e.g. the HTTP port is taken
         print(f"Game Night cannot start: {err}", file=sys.stderr)
         return 2
