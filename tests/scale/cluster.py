@@ -204,6 +204,23 @@ class Cluster:
         proc.process.kill()  # SIGKILL: no shutdown code runs
         await proc.process.wait()
 
+    # --- Discord --------------------------------------------------------------------------
+
+    async def publish_commands(self) -> None:
+        """The owner has the bot publish its slash commands (a mention in shard 0's guild
+        reaches shard 0's process only)."""
+        calls = len(self.discord.calls)
+        await self.discord.say(
+            f"{self.discord.bot.mention} sync", self.discord.owner, guild=self.guild[0]
+        )
+        path = f"/applications/{self.discord.application_id}/commands"
+        await self.discord.wait_for_call("PUT", path, within=15, after=calls)
+
+    async def command(self, text: str, member: Member, shard: int) -> str:
+        """Type a slash command in shard `shard`'s guild; the reply's text."""
+        interaction = await self.discord.slash(text, member, guild=self.guild[shard])
+        return (await interaction.reply(within=15)).text
+
     # --- people ---------------------------------------------------------------------------
 
     async def player(self, name: str, shard: int, *, both: bool = False) -> Member:
@@ -285,6 +302,20 @@ class Cluster:
             if not runs or runs[-1] != name:
                 runs.append(name)
         return runs
+
+    def wrong_process_commands(self, account: str) -> list[RequestRecord]:
+        """Commands for `account` sent by a process after another had taken the listener's
+        game night over from it: a loop that lost its guild must not command any more."""
+        wrong, current, displaced = [], None, set()
+        for record in self.commands(account):
+            name = self.sender(record)
+            if name in displaced:
+                wrong.append(record)
+            elif name != current:
+                if current is not None:
+                    displaced.add(current)
+                current = name
+        return wrong
 
     def commands_by_process(self, accounts: Iterable[str]) -> dict[str, int]:
         counts: dict[str, int] = {}

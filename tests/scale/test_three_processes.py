@@ -28,7 +28,6 @@ from pathlib import Path
 import aiohttp
 
 from storage.records import CachedStream
-from tests.fakes.discord import Member
 from tests.scale.cluster import Cluster, Proc
 
 # A lease that lapses fast enough for the 3 s kill -9 target with the existing takeover (the
@@ -36,12 +35,6 @@ from tests.scale.cluster import Cluster, Proc
 SETTINGS = {"SYNC_LEASE_TTL": "1.5", "SYNC_POLL_INTERVAL": "0.5", "HOST_IDLE_TIMEOUT": "0"}
 KILL_HANDOVER_S = 3.0
 TERM_HANDOVER_S = 1.0
-
-
-async def command(c: Cluster, text: str, member: Member, shard: int) -> str:
-    """Type a slash command in shard `shard`'s guild; the reply's text."""
-    interaction = await c.discord.slash(text, member, guild=c.guild[shard])
-    return (await interaction.reply(within=15)).text
 
 
 async def test_two_shards_and_a_web_replica_share_the_game_nights(
@@ -58,15 +51,11 @@ async def test_two_shards_and_a_web_replica_share_the_game_nights(
             c.spotify.player(f"host{i}").load([tracks[i]], position_ms=20_000)
         await c.ready(shard0, shard1, web)
 
-        # The owner publishes the commands (a mention in shard 0's guild reaches shard 0 only).
-        await c.discord.say(f"{c.discord.bot.mention} sync", c.discord.owner, guild=c.guild[0])
-        await c.discord.wait_for_call(
-            "PUT", f"/applications/{c.discord.application_id}/commands", within=15
-        )
+        await c.publish_commands()
         started = time.monotonic()
         for i in (0, 1):
-            assert "started" in (await command(c, "gamenight start", hosts[i], i)).lower()
-            await command(c, "gamenight join", listeners[i], i)
+            assert "started" in (await c.command("gamenight start", hosts[i], i)).lower()
+            await c.command("gamenight join", listeners[i], i)
         for i in (0, 1):
             await c.first_play(f"fan{i}", tracks[i], after=started, within=15)
         assert c.owners("fan0") == ["shard0"] and c.owners("fan1") == ["shard1"]
@@ -84,7 +73,7 @@ async def test_two_shards_and_a_web_replica_share_the_game_nights(
         # A new shard-1 process, then kill -9 of shard 0: the new one takes both over.
         shard1b = await c.start("shard1b", shard=1)
         await c.ready(shard1b)
-        assert "Listeners (1)" in (await command(c, "gamenight status", hosts[1], 1))
+        assert "Listeners (1)" in (await c.command("gamenight status", hosts[1], 1))
         await c.wait_log(shard1b, "sync loop(s) for sessions found in storage")  # its rescan
         at = time.monotonic()
         c.spotify.player("host0").load([tracks[3]])
