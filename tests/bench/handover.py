@@ -99,7 +99,7 @@ async def measure(runs: int, lease_ttl: float, poll: float) -> None:
                 f"hand-over after SIGTERM: {max(terms):.2f} s worst, "
                 f"{statistics.median(terms):.2f} s median (target <= 1 s)"
             )
-            print(f"kill -9: {statistics.median(kills):.2f} s median (target <= 3 s), worst below")
+            print(f"kill -9: {statistics.median(kills):.2f} s median (target <= 3 s), worst:")
             print(f"hand-over after kill -9: {max(kills):.2f} s")
             print(f"commands sent by the wrong process: {wrong}")
             print(f"listener commands by process: {by_process}")

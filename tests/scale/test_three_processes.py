@@ -91,6 +91,7 @@ async def test_two_shards_and_a_web_replica_share_the_game_nights(
         assert c.owners("fan1") == ["shard1", "shard0", "shard1b"]
         for i, track in ((1, tracks[2]), (0, tracks[3]), (1, tracks[4])):
             assert len(c.played(f"fan{i}", track, after=started)) == 1, f"fan{i} {track}"
+        assert not c.wrong_process_commands("fan0") and not c.wrong_process_commands("fan1")
         assert "web" not in c.commands_by_process(["fan0", "fan1", "host0", "host1"])
         assert kill_handover <= KILL_HANDOVER_S, f"kill -9 hand-over took {kill_handover:.2f} s"
         assert term_handover <= TERM_HANDOVER_S, f"SIGTERM hand-over took {term_handover:.2f} s"
