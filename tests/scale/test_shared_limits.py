@@ -83,6 +83,9 @@ async def test_twenty_expired_token_calls_across_processes_refresh_once(
         assert link is not None
         await c.store.put_link(dataclasses.replace(link, expires_at=time.time() - 60))
 
+        # A slow token endpoint (the first refresh answers after 1 s) makes sure the calls
+        # meet while a refresh is under way, rather than only by the luck of timing.
+        c.spotify.hang(method="POST", path="/api/token", seconds=1.0)
         at = time.monotonic()
         asked = await asyncio.gather(
             *(c.discord.slash("me", duo, guild=c.guild[i % 2]) for i in range(20))
