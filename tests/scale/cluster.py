@@ -151,6 +151,8 @@ class Cluster:
         )
         if shard is not None:
             env["DISCORD_SHARD_IDS"] = str(shard)
+        else:  # the web role needs no Discord settings at all
+            env = {k: v for k, v in env.items() if not k.startswith("DISCORD_")}
         log = self.folder / f"{name}.log"
         args = ["-c", GUARDED_MAIN] + ([] if shard is not None else ["web"])
         with log.open("wb") as out:

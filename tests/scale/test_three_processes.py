@@ -74,7 +74,10 @@ async def test_two_shards_and_a_web_replica_share_the_game_nights(
         shard1b = await c.start("shard1b", shard=1)
         await c.ready(shard1b)
         assert "Listeners (1)" in (await c.command("gamenight status", hosts[1], 1))
-        await c.wait_log(shard1b, "sync loop(s) for sessions found in storage")  # its rescan
+        # It resumes its own shard's game night at start (waiting for the lease), and finds
+        # the other shard's in its rescan.
+        await c.wait_log(shard1b, "resumed 1 game night(s) from storage")
+        await c.wait_log(shard1b, "started 1 sync loop(s) for sessions found in storage")
         at = time.monotonic()
         c.spotify.player("host0").load([tracks[3]])
         c.spotify.player("host1").load([tracks[4]])
