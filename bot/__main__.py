@@ -60,8 +60,8 @@ class Running:
     """A started Game Night: what tests and the signal handler need to reach."""
 
     services: Services
-    bot: GameNightBot
-    bot_task: asyncio.Task[None]
+    bot: GameNightBot | None  # None (and no bot_task) in the web-only role
+    bot_task: asyncio.Task[None] | None
     web_runner: web.AppRunner
 
 
@@ -94,66 +94,60 @@ def _names(bot: GameNightBot | None) -> Callable[[int], str | None]:
     return bot.display_name if bot is not None else lambda user_id: None
 
 
-async def _open_services(
-    stack: AsyncExitStack,
-    settings: Settings,
-    ytmusic_client_factory: Callable[[], Any] | None,
-) -> Services:
-    res = await open_resources(
-        stack,
-        settings,
-        resolver_workers=settings.resolver_workers,
-        ytmusic_client_factory=ytmusic_client_factory,
-    )
-    http, store, spotify, resolver = res.http, res.storage, res.spotify, res.resolver
-    await resolver.start()
-    listen = ListenAlong(store, resolver, spotify)
-    stack.push_async_callback(listen.aclose)
-    return Services(
-        http=http,
-        storage=store,
-        spotify=spotify,
-        linker=Linker(store, store, spotify),
-        sessions=SessionService(store, store),
-        resolver=resolver,
-        listen=ListenLinks(listen, settings.public_base_url),
-    )
-
-
-async def _serve_http(
-    stack: AsyncExitStack, settings: Settings, app: web.Application
-) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    stack.push_async_callback(runner.cleanup)
-    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
-    log.info("HTTP server on http://%s:%s", settings.http_host, settings.http_port)
-    return runner
-
-
 @asynccontextmanager
 async def running(
     settings: Settings,
     *,
     client_options: Mapping[str, Any] | None = None,
     ytmusic_client_factory: Callable[[], Any] | None = None,
+    gateway: bool = True,
 ) -> AsyncIterator[Running]:
     """Open everything, start the bot, and close it all again on exit.
 
     `client_options` go to the discord.py client; `ytmusic_client_factory` replaces spotDL's
     YouTube Music client (tests and the sandbox: the fake YouTube's `ytmusic_client`).
+    `gateway=False` is the web-only role: no discord.py client, no sync engine.
     """
     point_discord_at(settings.discord_api_base, settings.discord_gateway_url)
     async with AsyncExitStack() as stack:
-        services = await _open_services(stack, settings, ytmusic_client_factory)
-        bot = make_bot(
-            services,
-            dev_guild_id=settings.discord_dev_guild_id,
-            shard_count=settings.discord_shard_count,
-            shard_ids=settings.discord_shard_ids,
-            **(client_options or {}),
+        res = await open_resources(
+            stack,
+            settings,
+            resolver_workers=settings.resolver_workers,
+            ytmusic_client_factory=ytmusic_client_factory,
         )
-        runner = await _serve_http(stack, settings, web_app(settings, services, bot))
+        http, store, spotify, resolver = res.http, res.storage, res.spotify, res.resolver
+        await resolver.start()
+        listen = ListenAlong(store, resolver, spotify)
+        stack.push_async_callback(listen.aclose)
+        services = Services(
+            http=http,
+            storage=store,
+            spotify=spotify,
+            linker=Linker(store, store, spotify),
+            sessions=SessionService(store, store),
+            resolver=resolver,
+            listen=ListenLinks(listen, settings.public_base_url),
+        )
+        bot = (
+            make_bot(
+                services,
+                dev_guild_id=settings.discord_dev_guild_id,
+                shard_count=settings.discord_shard_count,
+                shard_ids=settings.discord_shard_ids,
+                **(client_options or {}),
+            )
+            if gateway
+            else None
+        )
+        runner = web.AppRunner(web_app(settings, services, bot), access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        log.info("HTTP server on http://%s:%s", settings.http_host, settings.http_port)
+        if bot is None:
+            yield Running(services, None, None, runner)
+            return
 
         await stack.enter_async_context(bot)
         sync = await start_sync(settings, services, bot)  # loops start from the session hooks
@@ -170,33 +164,18 @@ async def running(
         yield Running(services, bot, bot_task, runner)
 
 
-@asynccontextmanager
-async def running_web(
-    settings: Settings, *, ytmusic_client_factory: Callable[[], Any] | None = None
-) -> AsyncIterator[Services]:
-    """The HTTP API, relay, resolver and listen pages without a gateway connection."""
-    async with AsyncExitStack() as stack:
-        services = await _open_services(stack, settings, ytmusic_client_factory)
-        await _serve_http(stack, settings, web_app(settings, services, None))
-        yield services
-
-
 async def serve(settings: Settings, *, web_only: bool = False) -> int:
     """Run until SIGINT/SIGTERM (0) or until the Discord connection fails for good (1)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    if web_only:
-        async with running_web(settings):
-            await stop.wait()
-            log.info("shutting down")
-        return 0
-    async with running(settings) as app:
+    async with running(settings, gateway=not web_only) as app:
         stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({stopping, app.bot_task}, return_when=asyncio.FIRST_COMPLETED)
+        waiting = {stopping} if app.bot_task is None else {stopping, app.bot_task}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
-        if app.bot_task.done() and not app.bot_task.cancelled():
+        if app.bot_task is not None and app.bot_task.done() and not app.bot_task.cancelled():
             error = app.bot_task.exception()
             if isinstance(error, discord.LoginFailure):
                 log.error("Discord refused the bot token: check DISCORD_TOKEN")
