@@ -1,4 +1,5 @@
-# Game Night: the bot, its HTTP server and the stream resolver in one process.
+# Game Night: `python -m bot` runs the bot, its HTTP server and the stream resolver in one
+# process; `python -m bot web` the HTTP API alone. docker-compose.yml runs both on Redis.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

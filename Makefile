@@ -33,7 +33,7 @@ pytest: $(STAMP)
 
 # The figures in docs/BENCHMARKS.md; `wrk` (Debian) is used by http_song when installed.
 BENCHES := http_song "single_flight --storage sqlite" "single_flight --storage redis" \
-	"loop_lag --storage sqlite" "loop_lag --storage redis" sync
+	"loop_lag --storage sqlite" "loop_lag --storage redis" sync handover
 
 bench: $(STAMP)
 	@for b in $(BENCHES); do echo "== python -m tests.bench.$$b"; $(PY) -m tests.bench.$$b || exit 1; done

@@ -6,6 +6,9 @@ server (AppRunner + TCPSite on this loop, no thread) and the discord.py client �
 frozen `Services`, and runs until SIGINT or SIGTERM. Shutdown unwinds in reverse order: the bot,
 then the HTTP server (requests in flight finish while the resolver still runs), the listen
 feeds, the resolver (it writes its pending access times), then Spotify and storage.
+
+`python -m bot web` runs the same minus the discord.py client and the sync engine: the HTTP API,
+relay, resolver and listen pages only, for more replicas of the PWA API on one Redis.
 """
 
 from __future__ import annotations
@@ -24,9 +27,15 @@ import discord
 from aiohttp import web
 
 from bot import index_cli
-from bot.client import GameNightBot, point_discord_at
+from bot.client import GameNightBot, make_bot, point_discord_at
 from bot.services import Services, open_resources
-from bot.settings import Settings, SettingsError, configure_logging, load_settings
+from bot.settings import (
+    INDEXER_KEYS,
+    Settings,
+    SettingsError,
+    configure_logging,
+    load_settings,
+)
 from bot.sync import start_sync
 from bot.web import RateLimit, create_app
 from bot.web.linking import add_link_routes
@@ -53,13 +62,16 @@ class Running:
     """A started Game Night: what tests and the signal handler need to reach."""
 
     services: Services
-    bot: GameNightBot
-    bot_task: asyncio.Task[None]
+    bot: GameNightBot | None  # None (and no bot_task) in the web-only role
+    bot_task: asyncio.Task[None] | None
     web_runner: web.AppRunner
 
 
-def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Application:
-    """The HTTP app: the PWA and v1 API, health and metrics, and the Spotify callback."""
+def web_app(settings: Settings, services: Services, bot: GameNightBot | None) -> web.Application:
+    """The HTTP app: the PWA and v1 API, health and metrics, and the Spotify callback.
+
+    Without a bot (web-only), linking is confirmed on the callback page alone, no DM.
+    """
     app = create_app(
         storage=services.storage,
         resolver=services.resolver,
@@ -68,7 +80,7 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Ap
     )
 
     async def confirm_in_discord(outcome: LinkOutcome) -> None:
-        if outcome.discord_user_id is not None:
+        if bot is not None and outcome.discord_user_id is not None:
             await bot.dm(
                 outcome.discord_user_id,
                 f"✅ Spotify account “{outcome.display_name}” linked. "
@@ -77,8 +89,12 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Ap
 
     register_quota_metrics(app[METRICS], services.spotify.quota.status)
     add_link_routes(app, services.linker, notify=confirm_in_discord)
-    add_listen_routes(app, services.listen.listen, names=bot.display_name)
+    add_listen_routes(app, services.listen.listen, names=_names(bot))
     return app
+
+
+def _names(bot: GameNightBot | None) -> Callable[[int], str | None]:
+    return bot.display_name if bot is not None else lambda user_id: None
 
 
 @asynccontextmanager
@@ -87,11 +103,13 @@ async def running(
     *,
     client_options: Mapping[str, Any] | None = None,
     ytmusic_client_factory: Callable[[], Any] | None = None,
+    gateway: bool = True,
 ) -> AsyncIterator[Running]:
     """Open everything, start the bot, and close it all again on exit.
 
     `client_options` go to the discord.py client; `ytmusic_client_factory` replaces spotDL's
     YouTube Music client (tests and the sandbox: the fake YouTube's `ytmusic_client`).
+    `gateway=False` is the web-only role: no discord.py client, no sync engine.
     """
     point_discord_at(settings.discord_api_base, settings.discord_gateway_url)
     async with AsyncExitStack() as stack:
@@ -114,14 +132,25 @@ async def running(
             resolver=resolver,
             listen=ListenLinks(listen, settings.public_base_url),
         )
-        bot = GameNightBot(
-            services, dev_guild_id=settings.discord_dev_guild_id, **(client_options or {})
+        bot = (
+            make_bot(
+                services,
+                dev_guild_id=settings.discord_dev_guild_id,
+                shard_count=settings.discord_shard_count,
+                shard_ids=settings.discord_shard_ids,
+                **(client_options or {}),
+            )
+            if gateway
+            else None
         )
         runner = web.AppRunner(web_app(settings, services, bot), access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
         log.info("HTTP server on http://%s:%s", settings.http_host, settings.http_port)
+        if bot is None:
+            yield Running(services, None, None, runner)
+            return
 
         await stack.enter_async_context(bot)
         sync = await start_sync(settings, services, bot)  # loops start from the session hooks
@@ -138,17 +167,18 @@ async def running(
         yield Running(services, bot, bot_task, runner)
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, *, web_only: bool = False) -> int:
     """Run until SIGINT/SIGTERM (0) or until the Discord connection fails for good (1)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with running(settings) as app:
+    async with running(settings, gateway=not web_only) as app:
         stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({stopping, app.bot_task}, return_when=asyncio.FIRST_COMPLETED)
+        waiting = {stopping} if app.bot_task is None else {stopping, app.bot_task}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
-        if app.bot_task.done() and not app.bot_task.cancelled():
+        if app.bot_task is not None and app.bot_task.done() and not app.bot_task.cancelled():
             error = app.bot_task.exception()
             if isinstance(error, discord.LoginFailure):
                 log.error("Discord refused the bot token: check DISCORD_TOKEN")
@@ -164,15 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["index"]:
         return index_cli.main(argv[1:])
+    web_only = argv[:1] == ["web"]  # no gateway, so no DISCORD_TOKEN needed
     try:
-        settings = load_settings()
+        settings = load_settings(required=INDEXER_KEYS) if web_only else load_settings()
     except SettingsError as err:
         print(err.report(), file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
-        return asyncio.run(serve(settings))
+        return asyncio.run(serve(settings, web_only=web_only))
     except (StorageError, OSError) as err:  # OSError: e.g. the HTTP port is taken
         print(f"Game Night cannot start: {err}", file=sys.stderr)
         return 2

@@ -20,6 +20,11 @@ from bot.status import StatusBoard
 log = logging.getLogger(__name__)
 
 
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """The shard Discord sends a guild's events to (gateway docs, "Sharding Formula")."""
+    return (guild_id >> 22) % shard_count
+
+
 def point_discord_at(api_base: str, gateway_url: str | None) -> None:
     """Aim discord.py at another Discord (the test fake); it only offers class attributes."""
     discord.http.Route.BASE = api_base.rstrip("/")
@@ -78,7 +83,7 @@ class GameNightBot(commands.Bot):
             self.tree.copy_global_to(guild=guild)
             synced = await self.tree.sync(guild=guild)
             log.info("synced %d commands to development guild %s", len(synced), guild.id)
-        resumed = await s.sessions.resume_all()
+        resumed = await s.sessions.resume_all(self.runs_guild)
         if resumed:
             log.info("resumed %d game night(s) from storage", len(resumed))
 
@@ -88,6 +93,17 @@ class GameNightBot(commands.Bot):
         if isinstance(exception, commands.CommandNotFound):
             return  # someone mentioned the bot in conversation
         await super().on_command_error(context, exception)
+
+    def runs_guild(self, guild_id: int) -> bool:
+        """Whether this process's shards get the guild's events (every guild when unsharded).
+
+        A process resumes only these guilds' sync loops; another's are left to their own
+        process, and reach this one through the guild lease only when that process is gone.
+        """
+        ids = getattr(self, "shard_ids", None)  # AutoShardedClient's; None: every shard
+        return (
+            self.shard_count is None or ids is None or shard_of(guild_id, self.shard_count) in ids
+        )
 
     def display_name(self, user_id: int) -> str | None:
         """A cached user's name (for the listen page); None when not cached."""
@@ -103,3 +119,27 @@ class GameNightBot(commands.Bot):
             log.info("could not DM user %s: %s", user_id, exc)
             return False
         return True
+
+
+class ShardedGameNightBot(GameNightBot, commands.AutoShardedBot):
+    """The same bot on some shards of a sharded application (DISCORD_SHARD_COUNT/_IDS)."""
+
+
+def make_bot(
+    services: Services,
+    *,
+    dev_guild_id: int | None,
+    shard_count: int | None = None,
+    shard_ids: tuple[int, ...] | None = None,
+    **options: Any,
+) -> GameNightBot:
+    """One unsharded gateway session, or the given shards of `shard_count` in this process."""
+    if shard_count is None:
+        return GameNightBot(services, dev_guild_id=dev_guild_id, **options)
+    return ShardedGameNightBot(
+        services,
+        dev_guild_id=dev_guild_id,
+        shard_count=shard_count,
+        shard_ids=None if shard_ids is None else list(shard_ids),
+        **options,
+    )

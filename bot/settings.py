@@ -76,6 +76,11 @@ class Settings:
     sync_drift_check_interval_s: float = 15.0  # read each listener this often while playing
     spotify_rate_limit: int = 150  # Web API calls per rolling 30 s, for the whole app
     spotify_daily_budget: int = 3000  # calls per rolling 24 h for the developer account
+    # Sharding (#15): None runs one unsharded gateway session. With several processes on one
+    # Redis, each runs some shard ids of the same shard count (shard_ids None: all of them).
+    discord_shard_count: int | None = None
+    discord_shard_ids: tuple[int, ...] | None = None
+    sync_lease_ttl_s: float = 15.0  # a dead process's guilds move on within about this long
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -198,6 +203,13 @@ def _origins(value: str) -> tuple[str, ...]:
     if not origins:
         raise ValueError(value)
     return origins
+
+
+def _shard_ids(value: str) -> tuple[int, ...]:
+    ids = tuple(sorted({int(part) for part in value.split(",") if part.strip()}))
+    if not ids or ids[0] < 0:
+        raise ValueError(value)
+    return ids
 
 
 def _fernet_keys(value: str) -> str:
@@ -324,10 +336,33 @@ def load_settings(
         spotify_daily_budget=r.parsed(
             "SPOTIFY_DAILY_BUDGET", 3000, _positive_int, "Spotify calls per 24 h, e.g. 3000"
         ),
+        discord_shard_count=r.parsed(
+            "DISCORD_SHARD_COUNT", None, _positive_int, "the total number of shards, e.g. 2"
+        ),
+        discord_shard_ids=r.parsed(
+            "DISCORD_SHARD_IDS", None, _shard_ids, "comma-separated shard ids, e.g. 0 or 0,1"
+        ),
+        sync_lease_ttl_s=r.parsed(
+            "SYNC_LEASE_TTL", 15.0, _positive_float, "seconds a guild's sync lease lasts, e.g. 15"
+        ),
     )
+    _check_shards(settings, r.problems)
     if r.problems:
         raise SettingsError(r.problems)
     return settings
+
+
+def _check_shards(settings: Settings, problems: list[str]) -> None:
+    ids, count = settings.discord_shard_ids, settings.discord_shard_count
+    if ids is None:
+        return
+    if count is None:
+        problems.append("DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (the total number of shards)")
+    elif ids[-1] >= count:
+        problems.append(
+            f"DISCORD_SHARD_IDS={','.join(map(str, ids))} is not valid: "
+            f"shard ids run from 0 to {count - 1} with DISCORD_SHARD_COUNT={count}"
+        )
 
 
 def configure_logging(level: str) -> None:

@@ -58,6 +58,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         sync=SyncConfig(drift_threshold_ms=settings.sync_drift_threshold_ms),
         drift=DriftConfig(interval_s=settings.sync_drift_check_interval_s),
         host_idle_timeout_s=settings.host_idle_timeout_s,
+        lease_ttl_s=settings.sync_lease_ttl_s,
     )
 
 
@@ -80,7 +81,9 @@ async def start_sync(settings: Settings, services: Services, bot: GameNightBot) 
             hold=lambda: spotify.limiter.blocked_for,
         )
 
-    sync = SessionSync(SyncEngines(engine), store)
+    # Look for sessions without a loop here (another process's, to take over when its lease
+    # lapses) as often as a waiting loop retries the lease, and no less often than before.
+    sync = SessionSync(SyncEngines(engine), store, rescan_s=min(5.0, config.lease_ttl_s / 3))
     services.sessions.subscribe(sync)
     await sync.start()
     return sync

@@ -259,9 +259,15 @@ class SessionService:
         await self._notify("session_changed", session)
         return Resynced(session, tuple(resynced))
 
-    async def resume_all(self) -> list[Session]:
-        """Tell the hooks about every stored session (the process just started)."""
-        sessions = await self._sessions.list_sessions()
+    async def resume_all(self, owned: Callable[[int], bool] | None = None) -> list[Session]:
+        """Tell the hooks about every stored session (the process just started).
+
+        `owned` picks the guilds this process serves (its Discord shards' guilds); the others
+        are left to their own processes.
+        """
+        sessions = [
+            s for s in await self._sessions.list_sessions() if owned is None or owned(s.guild_id)
+        ]
         for session in sessions:
             await self._notify("session_started", session)
         return sessions

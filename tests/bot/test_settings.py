@@ -149,3 +149,28 @@ def test_spotify_settings_reach_the_client_config() -> None:
     assert (config.rate_limit, config.max_workers) == (600, 12)
     assert config.client_id == "client-id"
     assert config.redirect_uri == "http://127.0.0.1:8000/spotify/callback"
+
+
+def test_shard_settings() -> None:
+    env = {**MINIMAL, "DISCORD_SHARD_COUNT": "4", "DISCORD_SHARD_IDS": "3, 1"}
+    settings = load_settings(env, dotenv_path=None)
+    assert (settings.discord_shard_count, settings.discord_shard_ids) == (4, (1, 3))
+    unsharded = load_settings(MINIMAL, dotenv_path=None)
+    assert (unsharded.discord_shard_count, unsharded.discord_shard_ids) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"DISCORD_SHARD_IDS": "0"}, "DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT"),
+        ({"DISCORD_SHARD_COUNT": "2", "DISCORD_SHARD_IDS": "2"}, "shard ids run from 0 to 1"),
+        ({"DISCORD_SHARD_COUNT": "2", "DISCORD_SHARD_IDS": "-1"}, "DISCORD_SHARD_IDS='-1'"),
+        ({"DISCORD_SHARD_COUNT": "0"}, "DISCORD_SHARD_COUNT='0'"),
+        ({"SYNC_LEASE_TTL": "0"}, "SYNC_LEASE_TTL='0'"),
+    ],
+)
+def test_bad_shard_settings_are_named(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**MINIMAL, **env}, dotenv_path=None)
+    assert len(caught.value.problems) == 1
+    assert named in caught.value.problems[0]

@@ -187,6 +187,7 @@ class RequestRecord:
     status: int = 0
     answered_at: float = 0.0
     response: Any = None  # the JSON answered, if any
+    port: int = 0  # the fake's port it came in on: which client sent it (`another_base`)
 
 
 _DEFAULT_MESSAGES = {
@@ -287,6 +288,14 @@ class FakeSpotify:
         await site.start()
         self.port = self._runner.addresses[0][1]
         return self
+
+    async def another_base(self) -> str:
+        """The same fake on one more port: give each process its own to tell whose calls are
+        whose (`RequestRecord.port`; real Spotify sees one app, and so does this fake)."""
+        assert self._runner is not None, "start() first"
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{self._runner.addresses[-1][1]}"
 
     async def stop(self) -> None:
         self._closing.set()
@@ -506,6 +515,8 @@ class FakeSpotify:
             grant.app_id if grant else None,
             time.monotonic(),
         )
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        record.port = sockname[1] if sockname else 0
         self.log.append(record)
         half = self._latency() / 2
         if half:
