@@ -8,9 +8,10 @@ and `BEGIN IMMEDIATE` (other processes on the same file wait on busy_timeout ins
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -44,6 +45,7 @@ from storage.records import (
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 _STREAM_COLUMNS = ", ".join(
     [
@@ -126,14 +128,24 @@ class SQLiteStorage:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, correct when cancelled at any await.
+
+        aiosqlite runs every statement on its own thread in submission order, and a cancelled
+        await does not take back a statement already queued: a BEGIN whose caller was cancelled
+        still runs. So whatever happens, a ROLLBACK is queued behind it before the lock is
+        released (sqlite3's rollback() is a no-op outside a transaction), and COMMIT and
+        ROLLBACK are waited for to the end even through a cancel, which is re-raised after.
+        """
         async with self._tx_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
+                await _to_the_end(self._db.commit())
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                # A failed rollback means the connection is gone; the first error says why.
+                with contextlib.suppress(sqlite3.Error, ValueError):
+                    await _to_the_end(self._db.rollback())
                 raise
-            await self._db.execute("COMMIT")
 
     # Single statements take the transaction lock too: on the one shared connection a
     # statement issued while another coroutine's transaction is open would join it, and be
@@ -286,6 +298,15 @@ class SQLiteStorage:
     async def get_session(self, guild_id: int) -> Session | None:
         sessions = await self._load_sessions("WHERE guild_id=?", (guild_id,))
         return sessions[0] if sessions else None
+
+    @_sqlite_errors
+    async def get_session_by_listen_token(self, token: str) -> Session | None:
+        # sessions_by_listen_token (a unique index) answers this without a scan.
+        row = await self._fetchone("SELECT guild_id FROM sessions WHERE listen_token=?", (token,))
+        if row is None:
+            return None
+        sessions = await self._load_sessions("WHERE guild_id=?", (row[0],))
+        return sessions[0] if sessions and sessions[0].listen_token == token else None
 
     @_sqlite_errors
     async def list_sessions(self) -> list[Session]:
@@ -459,6 +480,20 @@ class SQLiteStorage:
     async def release_lease(self, name: str, holder: str) -> bool:
         sql = "DELETE FROM leases WHERE name=? AND holder=?"
         return await self._write(sql, (name, holder)) == 1
+
+
+async def _to_the_end(step: Awaitable[T]) -> T:
+    """Await `step` to completion even if cancelled meanwhile; then re-raise the cancel."""
+    task = asyncio.ensure_future(step)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.result()
 
 
 async def _migrate(db: aiosqlite.Connection) -> None:
