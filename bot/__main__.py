@@ -31,6 +31,7 @@ from bot.sync import start_sync
 from bot.web import RateLimit, create_app
 from bot.web.linking import add_link_routes
 from bot.web.listen import ListenLinks, add_listen_routes
+from bot.web.server import ServerLimits, start_http
 from core.linking import Linker, LinkOutcome
 from core.listen import ListenAlong
 from core.sessions import SessionService
@@ -63,6 +64,7 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Ap
         resolver=services.resolver,
         cors_origins=settings.cors_origins,
         rate_limit=RateLimit(settings.http_rate_per_s, settings.http_rate_burst),
+        body_timeout_s=settings.http_body_timeout_s,
     )
 
     async def confirm_in_discord(outcome: LinkOutcome) -> None:
@@ -76,6 +78,15 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Ap
     add_link_routes(app, services.linker, notify=confirm_in_discord)
     add_listen_routes(app, services.listen.listen, names=bot.display_name)
     return app
+
+
+def server_limits(settings: Settings) -> ServerLimits:
+    return ServerLimits(
+        header_timeout_s=settings.http_header_timeout_s,
+        body_timeout_s=settings.http_body_timeout_s,
+        keepalive_timeout_s=settings.http_keepalive_timeout_s,
+        max_connections_per_client=settings.http_max_connections_per_client,
+    )
 
 
 @asynccontextmanager
@@ -114,10 +125,13 @@ async def running(
         bot = GameNightBot(
             services, dev_guild_id=settings.discord_dev_guild_id, **(client_options or {})
         )
-        runner = web.AppRunner(web_app(settings, services, bot), access_log=None)
-        await runner.setup()
+        runner = await start_http(
+            web_app(settings, services, bot),
+            settings.http_host,
+            settings.http_port,
+            server_limits(settings),
+        )
         stack.push_async_callback(runner.cleanup)
-        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
         log.info("HTTP server on http://%s:%s", settings.http_host, settings.http_port)
 
         await stack.enter_async_context(bot)

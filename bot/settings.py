@@ -75,6 +75,14 @@ class Settings:
     spotify_workers: int = 32  # spotipy threads: a sync fan-out waiting for one lands late
     sync_drift_check_interval_s: float = 15.0  # read each listener this often while playing
     spotify_rate_limit: int = 150  # Web API calls per rolling 30 s, for the whole app
+    # (hostile, #13) the HTTP server's limits against slow or hostile clients (bot.web.server)
+    http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 20.0
+    http_keepalive_timeout_s: float = 75.0
+    http_max_connections_per_client: int = 64
+    # The Discord application's OAuth2 client secret: set, the link confirmation page asks
+    # Discord who the browser's user is and refuses a link completed by someone else.
+    discord_client_secret: str | None = field(default=None, repr=False)
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -320,6 +328,19 @@ def load_settings(
         spotify_rate_limit=r.parsed(
             "SPOTIFY_RATE_LIMIT", 150, _positive_int, "Web API calls per 30 s, e.g. 150"
         ),
+        http_header_timeout_s=r.parsed(
+            "HTTP_HEADER_TIMEOUT", 10.0, _positive_float, "seconds to send request headers"
+        ),
+        http_body_timeout_s=r.parsed(
+            "HTTP_BODY_TIMEOUT", 20.0, _positive_float, "seconds to send a request body"
+        ),
+        http_keepalive_timeout_s=r.parsed(
+            "HTTP_KEEPALIVE_TIMEOUT", 75.0, _positive_float, "idle seconds before closing"
+        ),
+        http_max_connections_per_client=r.parsed(
+            "HTTP_MAX_CONNECTIONS_PER_CLIENT", 64, _positive_int, "a positive whole number"
+        ),
+        discord_client_secret=r.raw("DISCORD_CLIENT_SECRET"),
     )
     if r.problems:
         raise SettingsError(r.problems)

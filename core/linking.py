@@ -83,7 +83,8 @@ class Linker:
         if consumed.check != StateCheck.OK or user_id is None:
             return self._fail("unknown", None)
         if error:
-            log.info("user %s declined Spotify authorization (%s)", user_id, error[:40])
+            # %r: the text is the client's, and must not forge log lines (CR/LF, escapes).
+            log.info("user %s declined Spotify authorization (%r)", user_id, error[:40])
             return self._fail("denied", user_id)
         if not code:
             return self._fail("exchange_failed", user_id)

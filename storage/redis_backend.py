@@ -30,6 +30,7 @@ from storage.codec import (
 )
 from storage.crypto import TokenCipher
 from storage.errors import StorageError, StorageUnavailable
+from storage.outage import Outage
 from storage.records import (
     CachedStream,
     Failure,
@@ -163,11 +164,14 @@ def _redis_errors(
         if self.closed:  # redis-py would silently reconnect; a closed store should say so
             raise StorageUnavailable(f"Redis storage {self.url} is closed")
         try:
-            return await method(self, *args, **kwargs)
+            result = await method(self, *args, **kwargs)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            self.outage.failed(exc)
             raise StorageUnavailable(f"Redis at {self.url} is unreachable: {exc}") from exc
         except RedisError as exc:
             raise StorageError(f"Redis at {self.url} failed: {exc}") from exc
+        self.outage.answered()
+        return result
 
     return wrapper
 
@@ -190,6 +194,7 @@ class RedisStorage:
         self._max_streams = max_streams
         self.url = url  # without credentials: safe to log
         self.closed = False
+        self.outage = Outage(url)
         self._consume_state = client.register_script(_CONSUME_STATE)
         self._create_session = client.register_script(_CREATE_SESSION)
         self._update_existing = client.register_script(_UPDATE_EXISTING)

@@ -31,6 +31,7 @@ from storage.codec import (
 from storage.crypto import TokenCipher
 from storage.errors import StorageError, StorageUnavailable
 from storage.migrations import MIGRATIONS
+from storage.outage import Outage
 from storage.records import (
     CachedStream,
     Failure,
@@ -69,12 +70,15 @@ def _sqlite_errors(
 
     async def wrapper(self: SQLiteStorage, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return await method(self, *args, **kwargs)
+            result = await method(self, *args, **kwargs)
         except (sqlite3.OperationalError, ValueError) as exc:
             # aiosqlite raises ValueError once the connection is closed.
+            self.outage.failed(exc)
             raise StorageUnavailable(f"SQLite database {self.path} is unavailable: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"SQLite database {self.path} failed: {exc}") from exc
+        self.outage.answered()
+        return result
 
     return wrapper
 
@@ -90,6 +94,7 @@ class SQLiteStorage:
         self._tx_lock = asyncio.Lock()
         self.path = path
         self.url = f"sqlite:///{path}"
+        self.outage = Outage(self.url)
 
     @classmethod
     async def open(cls, path: str, cipher: TokenCipher, max_streams: int) -> SQLiteStorage:

@@ -18,6 +18,7 @@ from core.errors import (
     PremiumRequired,
     RateLimited,
     RestrictionViolated,
+    ScopeMissing,
     SpotifyError,
     TokenExpired,
     Upstream,
@@ -25,6 +26,7 @@ from core.errors import (
 
 # When a 429 comes without a usable Retry-After, wait this long rather than hammer.
 DEFAULT_RETRY_AFTER = 5.0
+SCOPE_RELINK = "Your Spotify link is missing a permission Game Night needs: run /link again."
 
 
 def retry_after(headers: Mapping[str, str] | None) -> float:
@@ -55,6 +57,8 @@ def from_status(
         return TokenExpired("Your Spotify session expired; try again.")
     if status == 403 and reason == "PREMIUM_REQUIRED":
         return PremiumRequired("Spotify Premium is needed to control playback.")
+    if status == 403 and "insufficient client scope" in text:
+        return ScopeMissing(SCOPE_RELINK)
     if status == 403 and "restriction violated" in text:
         return RestrictionViolated("Spotify refused that command for the current playback.")
     if status == 404 and (reason == "NO_ACTIVE_DEVICE" or "no active device" in text):
