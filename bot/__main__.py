@@ -29,7 +29,9 @@ from bot.services import Services, open_resources
 from bot.settings import Settings, SettingsError, configure_logging, load_settings
 from bot.sync import start_sync
 from bot.web import RateLimit, create_app
-from bot.web.linking import add_link_routes
+from bot.web.discord_oauth import CALLBACK_PATH as DISCORD_CALLBACK
+from bot.web.discord_oauth import DiscordOAuth
+from bot.web.linking import Person, add_link_routes
 from bot.web.listen import ListenLinks, add_listen_routes
 from bot.web.server import ServerLimits, start_http
 from core.linking import Linker, LinkOutcome
@@ -75,7 +77,25 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Ap
                 "Join a game night with /gamenight join.",
             )
 
-    add_link_routes(app, services.linker, notify=confirm_in_discord)
+    async def who(user_id: int) -> Person | None:
+        """The Discord account the confirmation page names (cache first, then REST)."""
+        try:
+            user = bot.get_user(user_id) or await bot.fetch_user(user_id)
+        except discord.HTTPException:
+            return None
+        return Person(f"{user.display_name} (@{user.name})", user.display_avatar.url)
+
+    discord_oauth = None
+    if settings.discord_client_secret:
+        discord_oauth = DiscordOAuth(
+            client_id=lambda: bot.application_id,
+            client_secret=settings.discord_client_secret,
+            api_base=settings.discord_api_base,
+            redirect_uri=settings.public_base_url.rstrip("/") + DISCORD_CALLBACK,
+        )
+    add_link_routes(
+        app, services.linker, notify=confirm_in_discord, who=who, discord_oauth=discord_oauth
+    )
     add_listen_routes(app, services.listen.listen, names=bot.display_name)
     return app
 
