@@ -8,6 +8,7 @@ the way out; NUL and control characters confuse the search and the logs; a 50,00
 
 from __future__ import annotations
 
+import math
 import re
 
 from core.errors import UserFacingError
@@ -34,3 +35,17 @@ def check_text(value: str, field: str, max_length: int = MAX_TEXT) -> str:
             f"'{field}' contains a control character or invalid Unicode (a lone surrogate)."
         )
     return value
+
+
+def finite_number(value: object) -> float | None:
+    """`value` as a finite float, or None when it is not a number (bools are not numbers).
+
+    JSON integers are unbounded in Python: 10**400 parses, and float() of it overflows.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

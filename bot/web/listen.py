@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.web.ratelimit import RateLimit, RateLimiter
+from bot.web.ratelimit import RateLimit, RateLimiter, TooManyRequests
 from bot.web.services import LIMITER
 from bot.web.songs import client_of
 from core.errors import NotFound
@@ -104,8 +104,14 @@ def _private(response: web.StreamResponse) -> web.StreamResponse:
 
 def _limit(request: web.Request) -> None:
     # The same per-client budget as the other endpoints: an unknown token costs a storage
-    # read, and a loop over guesses must not be free.
-    request.app[LIMITER].take(client_of(request))
+    # read, and a loop over guesses must not be free. Raised as aiohttp's own 429, so it
+    # answers the same with or without create_app's error middleware.
+    try:
+        request.app[LIMITER].take(client_of(request))
+    except TooManyRequests as exc:
+        raise web.HTTPTooManyRequests(
+            text=exc.message + "\n", headers={"Retry-After": str(exc.retry_after)}
+        ) from None
 
 
 async def listen_page(request: web.Request) -> web.StreamResponse:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from bot.web.inputs import BadRequest, check_text
+from bot.web.inputs import BadRequest, check_text, finite_number
 from bot.web.services import BODY_TIMEOUT
 from core.errors import UserFacingError
 from core.tracks import TrackInfo, is_track_id
@@ -75,15 +74,11 @@ def parse_song_request(raw: bytes) -> SongRequest:
     duration = body.get("duration")
     if duration is None or duration == "":
         duration_ms = 0
-    elif (
-        isinstance(duration, bool)
-        or not isinstance(duration, int | float)
-        or not math.isfinite(duration)
-        or duration < 0
-    ):
-        raise BadRequest("'duration' must be a non-negative number of milliseconds.")
     else:
-        duration_ms = int(duration)
+        number = finite_number(duration)
+        if number is None or number < 0:
+            raise BadRequest("'duration' must be a non-negative number of milliseconds.")
+        duration_ms = int(number)
     force = body.get("force", False)
     if force is None:
         force = False

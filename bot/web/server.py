@@ -109,10 +109,11 @@ class _GuardedHandler(RequestHandler):
 
     def _headers_late(self) -> None:
         self._header_timer = None
-        if self._request_count == self._requests_at_timer and self.transport is not None:
+        transport = self.transport
+        if self._request_count == self._requests_at_timer and transport is not None:
             log.debug("closed a connection from %s: headers too slow", self._peer)
-            self.force_close()
-            self.transport.close()
+            self.force_close()  # may drop self.transport: close the one we hold
+            transport.close()
 
     def handle_error(
         self,
