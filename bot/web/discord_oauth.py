@@ -24,6 +24,10 @@ TIMEOUT = aiohttp.ClientTimeout(total=10)
 class IdentifyFailed(Exception):
     """Discord did not tell us who the user is (refused code, outage, odd answer)."""
 
+    def __init__(self, reason: str, bad_code: bool = False) -> None:
+        super().__init__(reason)
+        self.bad_code = bad_code  # Discord refused the code itself: the client's doing
+
 
 @dataclass(frozen=True)
 class DiscordOAuth:
@@ -70,7 +74,10 @@ class DiscordOAuth:
                 async with http.post(f"{api}/oauth2/token", data=form) as response:
                     grant = await response.json(content_type=None)
                     if response.status != 200 or not isinstance(grant, dict):
-                        raise IdentifyFailed(f"token endpoint answered {response.status}")
+                        refused = isinstance(grant, dict) and grant.get("error") == "invalid_grant"
+                        raise IdentifyFailed(
+                            f"token endpoint answered {response.status}", bad_code=refused
+                        )
                 token = grant.get("access_token")
                 if not isinstance(token, str):
                     raise IdentifyFailed("no access token in Discord's answer")
@@ -80,5 +87,7 @@ class DiscordOAuth:
                     if response.status != 200 or not isinstance(user, dict):
                         raise IdentifyFailed(f"/users/@me answered {response.status}")
             return int(user["id"])
+        except IdentifyFailed:
+            raise
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
             raise IdentifyFailed(f"{type(exc).__name__}: {exc}") from exc

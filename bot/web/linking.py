@@ -82,6 +82,8 @@ BROKEN_MESSAGE = "The link could not be completed. The problem has been logged."
 STORAGE_PAGE = Page(503, "Please try again in a minute", "Reload this page in a minute.")
 DISCORD_DOWN = Page(502, "Discord didn't confirm who you are", "Run /link in Discord again.")
 DISCORD_DOWN_MESSAGE = "Discord did not answer, so nothing was linked."
+BAD_DISCORD_CODE = Page(400, "This link isn't valid", "Run /link in Discord to get a new one.")
+BAD_DISCORD_CODE_MESSAGE = "Discord did not accept this confirmation, so nothing was linked."
 BAD_FORM = Page(400, "This form isn't valid", "Run /link in Discord to get a new link.")
 
 _STYLE = """
@@ -287,8 +289,11 @@ async def discord_callback(request: web.Request) -> web.Response:
         try:
             user_id = await oauth.user_id(code)
         except IdentifyFailed as exc:
-            log.warning("Discord did not identify the user confirming a link: %s", exc)
             await linker.confirm_as(state, None)
+            if exc.bad_code:  # a forged or replayed code: the client's doing
+                log.info("Discord refused the code of a link confirmation: %s", exc)
+                return _response(BAD_DISCORD_CODE, BAD_DISCORD_CODE_MESSAGE, False, request)
+            log.warning("Discord did not identify the user confirming a link: %s", exc)
             return _response(DISCORD_DOWN, DISCORD_DOWN_MESSAGE, False, request)
         return _outcome_page(request, await linker.confirm_as(state, user_id))
     except Exception as exc:
