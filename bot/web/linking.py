@@ -310,8 +310,12 @@ def _notify(app: web.Application, outcome: LinkOutcome) -> None:
     async def run() -> object:
         try:
             return await notify(outcome)
-        except Exception:
-            log.exception("confirming the link of user %s failed", outcome.discord_user_id)
+        except Exception as exc:
+            # A courtesy DM (the page already said it): Discord down or the bot stopping is
+            # worth a line, not a traceback.
+            log.warning(
+                "could not confirm the link of user %s in Discord: %r", outcome.discord_user_id, exc
+            )
             return None
 
     task = asyncio.create_task(run())
