@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from bot.web.discord_oauth import CALLBACK_PATH, DiscordOAuth, IdentifyFailed
+from bot.web.errors import logged_path
 from bot.web.inputs import BadRequest, check_text
 from bot.web.ratelimit import RateLimit, RateLimiter
 from bot.web.services import BODY_TIMEOUT, LIMITER
@@ -208,7 +209,7 @@ def _outcome_page(request: web.Request, outcome: LinkOutcome) -> web.Response:
 def _failure(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, StorageError):  # an outage: storage logged it once
         return _response(STORAGE_PAGE, STORAGE_DOWN, False, request)
-    log.error("linking failed on %s", request.path, exc_info=exc)
+    log.error("linking failed on %s", logged_path(request), exc_info=exc)
     return _response(BROKEN, BROKEN_MESSAGE, False, request)
 
 
