@@ -226,7 +226,12 @@ class Linker:
                 pending.discord_user_id,
             )
             return self._fail("mismatch", pending.discord_user_id)
-        return await self._store(pending)
+        try:
+            return await self._store(pending)
+        except BaseException:
+            # Storage failed: the person may press Link again (it asks Discord again).
+            self._pending.setdefault(pending.state, pending)
+            raise
 
     def _keep(self, pending: PendingLink) -> None:
         now = self._clock()
