@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import pytest
 
 from core.linking import Linker, PendingLink
@@ -167,3 +168,20 @@ async def test_discord_identity_must_match_the_user_who_ran_link(
     assert discord_state is not None
     assert (await linker.confirm_as(discord_state, ALICE)).reason == "linked"
     assert await linker.link(ALICE) is not None
+
+
+async def test_a_returning_user_sees_the_consent_page_again(
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
+) -> None:
+    """Without show_dialog Spotify approves a returning signed-in user silently: whoever opens
+    a forwarded /link URL would link without seeing it. Our URL always asks."""
+    linker = Linker(links, links, client)
+    await fake.consent(await linker.begin(ALICE, None), "alice")  # signs the browser in
+    assert fake.signed_in == "alice"
+    url = await linker.begin(ALICE + 1, None)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, allow_redirects=False) as page:
+            assert page.status == 200 and "Agree" in await page.text()
+        silent = url.replace("&show_dialog=true", "")
+        async with http.get(silent, allow_redirects=False) as page:
+            assert page.status == 302 and "code=" in page.headers["Location"]
