@@ -38,9 +38,12 @@ from bot.settings import (
 )
 from bot.sync import start_sync
 from bot.web import RateLimit, create_app
-from bot.web.linking import add_link_routes
+from bot.web.discord_oauth import CALLBACK_PATH as DISCORD_CALLBACK
+from bot.web.discord_oauth import DiscordOAuth
+from bot.web.linking import Person, WhoIs, add_link_routes
 from bot.web.listen import ListenLinks, add_listen_routes
 from bot.web.quota_metrics import register_quota_metrics
+from bot.web.server import ServerLimits, start_http
 from bot.web.services import METRICS
 from core.linking import Linker, LinkOutcome
 from core.listen import ListenAlong
@@ -77,6 +80,7 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot | None) ->
         resolver=services.resolver,
         cors_origins=settings.cors_origins,
         rate_limit=RateLimit(settings.http_rate_per_s, settings.http_rate_burst),
+        body_timeout_s=settings.http_body_timeout_s,
     )
 
     async def confirm_in_discord(outcome: LinkOutcome) -> None:
@@ -88,13 +92,55 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot | None) ->
             )
 
     register_quota_metrics(app[METRICS], services.spotify.quota.status)
-    add_link_routes(app, services.linker, notify=confirm_in_discord)
+    who, discord_oauth = _link_identity(settings, bot)
+    add_link_routes(
+        app, services.linker, notify=confirm_in_discord, who=who, discord_oauth=discord_oauth
+    )
     add_listen_routes(app, services.listen.listen, names=_names(bot))
     return app
 
 
 def _names(bot: GameNightBot | None) -> Callable[[int], str | None]:
     return bot.display_name if bot is not None else lambda user_id: None
+
+
+def _link_identity(
+    settings: Settings, bot: GameNightBot | None
+) -> tuple[WhoIs | None, DiscordOAuth | None]:
+    """Who the link confirmation page names, and Discord's proof of it when configured.
+
+    A web-only process has no Discord client: its page names nobody and cannot ask Discord
+    (it has no application id), so the confirmation relies on the state alone there.
+    """
+    if bot is None:
+        return None, None
+
+    async def who(user_id: int) -> Person | None:
+        """The Discord account the confirmation page names (cache first, then REST)."""
+        try:
+            user = bot.get_user(user_id) or await bot.fetch_user(user_id)
+        except discord.HTTPException:
+            return None
+        return Person(f"{user.display_name} (@{user.name})", user.display_avatar.url)
+
+    discord_oauth = None
+    if settings.discord_client_secret:
+        discord_oauth = DiscordOAuth(
+            client_id=lambda: bot.application_id,
+            client_secret=settings.discord_client_secret,
+            api_base=settings.discord_api_base,
+            redirect_uri=settings.public_base_url.rstrip("/") + DISCORD_CALLBACK,
+        )
+    return who, discord_oauth
+
+
+def server_limits(settings: Settings) -> ServerLimits:
+    return ServerLimits(
+        header_timeout_s=settings.http_header_timeout_s,
+        body_timeout_s=settings.http_body_timeout_s,
+        keepalive_timeout_s=settings.http_keepalive_timeout_s,
+        max_connections_per_client=settings.http_max_connections_per_client,
+    )
 
 
 @asynccontextmanager
@@ -143,10 +189,13 @@ async def running(
             if gateway
             else None
         )
-        runner = web.AppRunner(web_app(settings, services, bot), access_log=None)
-        await runner.setup()
+        runner = await start_http(
+            web_app(settings, services, bot),
+            settings.http_host,
+            settings.http_port,
+            server_limits(settings),
+        )
         stack.push_async_callback(runner.cleanup)
-        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
         log.info("HTTP server on http://%s:%s", settings.http_host, settings.http_port)
         if bot is None:
             yield Running(services, None, None, runner)

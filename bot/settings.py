@@ -81,6 +81,14 @@ class Settings:
     discord_shard_count: int | None = None
     discord_shard_ids: tuple[int, ...] | None = None
     sync_lease_ttl_s: float = 15.0  # a dead process's guilds move on within about this long
+    # (hostile, #13) the HTTP server's limits against slow or hostile clients (bot.web.server)
+    http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 20.0
+    http_keepalive_timeout_s: float = 75.0
+    http_max_connections_per_client: int = 64
+    # The Discord application's OAuth2 client secret: set, the link confirmation page asks
+    # Discord who the browser's user is and refuses a link completed by someone else.
+    discord_client_secret: str | None = field(default=None, repr=False)
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -345,6 +353,19 @@ def load_settings(
         sync_lease_ttl_s=r.parsed(
             "SYNC_LEASE_TTL", 15.0, _positive_float, "seconds a guild's sync lease lasts, e.g. 15"
         ),
+        http_header_timeout_s=r.parsed(
+            "HTTP_HEADER_TIMEOUT", 10.0, _positive_float, "seconds to send request headers"
+        ),
+        http_body_timeout_s=r.parsed(
+            "HTTP_BODY_TIMEOUT", 20.0, _positive_float, "seconds to send a request body"
+        ),
+        http_keepalive_timeout_s=r.parsed(
+            "HTTP_KEEPALIVE_TIMEOUT", 75.0, _positive_float, "idle seconds before closing"
+        ),
+        http_max_connections_per_client=r.parsed(
+            "HTTP_MAX_CONNECTIONS_PER_CLIENT", 64, _positive_int, "a positive whole number"
+        ),
+        discord_client_secret=r.raw("DISCORD_CLIENT_SECRET"),
     )
     _check_shards(settings, r.problems)
     if r.problems:

@@ -17,6 +17,10 @@ class UserFacingError(Exception):
         self.message = message
 
 
+# The words for a storage outage, on every surface (Discord replies, HTTP bodies).
+STORAGE_DOWN = "The bot's database isn't answering; your data is safe — try again in a minute."
+
+
 # --- Spotify ---------------------------------------------------------------------------------
 
 
@@ -38,6 +42,11 @@ class TokenExpired(SpotifyError):
 
 class TokenRevoked(SpotifyError):
     """The refresh token is dead (invalid_grant): the user must run /link again."""
+
+
+class ScopeMissing(TokenRevoked):
+    """403 "Insufficient client scope": the link was granted fewer permissions than we use
+    (an older link, or scopes added since); only a new /link grants them."""
 
 
 class PremiumRequired(SpotifyError):

@@ -2,17 +2,26 @@
 
 `begin` stores a single-use state bound to the user and returns Spotify's authorize URL;
 `complete` runs on the callback: it consumes the state (exactly once, even under concurrent
-callbacks), exchanges the code, reads /v1/me and stores the link with its tokens (storage
-encrypts them). Every outcome carries a message that is safe to show on the callback page.
+callbacks), exchanges the code and reads /v1/me — and stores nothing yet. The /link URL may
+have been forwarded to someone else, so the person in the browser first sees which Discord
+account will get which Spotify account, and `confirm` (a POST carrying the state and the
+pending link's form token, usable once) stores the link; `cancel` drops it. With Discord's own
+OAuth configured, `vouch` + `confirm_as` make Discord say who is confirming, and a link
+completed by anyone but the user who ran /link is refused. Every outcome carries a message
+that is safe to show on the page.
+
+Pending links live in this process's memory for `STATE_TTL` (they hold fresh tokens, and the
+callback and the confirmation reach the same web process).
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from core.errors import NotAllowlisted, OwnerPremiumLapsed, QuotaHeld, SpotifyError
@@ -25,7 +34,18 @@ log = logging.getLogger(__name__)
 STATE_TTL = 600.0  # seconds a /link URL stays usable
 STATE_BYTES = 32  # 256 bits of randomness; Spotify echoes the state back verbatim
 
-Reason = Literal["linked", "denied", "expired", "used", "unknown", "exchange_failed"]
+Reason = Literal[
+    "linked",
+    "confirm",
+    "cancelled",
+    "mismatch",
+    "denied",
+    "expired",
+    "used",
+    "unknown",
+    "exchange_failed",
+]
+MAX_PENDING = 1000  # confirmations waiting at once; beyond it the oldest is dropped
 
 _MESSAGES: dict[Reason, str] = {
     "denied": "You cancelled on Spotify, so nothing was linked. Run /link again any time.",
@@ -33,7 +53,25 @@ _MESSAGES: dict[Reason, str] = {
     "used": "This link was already used. If your account isn't linked, run /link again.",
     "unknown": "This link is not valid. Run /link in Discord to get a new one.",
     "exchange_failed": "Spotify did not complete the link. Please run /link again in a moment.",
+    "cancelled": "Nothing was linked. Run /link again any time.",
+    "mismatch": (
+        "This link was started by a different Discord account than yours, so nothing was "
+        "linked. Only the person who ran /link can complete it."
+    ),
 }
+
+
+@dataclass(frozen=True)
+class PendingLink:
+    """A finished Spotify authorization waiting for the person to confirm it."""
+
+    state: str
+    form_token: str  # goes in the confirmation form: the POST must carry it (CSRF)
+    discord_user_id: int
+    spotify_user_id: str
+    spotify_name: str
+    expires_at: float
+    link: SpotifyLink = field(repr=False)  # carries the tokens
 
 
 @dataclass(frozen=True)
@@ -43,6 +81,7 @@ class LinkOutcome:
     discord_user_id: int | None
     display_name: str | None
     reason: Reason
+    pending: PendingLink | None = None  # set when reason is "confirm"
 
 
 class Linker:
@@ -60,6 +99,8 @@ class Linker:
         self._spotify = spotify
         self._clock = clock
         self._ttl = state_ttl
+        self._pending: dict[str, PendingLink] = {}  # by OAuth state, oldest first
+        self._vouching: dict[str, str] = {}  # Discord OAuth state -> OAuth state
 
     async def begin(self, discord_user_id: int, guild_id: int | None) -> str:
         """Store a fresh single-use state for the user; return the authorize URL."""
@@ -83,7 +124,8 @@ class Linker:
         if consumed.check != StateCheck.OK or user_id is None:
             return self._fail("unknown", None)
         if error:
-            log.info("user %s declined Spotify authorization (%s)", user_id, error[:40])
+            # %r: the text is the client's, and must not forge log lines (CR/LF, escapes).
+            log.info("user %s declined Spotify authorization (%r)", user_id, error[:40])
             return self._fail("denied", user_id)
         if not code:
             return self._fail("exchange_failed", user_id)
@@ -98,24 +140,128 @@ class Linker:
             log.warning("linking user %s failed: %s", user_id, type(exc).__name__)
             return self._fail("exchange_failed", user_id)
         assert grant.refresh_token is not None  # exchange_code guarantees it
-        await self._links.put_link(
-            SpotifyLink(
-                discord_user_id=user_id,
-                spotify_user_id=profile.id,
-                display_name=profile.display_name,
-                access_token=grant.access_token,
-                refresh_token=grant.refresh_token,
-                expires_at=grant.expires_at,
-                scopes=grant.scopes,
-                linked_at=self._clock(),
-            )
+        now = self._clock()
+        link = SpotifyLink(
+            discord_user_id=user_id,
+            spotify_user_id=profile.id,
+            display_name=profile.display_name,
+            access_token=grant.access_token,
+            refresh_token=grant.refresh_token,
+            expires_at=grant.expires_at,
+            scopes=grant.scopes,
+            linked_at=now,
         )
-        log.info("user %s linked Spotify account %s", user_id, profile.id)
+        pending = PendingLink(
+            state=state,
+            form_token=secrets.token_urlsafe(STATE_BYTES),
+            discord_user_id=user_id,
+            spotify_user_id=profile.id,
+            spotify_name=profile.display_name,
+            expires_at=now + self._ttl,
+            link=link,
+        )
+        self._keep(pending)
         return LinkOutcome(
             ok=True,
-            message=f"Linked Spotify account “{profile.display_name}”. You can close this page.",
+            message="Check the accounts below, then confirm.",
             discord_user_id=user_id,
             display_name=profile.display_name,
+            reason="confirm",
+            pending=pending,
+        )
+
+    def pending(self, state: str, form_token: str) -> PendingLink | None:
+        """The unexpired pending link of `state`, if `form_token` is its token."""
+        pending = self._pending.get(state)
+        if pending is None or pending.expires_at < self._clock():
+            return None
+        given = form_token.encode("utf-8", "replace")
+        if not hmac.compare_digest(pending.form_token.encode(), given):
+            return None
+        return pending
+
+    async def confirm(self, state: str, form_token: str) -> LinkOutcome:
+        """Store the pending link (once): the person confirmed on our page."""
+        pending = self._take(state, form_token)
+        if pending is None:
+            return self._fail("used", None)
+        try:
+            return await self._store(pending)
+        except BaseException:
+            self._pending.setdefault(state, pending)  # storage failed: the person may retry
+            raise
+
+    def cancel(self, state: str, form_token: str) -> LinkOutcome:
+        pending = self._take(state, form_token)
+        if pending is None:
+            return self._fail("used", None)
+        log.info("user %s cancelled linking on the confirmation page", pending.discord_user_id)
+        return self._fail("cancelled", pending.discord_user_id)
+
+    def vouch(self, state: str, form_token: str) -> str | None:
+        """A fresh state for Discord's OAuth, bound to this pending link; None if it is gone."""
+        if self.pending(state, form_token) is None:
+            return None
+        discord_state = secrets.token_urlsafe(STATE_BYTES)
+        self._vouching[discord_state] = state
+        return discord_state
+
+    def vouched_link(self, discord_state: str) -> PendingLink | None:
+        state = self._vouching.get(discord_state)
+        return None if state is None else self._pending.get(state)
+
+    async def confirm_as(self, discord_state: str, discord_user_id: int | None) -> LinkOutcome:
+        """Discord says `discord_user_id` is confirming: store the link only if it is theirs.
+
+        `discord_user_id` None means Discord did not say (declined or failed): nothing is
+        stored. The pending link is used up either way.
+        """
+        state = self._vouching.pop(discord_state, None)
+        pending = self._pending.get(state) if state is not None else None
+        if pending is None or pending.expires_at < self._clock():
+            return self._fail("used", None)
+        del self._pending[pending.state]  # a mismatch or a refusal burns it: no second guess
+        if discord_user_id is None:
+            return self._fail("cancelled", pending.discord_user_id)
+        if discord_user_id != pending.discord_user_id:
+            log.warning(
+                "user %s tried to complete the Spotify link of user %s: refused",
+                discord_user_id,
+                pending.discord_user_id,
+            )
+            return self._fail("mismatch", pending.discord_user_id)
+        try:
+            return await self._store(pending)
+        except BaseException:
+            # Storage failed: the person may press Link again (it asks Discord again).
+            self._pending.setdefault(pending.state, pending)
+            raise
+
+    def _keep(self, pending: PendingLink) -> None:
+        now = self._clock()
+        for state in [s for s, p in self._pending.items() if p.expires_at < now]:
+            del self._pending[state]
+        while len(self._pending) >= MAX_PENDING:
+            del self._pending[next(iter(self._pending))]
+        live = set(self._pending)
+        self._vouching = {d: s for d, s in self._vouching.items() if s in live}
+        self._pending[pending.state] = pending
+
+    def _take(self, state: str, form_token: str) -> PendingLink | None:
+        pending = self.pending(state, form_token)
+        if pending is not None:
+            del self._pending[state]
+        return pending
+
+    async def _store(self, pending: PendingLink) -> LinkOutcome:
+        link = pending.link
+        await self._links.put_link(link)
+        log.info("user %s linked Spotify account %s", link.discord_user_id, link.spotify_user_id)
+        return LinkOutcome(
+            ok=True,
+            message=f"Linked Spotify account “{link.display_name}”. You can close this page.",
+            discord_user_id=link.discord_user_id,
+            display_name=link.display_name,
             reason="linked",
         )
 

@@ -336,11 +336,10 @@ class ListenAlong:
             if session is not None and _same(session.listen_token, token):
                 return session
             del self._token_guilds[token]
-        # Sessions are few (one per guild) and tokens are not indexed: look through them.
-        for session in await self.sessions.list_sessions():
-            if _same(session.listen_token, token):
-                self._token_guilds[token] = session.guild_id
-                return session
+        session = await self.sessions.get_session_by_listen_token(token)
+        if session is not None and _same(session.listen_token, token):
+            self._token_guilds[token] = session.guild_id
+            return session
         return None
 
     # --- feeds ------------------------------------------------------------------------------

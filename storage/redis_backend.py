@@ -33,6 +33,7 @@ from storage.codec import (
 )
 from storage.crypto import TokenCipher
 from storage.errors import StorageError, StorageUnavailable
+from storage.outage import Outage
 from storage.records import (
     CachedStream,
     CounterHit,
@@ -195,11 +196,14 @@ def _redis_errors(
         if self.closed:  # redis-py would silently reconnect; a closed store should say so
             raise StorageUnavailable(f"Redis storage {self.url} is closed")
         try:
-            return await method(self, *args, **kwargs)
+            result = await method(self, *args, **kwargs)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            self.outage.failed(exc)
             raise StorageUnavailable(f"Redis at {self.url} is unreachable: {exc}") from exc
         except RedisError as exc:
             raise StorageError(f"Redis at {self.url} failed: {exc}") from exc
+        self.outage.answered()
+        return result
 
     return wrapper
 
@@ -223,6 +227,7 @@ class RedisStorage:
         self.url = url  # without credentials: safe to log
         self.shared_across_processes = True
         self.closed = False
+        self.outage = Outage(url)
         self._consume_state = client.register_script(_CONSUME_STATE)
         self._create_session = client.register_script(_CREATE_SESSION)
         self._update_existing = client.register_script(_UPDATE_EXISTING)
@@ -404,7 +409,22 @@ class RedisStorage:
             listeners += [str(uid), dump_listener(listener)]
         keys = [*self._session_keys(session.guild_id), self._k("sessions")]
         args: list[str | int] = [session.guild_id, len(pairs) // 2, *pairs, *listeners]
+        if session.listen_token:
+            await self._index_listen_token(session.listen_token, session.guild_id)
         return bool(await self._create_session(keys=keys, args=args))
+
+    async def _index_listen_token(self, token: str, guild_id: int) -> None:
+        # Written before the session itself: a cancel in between leaves only an entry that
+        # get_session_by_listen_token rejects (the session does not carry that token).
+        await self._r.hset(self._k("listen_tokens"), token, guild_id)
+
+    @_redis_errors
+    async def get_session_by_listen_token(self, token: str) -> Session | None:
+        guild_id = await self._r.hget(self._k("listen_tokens"), token)
+        if guild_id is None:
+            return None
+        sessions = await self._load_sessions([int(guild_id)])
+        return sessions[0] if sessions and sessions[0].listen_token == token else None
 
     @_redis_errors
     async def get_session(self, guild_id: int) -> Session | None:
@@ -447,15 +467,21 @@ class RedisStorage:
         pairs, deletes = self._session_values(fields)
         key = self._session_keys(guild_id)[0]
         args: list[str | int] = [len(pairs) // 2, *pairs, *deletes]
+        token = fields.get("listen_token")
+        if token:
+            await self._index_listen_token(token, guild_id)
         return bool(await self._update_existing(keys=[key], args=args))
 
     @_redis_errors
     async def delete_session(self, guild_id: int) -> bool:
+        token = await self._r.hget(self._session_keys(guild_id)[0], "listen_token")
         async with self._r.pipeline(transaction=True) as pipe:
+            if token:
+                pipe.hdel(self._k("listen_tokens"), token)
             pipe.delete(*self._session_keys(guild_id))
             pipe.srem(self._k("sessions"), guild_id)
-            deleted, _ = await pipe.execute()
-        return bool(deleted)
+            replies = await pipe.execute()
+        return bool(replies[-2])
 
     @_redis_errors
     async def put_listener(self, guild_id: int, listener: ListenerState) -> bool:

@@ -8,10 +8,11 @@ and `BEGIN IMMEDIATE` (other processes on the same file wait on busy_timeout ins
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -31,6 +32,7 @@ from storage.codec import (
 from storage.crypto import TokenCipher
 from storage.errors import StorageError, StorageUnavailable
 from storage.migrations import MIGRATIONS
+from storage.outage import Outage
 from storage.records import (
     CachedStream,
     CounterHit,
@@ -47,6 +49,7 @@ from storage.records import (
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 _STREAM_COLUMNS = ", ".join(
     [
@@ -70,12 +73,15 @@ def _sqlite_errors(
 
     async def wrapper(self: SQLiteStorage, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return await method(self, *args, **kwargs)
+            result = await method(self, *args, **kwargs)
         except (sqlite3.OperationalError, ValueError) as exc:
             # aiosqlite raises ValueError once the connection is closed.
+            self.outage.failed(exc)
             raise StorageUnavailable(f"SQLite database {self.path} is unavailable: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"SQLite database {self.path} failed: {exc}") from exc
+        self.outage.answered()
+        return result
 
     return wrapper
 
@@ -95,6 +101,7 @@ class SQLiteStorage:
         self.path = path
         self.url = f"sqlite:///{path}"
         self.shared_across_processes = False  # one process owns the file
+        self.outage = Outage(self.url)
 
     @classmethod
     async def open(cls, path: str, cipher: TokenCipher, max_streams: int) -> SQLiteStorage:
@@ -133,14 +140,24 @@ class SQLiteStorage:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, correct when cancelled at any await.
+
+        aiosqlite runs every statement on its own thread in submission order, and a cancelled
+        await does not take back a statement already queued: a BEGIN whose caller was cancelled
+        still runs. So whatever happens, a ROLLBACK is queued behind it before the lock is
+        released (sqlite3's rollback() is a no-op outside a transaction), and COMMIT and
+        ROLLBACK are waited for to the end even through a cancel, which is re-raised after.
+        """
         async with self._tx_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
+                await _to_the_end(self._db.commit())
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                # A failed rollback means the connection is gone; the first error says why.
+                with contextlib.suppress(sqlite3.Error, ValueError):
+                    await _to_the_end(self._db.rollback())
                 raise
-            await self._db.execute("COMMIT")
 
     # Single statements take the transaction lock too: on the one shared connection a
     # statement issued while another coroutine's transaction is open would join it, and be
@@ -293,6 +310,15 @@ class SQLiteStorage:
     async def get_session(self, guild_id: int) -> Session | None:
         sessions = await self._load_sessions("WHERE guild_id=?", (guild_id,))
         return sessions[0] if sessions else None
+
+    @_sqlite_errors
+    async def get_session_by_listen_token(self, token: str) -> Session | None:
+        # sessions_by_listen_token (a unique index) answers this without a scan.
+        row = await self._fetchone("SELECT guild_id FROM sessions WHERE listen_token=?", (token,))
+        if row is None:
+            return None
+        sessions = await self._load_sessions("WHERE guild_id=?", (row[0],))
+        return sessions[0] if sessions and sessions[0].listen_token == token else None
 
     @_sqlite_errors
     async def list_sessions(self) -> list[Session]:
@@ -531,6 +557,20 @@ class SQLiteStorage:
             "SELECT until, reason FROM holds WHERE name=? AND until>?", (name, now)
         )
         return Hold(float(row[0]), str(row[1])) if row else None
+
+
+async def _to_the_end(step: Awaitable[T]) -> T:
+    """Await `step` to completion even if cancelled meanwhile; then re-raise the cancel."""
+    task = asyncio.ensure_future(step)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.result()
 
 
 async def _migrate(db: aiosqlite.Connection) -> None:

@@ -16,10 +16,11 @@ from aiohttp.typedefs import Handler
 
 from bot.web import ops, songs, tracks
 from bot.web.cors import Cors
-from bot.web.errors import error_response
+from bot.web.errors import error_response, refuse_encoding
 from bot.web.metrics import WebMetrics
 from bot.web.ratelimit import RateLimit, RateLimiter
 from bot.web.services import (
+    BODY_TIMEOUT,
     HTTP_CLIENT,
     LIMITER,
     MAX_BODY,
@@ -32,6 +33,7 @@ from bot.web.services import (
 
 # A SpotifyTrack body is well under 2 KiB; anything near this limit is not one.
 DEFAULT_MAX_BODY = 64 * 1024
+DEFAULT_BODY_TIMEOUT = 20.0
 
 
 def create_app(
@@ -41,6 +43,7 @@ def create_app(
     cors_origins: Iterable[str] = ("*",),
     rate_limit: RateLimit | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT,
 ) -> web.Application:
     metrics = WebMetrics(lambda: resolver.stats)
     cors = Cors(cors_origins)
@@ -55,6 +58,8 @@ def create_app(
             response: web.StreamResponse | None = None
             if request.method == "OPTIONS":
                 response = cors.preflight(request)
+            elif request.headers.get("Content-Encoding", "identity").lower() != "identity":
+                response = refuse_encoding(request)
             if response is None:
                 try:
                     response = await handler(request)
@@ -78,6 +83,7 @@ def create_app(
     app[RESOLVER] = resolver
     app[METRICS] = metrics
     app[MAX_BODY] = max_body_bytes
+    app[BODY_TIMEOUT] = body_timeout_s
     app[LIMITER] = RateLimiter(rate_limit or RateLimit(), on_refused=metrics.rate_limited.inc)
     app.cleanup_ctx.append(_http_client)
     app.add_routes(songs.routes)

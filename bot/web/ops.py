@@ -24,7 +24,9 @@ async def healthcheck(request: web.Request) -> web.Response:
         async with asyncio.timeout(PING_TIMEOUT):
             await request.app[STORAGE].ping()
     except Exception as exc:  # any way storage fails to answer means "not healthy"
-        log.warning("healthcheck: storage does not answer: %r", exc)
+        # DEBUG: the outage itself is logged once by storage; a probe every few seconds
+        # would repeat it.
+        log.debug("healthcheck: storage does not answer: %r", exc)
         return plain(503, "unhealthy: storage does not answer")
     return plain(200, "ok")
 

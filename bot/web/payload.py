@@ -7,27 +7,26 @@ fields the resolver uses are checked; the rest are ignored so the client may add
 
 from __future__ import annotations
 
+import asyncio
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from bot.web.inputs import BadRequest, check_text, finite_number
+from bot.web.services import BODY_TIMEOUT
 from core.errors import UserFacingError
 from core.tracks import TrackInfo, is_track_id
-
-
-class BadRequest(UserFacingError):
-    """The request itself is wrong; resending it unchanged will not help."""
-
-    http_status = 400
 
 
 @dataclass(frozen=True)
 class SongRequest:
     track: TrackInfo
     force: bool = False  # re-match the video even when one is cached
+
+
+MAX_ARTISTS = 50
 
 
 def check_track_id(value: object) -> str:
@@ -40,10 +39,19 @@ def check_track_id(value: object) -> str:
     return value
 
 
+class BodyTooSlow(UserFacingError):
+    http_status = 408
+
+
 async def read_song_request(request: web.Request) -> SongRequest:
     # A body over the app's client_max_size raises HTTPRequestEntityTooLarge here, which the
-    # error middleware turns into a plain 413.
-    return parse_song_request(await request.read())
+    # error middleware turns into a plain 413; one trickling in is cut off at the deadline.
+    try:
+        async with asyncio.timeout(request.app[BODY_TIMEOUT]):
+            raw = await request.read()
+    except TimeoutError:
+        raise BodyTooSlow("The request body took too long to arrive.") from None
+    return parse_song_request(raw)
 
 
 def parse_song_request(raw: bytes) -> SongRequest:
@@ -66,15 +74,11 @@ def parse_song_request(raw: bytes) -> SongRequest:
     duration = body.get("duration")
     if duration is None or duration == "":
         duration_ms = 0
-    elif (
-        isinstance(duration, bool)
-        or not isinstance(duration, int | float)
-        or not math.isfinite(duration)
-        or duration < 0
-    ):
-        raise BadRequest("'duration' must be a non-negative number of milliseconds.")
     else:
-        duration_ms = int(duration)
+        number = finite_number(duration)
+        if number is None or number < 0:
+            raise BadRequest("'duration' must be a non-negative number of milliseconds.")
+        duration_ms = int(number)
     force = body.get("force", False)
     if force is None:
         force = False
@@ -99,7 +103,7 @@ def _text(body: dict[str, Any], key: str) -> str:
         return ""
     if not isinstance(value, str):
         raise BadRequest(f"'{key}' must be a string.")
-    return value.strip()
+    return check_text(value, key).strip()
 
 
 def _artists(value: object) -> tuple[str, ...]:
@@ -107,7 +111,9 @@ def _artists(value: object) -> tuple[str, ...]:
         raise BadRequest("Missing artists: 'artistNames' must list at least one artist.")
     if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
         raise BadRequest("'artistNames' must be a list of strings.")
-    artists = tuple(a.strip() for a in value if a.strip())
+    if len(value) > MAX_ARTISTS:
+        raise BadRequest(f"'artistNames' lists too many artists (at most {MAX_ARTISTS}).")
+    artists = tuple(check_text(a, "artistNames").strip() for a in value if a.strip())
     if not artists:
         raise BadRequest("Missing artists: 'artistNames' must list at least one artist.")
     return artists

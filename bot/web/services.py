@@ -41,5 +41,6 @@ RESOLVER = web.AppKey("resolver", StreamResolver)
 STORAGE = web.AppKey("storage", HealthProbe)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 MAX_BODY = web.AppKey("max_body", int)
+BODY_TIMEOUT = web.AppKey("body_timeout_s", float)  # to receive a whole request body
 LIMITER = web.AppKey("limiter", RateLimiter)
 METRICS = web.AppKey("metrics", WebMetrics)

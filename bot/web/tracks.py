@@ -6,7 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.web.payload import BadRequest, check_track_id
+from bot.web.inputs import BadRequest
+from bot.web.payload import check_track_id
 from bot.web.services import LIMITER, RESOLVER
 from bot.web.songs import client_of
 from storage.records import CachedStream

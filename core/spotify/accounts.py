@@ -63,6 +63,9 @@ class Accounts:
             "redirect_uri": self._config.redirect_uri,
             "scope": " ".join(self._config.scopes),
             "state": state,
+            # Without it Spotify approves a returning user silently: whoever opens a forwarded
+            # /link URL would link their account without seeing what they agree to.
+            "show_dialog": "true",
         }
         return f"{self._config.accounts_base.rstrip('/')}/authorize?{urlencode(params)}"
 

@@ -23,6 +23,7 @@ from core.errors import (
     QuotaHeld,
     RateLimited,
     RestrictionViolated,
+    ScopeMissing,
     SpotifyError,
     TokenExpired,
     Upstream,
@@ -30,6 +31,7 @@ from core.errors import (
 
 # When a 429 comes without a usable Retry-After, wait this long rather than hammer.
 DEFAULT_RETRY_AFTER = 5.0
+SCOPE_RELINK = "Your Spotify link is missing a permission Game Night needs: run /link again."
 
 
 def retry_after(headers: Mapping[str, str] | None) -> float:
@@ -96,6 +98,8 @@ def from_status(
         return OwnerPremiumLapsed(OWNER_PREMIUM_LAPSED)
     if status == 403 and reason == "PREMIUM_REQUIRED":
         return PremiumRequired("Spotify Premium is needed to control playback.")
+    if status == 403 and "insufficient client scope" in text:
+        return ScopeMissing(SCOPE_RELINK)
     if status == 403 and "restriction violated" in text:
         return RestrictionViolated("Spotify refused that command for the current playback.")
     if status == 403 and "not registered" in text:

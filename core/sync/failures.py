@@ -16,6 +16,7 @@ from core.errors import (
     PremiumRequired,
     RateLimited,
     RestrictionViolated,
+    ScopeMissing,
     TokenRevoked,
 )
 from core.sync.planner import Command, Pause
@@ -50,6 +51,12 @@ def classify(
     `failures` counts earlier transient failures in a row for this listener; `device_tried`
     says the command already went to a device picked from their device list.
     """
+    if isinstance(error, ScopeMissing):  # (hostile, #13) a relink prompt, not "not answering"
+        return Verdict(
+            ListenerStatus.NEEDS_RELINK,
+            "Spotify link lacks a permission — run /link again",
+            tell_user=True,
+        )
     if isinstance(error, TokenRevoked):
         return Verdict(
             ListenerStatus.NEEDS_RELINK,

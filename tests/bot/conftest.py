@@ -23,6 +23,7 @@ from tests.conftest import free_port
 from tests.fakes.discord import FakeDiscord, Member, Message
 from tests.fakes.spotify import FakeSpotify
 from tests.fakes.wiring import settings_for_fakes
+from tests.linkpage import follow_and_confirm
 
 
 @dataclass
@@ -44,6 +45,10 @@ class World:
             yield app
 
     @property
+    def discord_origin(self) -> str:
+        return f"http://127.0.0.1:{self.discord.port}"
+
+    @property
     def callback_url(self) -> str:
         return self.settings.spotify_redirect_uri
 
@@ -51,11 +56,16 @@ class World:
         async with aiohttp.ClientSession() as http, http.get(url) as response:
             return response.status, await response.text()
 
-    async def link(self, member: Member, account_id: str, agree: bool = True) -> tuple[int, str]:
-        """/link in Discord, consent on Spotify, follow the redirect: the callback page."""
+    async def link(
+        self, member: Member, account_id: str, agree: bool = True, confirm: bool = True
+    ) -> tuple[int, str]:
+        """/link in Discord, consent on Spotify, follow the redirect to the callback page and
+        (with `confirm`) press Link on our confirmation page: the page that ends it."""
         reply = await (await self.discord.slash("link", member)).reply()
         (url,) = reply.link_urls()
         redirect = await self.spotify.consent(url, account_id, agree=agree)
+        if confirm:
+            return await follow_and_confirm(self.callback_url, redirect)
         return await self.browse(redirect)
 
     def status_message(self) -> Message:

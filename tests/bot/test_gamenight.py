@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
+from core.errors import STORAGE_DOWN
 from tests.bot.conftest import World
 from tests.fakes.discord import Member
 
@@ -191,9 +194,24 @@ async def test_a_deleted_status_message_is_posted_again(world: World) -> None:
         assert session.status_message_id == fresh.id
 
 
-async def test_unexpected_errors_get_a_generic_answer(world: World) -> None:
+async def test_unexpected_errors_get_a_generic_answer(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with world.run() as app:
+        host = await linked(world, "hana")
+
+        async def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(app.services.sessions, "start", broken)
+        text = await say(world, "gamenight start", host)
+        assert "Something went wrong on our side" in text
+
+
+async def test_a_storage_outage_gets_the_database_answer(world: World) -> None:
+    # (hostile, #13) storage gone is not "something went wrong": tests/bot/test_outage.py
     async with world.run() as app:
         host = await linked(world, "hana")
         await app.services.storage.aclose()  # storage gone: every command now fails inside
         text = await say(world, "gamenight start", host)
-        assert "Something went wrong on our side" in text
+        assert text == STORAGE_DOWN

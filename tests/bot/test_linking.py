@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from storage.records import OAuthState
 from tests.bot.conftest import World
+from tests.fakes.discord_oauth import FakeDiscordOAuth
+from tests.linkpage import press
 
 
 async def test_link_round_trip_stores_an_encrypted_token_and_confirms_in_discord(
@@ -21,7 +24,14 @@ async def test_link_round_trip_stores_an_encrypted_token_and_confirms_in_discord
         assert url.startswith(world.spotify.base + "/authorize?")
         assert "state=" in url
 
-        status, page = await world.browse(await world.spotify.consent(url, "alice-sp"))
+        callback = await world.spotify.consent(url, "alice-sp")
+        status, page = await world.browse(callback)
+        # Nothing is stored until the person confirms which accounts get linked.
+        assert status == 200
+        assert "Link this Spotify account?" in page
+        assert "alice" in page and "Alice Liddell" in page  # the Discord and Spotify accounts
+        assert await app.services.storage.get_link(alice.user_id) is None
+        status, page = await press(world.callback_url, page)
         assert status == 200
         assert "Spotify linked" in page
         assert "Alice Liddell" in page
@@ -84,8 +94,18 @@ async def test_every_callback_failure_gets_its_own_page(world: World) -> None:
         # Reused: the same redirect followed twice.
         reply = await (await world.discord.slash("link", bob)).reply()
         redirect = await world.spotify.consent(reply.link_urls()[0], "bob-sp")
-        assert (await world.browse(redirect))[0] == 200
+        status, confirm_page = await world.browse(redirect)
+        assert status == 200
         status, page = await world.browse(redirect)
+        assert status == 400
+        assert "already used" in page
+
+        # A forged confirmation (right state, wrong token) links nothing; nor does a replay.
+        status, page = await press(world.callback_url, confirm_page, token="forged")
+        assert status == 400
+        assert await app.services.storage.get_link(bob.user_id) is None
+        assert (await press(world.callback_url, confirm_page))[0] == 200
+        status, page = await press(world.callback_url, confirm_page)
         assert status == 400
         assert "already used" in page
 
@@ -155,3 +175,60 @@ async def test_me_says_when_the_app_owners_premium_lapsed(world: World) -> None:
         me = await (await world.discord.slash("me", erin)).reply()
         assert "owns its app needs an active Premium" in me.text
         assert "Traceback" not in me.text
+
+
+async def test_the_confirmation_page_names_the_discord_account_and_can_cancel(
+    world: World,
+) -> None:
+    """A /link URL forwarded to someone else: the page says whose Discord account it is."""
+    world.spotify.add_account("victim-sp", "Victim")
+    eve = world.discord.add_member("eve")
+    async with world.run() as app:
+        status, page = await world.link(eve, "victim-sp", confirm=False)
+        assert status == 200
+        assert "eve (@eve)" in page and "Victim" in page
+        assert 'action="/spotify/confirm"' in page
+        status, page = await press(world.callback_url, page, action="cancel")
+        assert (status, "Nothing was linked" in page) == (200, True)
+        assert await app.services.storage.get_link(eve.user_id) is None
+
+
+async def test_with_discord_oauth_only_the_user_who_ran_link_can_complete_it(
+    world: World,
+) -> None:
+    """Alice sends her /link URL to Bob; Bob agrees with his Spotify and presses Link: Discord
+    says it is Bob, so nothing is linked. Alice doing it herself links."""
+    oauth = FakeDiscordOAuth(world.discord)
+    world.settings = dataclasses.replace(world.settings, discord_client_secret=oauth.client_secret)
+    oauth.redirect_uris.add(world.settings.public_base_url + "/discord/callback")
+    world.spotify.add_account("bob-sp", "Bob")
+    world.spotify.add_account("alice-sp", "Alice")
+    alice, bob = world.discord.add_member("alice"), world.discord.add_member("bob")
+    async with world.run() as app:
+        status, page = await world.link(alice, "bob-sp", confirm=False)  # Bob's browser
+        assert status == 200 and "Confirm with Discord" in page
+        status, authorize = await press(world.callback_url, page)
+        assert status == 303 and authorize.startswith(world.discord_origin + "/oauth2/authorize?")
+        oauth.signed_in = bob
+        status, page = await world.browse(await oauth.consent(authorize))
+        assert status == 403
+        assert "This link isn't yours" in page
+        assert await app.services.storage.get_link(alice.user_id) is None
+        # The Discord redirect cannot be replayed either.
+        assert oauth.exchanges == 1
+
+        oauth.signed_in = alice  # Alice, in her own browser
+        status, page = await world.link(alice, "alice-sp", confirm=False)
+        status, authorize = await press(world.callback_url, page)
+        status, page = await world.browse(await oauth.consent(authorize))
+        assert (status, "Spotify linked" in page) == (200, True)
+        link = await app.services.storage.get_link(alice.user_id)
+        assert link is not None and link.spotify_user_id == "alice-sp"
+
+        # Cancel on Discord's page links nothing.
+        status, page = await world.link(bob, "bob-sp", confirm=False)
+        oauth.signed_in = bob
+        status, authorize = await press(world.callback_url, page)
+        status, page = await world.browse(await oauth.consent(authorize, agree=False))
+        assert (status, "Nothing was linked" in page) == (200, True)
+        assert await app.services.storage.get_link(bob.user_id) is None

@@ -32,7 +32,7 @@ import logging
 import secrets
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -333,11 +333,14 @@ class FakeDiscord:
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        # Other fakes of Discord's surface (tests/fakes/discord_oauth.py): each may answer a
+        # request (after it is recorded) before the routes below, or return None.
+        self.intercepts: list[Callable[[web.Request], Awaitable[web.StreamResponse | None]]] = []
 
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self) -> FakeDiscord:
-        app = web.Application(middlewares=[self._record])
+        app = web.Application(middlewares=[self._record, self._intercept])
         app.router.add_get("/gateway", self._gateway)
         api = "/api/v10"
         routes: list[tuple[str, str, Callable[[web.Request], Any]]] = [
@@ -462,6 +465,17 @@ class FakeDiscord:
             self._changed.notify_all()
 
     # ---------------------------------------------------------------- REST: plumbing
+
+    @web.middleware
+    async def _intercept(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        for intercept in self.intercepts:
+            answer = await intercept(request)
+            if answer is not None:
+                return answer
+        response: web.StreamResponse = await handler(request)
+        return response
 
     @web.middleware
     async def _record(

@@ -33,6 +33,8 @@ Simulated players (tests/fakes/spotify_catalog.py): each account's player advanc
 Real behaviour modelled: pause when paused / resume when playing -> 403 "Restriction violated";
 a restricted device refuses commands the same way; GET me/player is 204 with no active device;
 player commands need scopes (403 "Insufficient client scope"); `timestamp` is the last change.
+/authorize approves a returning signed-in account (`fake.signed_in`, set by Agree) without a
+consent page unless the URL carries show_dialog=true (Spotify's authorization guide).
 
 Development-mode realism (each ON by default, switchable per test; sources in each module)
   fake.quota    tests/fakes/spotify_quota.py    per-developer-account call budget; past it every
@@ -251,6 +253,11 @@ class FakeSpotify:
         self._access: dict[str, Grant] = {}
         self._refresh: dict[str, RefreshGrant] = {}
         self._codes: dict[str, AuthCode] = {}
+        # (hostile, #13) The browser's Spotify session: a signed-in account that approved an
+        # app before is approved again WITHOUT a consent page unless the authorize URL says
+        # show_dialog=true (Spotify authorization guide). Set by Agree, like the real cookie.
+        self.signed_in: str | None = None
+        self.approved: set[tuple[str, str]] = set()  # (client id, account id)
         self._rng = random.Random(seed)
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -636,6 +643,13 @@ class FakeSpotify:
             problem = "unsupported_response_type"
         if problem is not None:
             return web.Response(status=400, text=problem)
+        returning = self.signed_in is not None and (q["client_id"], self.signed_in) in self.approved
+        if returning and q.get("show_dialog") != "true":
+            assert self.signed_in is not None
+            scopes = frozenset(q.get("scope", "").split())
+            return self._redirect_with_code(
+                q["client_id"], self.signed_in, q["redirect_uri"], scopes, q.get("state", "")
+            )
         hint = q.get("login_hint", "")
         options = "".join(
             f'<option value="{html.escape(a.id)}"{" selected" if a.id == hint else ""}>'
@@ -664,21 +678,30 @@ class FakeSpotify:
         problem = self._check_client(client_id, redirect_uri)
         if problem is not None:
             return web.Response(status=400, text=problem)
-        params: dict[str, str] = {}
         account_id = str(form.get("account", ""))
+        state = str(form.get("state", ""))
         if form.get("decision") == "agree":
             if account_id not in self.accounts:
                 return web.Response(status=400, text="pick an account")
-            code = "code_" + secrets.token_urlsafe(24)
+            self.signed_in = account_id
+            self.approved.add((client_id, account_id))
             scopes = frozenset(str(form.get("scope", "")).split())
-            self._codes[code] = AuthCode(
-                client_id, account_id, redirect_uri, scopes, self.clock() + 600
-            )
-            params["code"] = code
-        else:
-            params["error"] = "access_denied"
-        if form.get("state"):
-            params["state"] = str(form["state"])
+            return self._redirect_with_code(client_id, account_id, redirect_uri, scopes, state)
+        return self._redirect(redirect_uri, {"error": "access_denied"}, state)
+
+    def _redirect_with_code(
+        self, client_id: str, account_id: str, redirect_uri: str, scopes: frozenset[str], state: str
+    ) -> web.Response:
+        code = "code_" + secrets.token_urlsafe(24)
+        self._codes[code] = AuthCode(
+            client_id, account_id, redirect_uri, scopes, self.clock() + 600
+        )
+        return self._redirect(redirect_uri, {"code": code}, state)
+
+    @staticmethod
+    def _redirect(redirect_uri: str, params: dict[str, str], state: str) -> web.Response:
+        if state:
+            params["state"] = state
         sep = "&" if "?" in redirect_uri else "?"
         location = redirect_uri + sep + urlencode(params)
         return web.Response(status=302, headers={"Location": location})

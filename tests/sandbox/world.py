@@ -20,8 +20,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from bot.__main__ import Running, running
 from bot.settings import Settings
 from storage.records import ListenerStatus, Session
@@ -30,6 +28,7 @@ from tests.fakes.spotify import FakeSpotify
 from tests.fakes.spotify_catalog import PlayerSnapshot
 from tests.fakes.wiring import settings_for_fakes
 from tests.fakes.youtube import FakeYouTube
+from tests.linkpage import follow_and_confirm
 from tests.redis_proc import free_port
 
 NAMES = ("kim", "lee", "mo", "noor", "oli", "pia", "quinn", "rae", "sam", "tess", "uma", "vic")
@@ -200,10 +199,10 @@ class Sandbox:
         return url
 
     async def link(self, person: Person) -> tuple[int, str]:
-        """The whole /link flow: the bot's URL, Agree on the consent page, the bot's callback."""
+        """The whole /link flow: the bot's URL, Agree on the consent page, the bot's callback
+        and Link on its confirmation page."""
         redirect = await self.spotify.consent(await self.link_url(person), person.account)
-        async with aiohttp.ClientSession() as http, http.get(redirect) as page:
-            return page.status, await page.text()
+        return await follow_and_confirm(self.settings.spotify_redirect_uri, redirect)
 
     def dms(self, person: Person) -> list[Message]:
         return self.discord.dms(person.member)

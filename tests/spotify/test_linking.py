@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import pytest
 
-from core.linking import Linker
+from core.linking import Linker, PendingLink
 from core.spotify import SpotifyClient
 from storage import Storage
 from storage.records import LinkStatus
@@ -31,10 +32,23 @@ async def test_full_round_trip_links_and_the_link_works(
     assert len(base64.urlsafe_b64decode(state + "==")) * 8 >= 128
     assert set(query["scope"][0].split()) >= {"user-modify-playback-state", "playlist-read-private"}
 
+    assert query["show_dialog"] == ["true"]  # a returning user still sees what they agree to
+
     params = callback_params(await fake.consent(url, "alice"))
     assert params["state"] == state
     outcome = await linker.complete(params.get("state"), params.get("code"), params.get("error"))
 
+    # The callback stores nothing: the person confirms first, with the form token.
+    assert (outcome.ok, outcome.reason) == (True, "confirm")
+    pending = outcome.pending
+    assert pending is not None
+    assert (pending.discord_user_id, pending.spotify_user_id) == (ALICE, "alice")
+    assert await linker.link(ALICE) is None
+    forged = await linker.confirm(state, "not-the-form-token")
+    assert (forged.ok, forged.reason) == (False, "used")
+    assert await linker.link(ALICE) is None
+
+    outcome = await linker.confirm(state, pending.form_token)
     assert outcome.ok
     assert outcome.reason == "linked"
     assert (outcome.discord_user_id, outcome.display_name) == (ALICE, "Alice")  # from the state
@@ -48,6 +62,8 @@ async def test_full_round_trip_links_and_the_link_works(
 
     replay = await linker.complete(params["state"], params["code"], None)
     assert (replay.ok, replay.reason) == (False, "used")
+    again = await linker.confirm(state, pending.form_token)  # the confirmation is single-use
+    assert (again.ok, again.reason) == (False, "used")
     assert await linker.unlink(ALICE) is True
     assert await linker.link(ALICE) is None
 
@@ -101,3 +117,71 @@ async def test_bad_code_is_an_exchange_failure(
     assert (outcome.ok, outcome.reason) == (False, "exchange_failed")
     assert "run /link again" in outcome.message
     assert await linker.link(ALICE) is None
+
+
+async def _pending(fake: FakeSpotify, linker: Linker, user: int = ALICE) -> PendingLink:
+    params = callback_params(await fake.consent(await linker.begin(user, None), "alice"))
+    outcome = await linker.complete(params["state"], params["code"], None)
+    assert outcome.pending is not None
+    return outcome.pending
+
+
+async def test_cancel_on_the_confirmation_links_nothing_and_uses_it_up(
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
+) -> None:
+    linker = Linker(links, links, client)
+    pending = await _pending(fake, linker)
+    assert linker.cancel(pending.state, "wrong-token").reason == "used"
+    assert linker.cancel(pending.state, pending.form_token).reason == "cancelled"
+    assert (await linker.confirm(pending.state, pending.form_token)).reason == "used"
+    assert await linker.link(ALICE) is None
+
+
+async def test_a_pending_link_expires(
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
+) -> None:
+    now = [1_000_000.0]
+    linker = Linker(links, links, client, clock=lambda: now[0])
+    pending = await _pending(fake, linker)
+    now[0] += 601
+    assert (await linker.confirm(pending.state, pending.form_token)).reason == "used"
+    assert await linker.link(ALICE) is None
+
+
+async def test_discord_identity_must_match_the_user_who_ran_link(
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
+) -> None:
+    linker = Linker(links, links, client)
+    pending = await _pending(fake, linker)
+    assert linker.vouch(pending.state, "wrong-token") is None
+    discord_state = linker.vouch(pending.state, pending.form_token)
+    assert discord_state is not None
+    mismatch = await linker.confirm_as(discord_state, ALICE + 1)
+    assert (mismatch.ok, mismatch.reason) == (False, "mismatch")
+    assert await linker.link(ALICE) is None
+    # The mismatch used it up: no second guess with the right id.
+    assert (await linker.confirm_as(discord_state, ALICE)).reason == "used"
+    assert (await linker.confirm(pending.state, pending.form_token)).reason == "used"
+
+    pending = await _pending(fake, linker)
+    discord_state = linker.vouch(pending.state, pending.form_token)
+    assert discord_state is not None
+    assert (await linker.confirm_as(discord_state, ALICE)).reason == "linked"
+    assert await linker.link(ALICE) is not None
+
+
+async def test_a_returning_user_sees_the_consent_page_again(
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
+) -> None:
+    """Without show_dialog Spotify approves a returning signed-in user silently: whoever opens
+    a forwarded /link URL would link without seeing it. Our URL always asks."""
+    linker = Linker(links, links, client)
+    await fake.consent(await linker.begin(ALICE, None), "alice")  # signs the browser in
+    assert fake.signed_in == "alice"
+    url = await linker.begin(ALICE + 1, None)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, allow_redirects=False) as page:
+            assert page.status == 200 and "Agree" in await page.text()
+        silent = url.replace("&show_dialog=true", "")
+        async with http.get(silent, allow_redirects=False) as page:
+            assert page.status == 302 and "code=" in page.headers["Location"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -475,3 +476,58 @@ async def raw_dump(backend: str, storage_url: str) -> bytes:
         return b"\n".join(chunks)
     finally:
         await client.aclose()
+
+
+async def test_session_found_by_listen_token(store: Storage) -> None:
+    await store.create_session(dataclasses.replace(a_session(100), listen_token="tok-a"))
+    await store.create_session(a_session(200))
+    assert await store.update_session(200, {"listen_token": "tok-b"})
+    found = await store.get_session_by_listen_token("tok-b")
+    assert found is not None and found.guild_id == 200
+    found = await store.get_session_by_listen_token("tok-a")
+    assert found is not None and found.guild_id == 100
+    assert await store.get_session_by_listen_token("tok-c") is None
+    assert await store.delete_session(200)
+    assert await store.get_session_by_listen_token("tok-b") is None
+    # A session made again for the guild does not answer to the old token.
+    await store.create_session(a_session(200))
+    assert await store.get_session_by_listen_token("tok-b") is None
+
+
+async def _cancel_after(steps: int, write: asyncio.Future[object] | asyncio.Task[object]) -> None:
+    for _ in range(steps):
+        if write.done():
+            break
+        await asyncio.sleep(0)
+    write.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await write
+
+
+async def test_writes_cancelled_at_any_step_are_whole_or_absent(
+    open_store: Opener,
+) -> None:
+    """A cancel may land at any await of a multi-step write (SQLite: BEGIN, the statements,
+    COMMIT, each on aiosqlite's thread; Redis: a script or MULTI/EXEC): afterwards the write
+    is either all there or not at all, the next write works, and it survives a reopen."""
+    store = await open_store()
+    listeners = (11, 12, 13)
+    for steps in range(40):
+        guild = 1000 + steps
+        task = asyncio.ensure_future(store.create_session(a_session(guild, listeners)))
+        await _cancel_after(steps, task)
+        got = await store.get_session(guild)
+        assert got is None or set(got.listeners) == set(listeners), steps
+        # The next transaction and a plain write both work and are kept.
+        assert await store.create_session(a_session(5000 + steps, (1,))) is True
+        await store.put_link(a_link(steps + 1))
+        entry = a_stream(f"{steps:022d}")
+        task = asyncio.ensure_future(store.put_stream(entry))
+        await _cancel_after(steps, task)
+        cached = await store.get_stream(entry.track_id)
+        assert cached is None or cached == entry, steps
+    reopened = await open_store()
+    for steps in range(40):
+        kept = await reopened.get_session(5000 + steps)
+        assert kept is not None and set(kept.listeners) == {1}
+        assert await reopened.get_link(steps + 1) is not None

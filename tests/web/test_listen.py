@@ -12,6 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.web.listen import add_listen_routes
+from bot.web.ratelimit import RateLimit, RateLimiter
+from bot.web.services import LIMITER
 from core.errors import NotFound
 from core.listen import (
     Change,
@@ -195,3 +197,28 @@ async def test_an_unknown_link_gets_a_private_404(store: Storage) -> None:
             assert response.headers["Cache-Control"] == "no-store"
             assert response.headers["Referrer-Policy"] == "no-referrer"
         assert await response.text() == "This listen link has ended."
+
+
+async def test_head_on_the_event_stream_answers_headers_only(store: Storage) -> None:
+    listen = ListenAlong(store, Streams(), Tracks())
+    token = await listen.token_for(1)
+    app = web.Application()
+    add_listen_routes(app, listen)
+    async with TestClient(TestServer(app)) as client:
+        async with asyncio.timeout(5):  # a streamed body would never end
+            response = await client.head(f"/listen/{token}/events")
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            assert await response.read() == b""
+            response = await client.head(f"/listen/{'x' * 32}/events")
+            assert response.status == 404
+
+
+async def test_the_listen_page_is_rate_limited(store: Storage) -> None:
+    app = web.Application()
+    app[LIMITER] = RateLimiter(RateLimit(rate=0.001, burst=3))
+    add_listen_routes(app, ListenAlong(store, Streams(), Tracks()))
+    async with TestClient(TestServer(app)) as client:
+        statuses = [(await client.get(f"/listen/{'x' * 32}")).status for _ in range(5)]
+        assert statuses == [404, 404, 404, 429, 429]
+        assert (await client.get(f"/listen/{'x' * 32}/events")).status == 429
