@@ -25,7 +25,7 @@ from aiohttp import web
 
 from bot import index_cli
 from bot.client import GameNightBot, point_discord_at
-from bot.services import Services, open_resources
+from bot.services import Services, open_resources, relay_config
 from bot.settings import Settings, SettingsError, configure_logging, load_settings
 from bot.sync import start_sync
 from bot.web import RateLimit, create_app
@@ -63,6 +63,7 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Ap
         resolver=services.resolver,
         cors_origins=settings.cors_origins,
         rate_limit=RateLimit(settings.http_rate_per_s, settings.http_rate_burst),
+        relay=relay_config(settings),
     )
 
     async def confirm_in_discord(outcome: LinkOutcome) -> None:

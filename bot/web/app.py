@@ -7,6 +7,7 @@ proxying ClientSession is the only resource the app owns, opened and closed by c
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import AsyncIterator, Iterable
 
@@ -14,7 +15,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bot.web import ops, songs, tracks
+from bot.web import ops, relay_route, songs, tracks
 from bot.web.cors import Cors
 from bot.web.errors import error_response
 from bot.web.metrics import WebMetrics
@@ -24,11 +25,14 @@ from bot.web.services import (
     LIMITER,
     MAX_BODY,
     METRICS,
+    RELAY,
     RESOLVER,
     STORAGE,
     HealthProbe,
+    RelayConfig,
     StreamResolver,
 )
+from bot.web.signing import RelaySigner
 
 # A SpotifyTrack body is well under 2 KiB; anything near this limit is not one.
 DEFAULT_MAX_BODY = 64 * 1024
@@ -41,7 +45,10 @@ def create_app(
     cors_origins: Iterable[str] = ("*",),
     rate_limit: RateLimit | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY,
+    relay: RelayConfig | None = None,
 ) -> web.Application:
+    """`relay` signs relay URLs and says how the relay reaches YouTube; without one, URLs are
+    signed with a random per-app secret for http://127.0.0.1 (tests, benchmarks)."""
     metrics = WebMetrics(lambda: resolver.stats)
     cors = Cors(cors_origins)
 
@@ -76,12 +83,14 @@ def create_app(
     app.on_response_prepare.append(cors.add_headers)
     app[STORAGE] = storage
     app[RESOLVER] = resolver
+    app[RELAY] = relay or RelayConfig(RelaySigner(secrets.token_bytes(32), "http://127.0.0.1"))
     app[METRICS] = metrics
     app[MAX_BODY] = max_body_bytes
     app[LIMITER] = RateLimiter(rate_limit or RateLimit(), on_refused=metrics.rate_limited.inc)
     app.cleanup_ctx.append(_http_client)
     app.add_routes(songs.routes)
     app.add_routes(tracks.routes)
+    app.add_routes(relay_route.routes)
     app.add_routes(ops.routes)
     return app
 
@@ -89,6 +98,9 @@ def create_app(
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
     # No total timeout (a song streams for minutes); relay sets connect/read timeouts per call.
     # auto_decompress=False relays the bytes exactly as sent, matching Content-Length.
-    async with aiohttp.ClientSession(auto_decompress=False) as client:
+    # The relay connects from the address yt-dlp extracted from: stream URLs are bound to it.
+    source = app[RELAY].route.source_address
+    connector = aiohttp.TCPConnector(local_addr=(source, 0) if source else None)
+    async with aiohttp.ClientSession(auto_decompress=False, connector=connector) as client:
         app[HTTP_CLIENT] = client
         yield

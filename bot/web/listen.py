@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.web.services import RELAY
 from core.errors import NotFound
 from core.listen import ListenAlong, ListenView, StreamStatus
 
@@ -49,10 +50,11 @@ _FILES = {
     name: (_STATIC / name).read_text(encoding="utf-8")
     for name in ("listen.html", "listen-ended.html", *_ASSETS)
 }
-# The stream URL and the album art come from other origins (googlevideo, i.scdn.co).
+# The album art comes from another origin (i.scdn.co); audio only ever through our own relay
+# (YouTube's stream URLs play only from this server's address).
 _PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src https: http: data:; media-src https: http: blob:; base-uri 'none'; "
+    "img-src https: http: data:; media-src 'self'; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
 
@@ -122,6 +124,12 @@ async def listen_asset(request: web.Request) -> web.StreamResponse:
 async def listen_events(request: web.Request) -> web.StreamResponse:
     listen = request.app[LISTEN_KEY]
     names = request.app[NAMES_KEY]
+    signer = request.app[RELAY].signer
+
+    def relay_url(track_id: str, expires_at: float) -> str:
+        # Same-origin path: the page's CSP allows media only from this server.
+        return signer.url(track_id, until=expires_at, absolute=False)
+
     async with contextlib.AsyncExitStack() as stack:
         try:
             sub = await stack.enter_async_context(listen.subscribe(request.match_info["token"]))
@@ -140,7 +148,8 @@ async def listen_events(request: web.Request) -> web.StreamResponse:
                 if view.ended:
                     await response.write(_event("ended", {"message": "The game night is over."}))
                     break
-                await response.write(_event(kind, view_payload(view, names, listen.clock())))
+                payload = view_payload(view, names, listen.clock(), relay_url)
+                await response.write(_event(kind, payload))
         except ConnectionError:  # the browser went away; the subscription ends with us
             log.debug("listen stream of guild %s closed by the browser", sub.view.guild_id)
         return response
@@ -150,8 +159,17 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def view_payload(view: ListenView, names: Names, now: float) -> dict[str, Any]:
-    """The JSON the page reads; times in ms since the epoch on the server's clock."""
+RelayUrl = Callable[[str, float], str]
+
+
+def view_payload(
+    view: ListenView, names: Names, now: float, relay_url: RelayUrl | None = None
+) -> dict[str, Any]:
+    """The JSON the page reads; times in ms since the epoch on the server's clock.
+
+    `relay_url(track_id, expires_at)` turns the ready stream into the URL the page plays (our
+    relay); without it the page gets no audio URL at all, never YouTube's own.
+    """
     snapshot = view.snapshot
     track = view.track
     stream = view.stream
@@ -178,7 +196,9 @@ def view_payload(view: ListenView, names: Names, now: float) -> dict[str, Any]:
         },
         "stream": {
             "status": stream.status.value,
-            "url": stream.url if stream.status is StreamStatus.READY else None,
+            "url": relay_url(track.id, stream.expires_at)
+            if relay_url is not None and track is not None and stream.status is StreamStatus.READY
+            else None,
             "message": stream.message,
         },
         "people": {

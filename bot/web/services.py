@@ -7,6 +7,7 @@ production and in tests).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from bot.web.metrics import WebMetrics
 from bot.web.ratelimit import RateLimiter
+from bot.web.signing import RelaySigner
 from core.resolver import ResolverStats
 from core.tracks import TrackInfo
 from storage.records import CachedStream
@@ -24,6 +26,9 @@ class StreamResolver(Protocol):
 
     async def resolve(self, track: TrackInfo, force: bool = False) -> CachedStream: ...
     async def resolve_id(self, spotify_id: str, force: bool = False) -> CachedStream: ...
+    async def resolve_claimed(self, claimed: TrackInfo, force: bool = False) -> CachedStream: ...
+    async def resolve_key(self, key: str) -> CachedStream: ...
+    async def refused(self, key: str, stream_url: str) -> CachedStream | None: ...
 
     @property
     def stats(self) -> ResolverStats:
@@ -37,7 +42,23 @@ class HealthProbe(Protocol):
     async def ping(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class AudioRoute:
+    """How the relay reaches YouTube: the way yt-dlp did (stream URLs are bound to it)."""
+
+    proxy: str | None = None
+    source_address: str | None = None
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    signer: RelaySigner
+    raw_song_urls: bool = False  # POST /song answers YouTube's own URL (same-network setups)
+    route: AudioRoute = AudioRoute()
+
+
 RESOLVER = web.AppKey("resolver", StreamResolver)
+RELAY = web.AppKey("relay", RelayConfig)
 STORAGE = web.AppKey("storage", HealthProbe)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 MAX_BODY = web.AppKey("max_body", int)

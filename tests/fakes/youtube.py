@@ -4,10 +4,13 @@ What it serves (all on one random port, `fake.base_url`):
 
 - `GET /watch?v=ID` — an HTML page with `<audio src=...>`: yt-dlp's html5/generic extractor
   turns it into a direct stream URL. Counted in `counts.page_fetches`.
-- `GET /videoplayback/ID.wav?expire=T&sig=S` — real generated audio (a few seconds of WAV, a
-  tone whose pitch depends on the video id). Like googlevideo: the URL carries `expire=` (Unix
-  seconds, `stream_lifetime` after the page was fetched), a bad signature or a past expiry
-  answers 403, and `Range` is honoured (206 + Content-Range). Counted in `counts.stream_fetches`.
+- `GET /videoplayback/ID.wav?expire=T&ip=A&sig=S` — real generated audio (a few seconds of WAV,
+  a tone whose pitch depends on the video id). Like googlevideo: the URL carries `expire=` (Unix
+  seconds, `stream_lifetime` after the page was fetched) and `ip=`, the address that fetched the
+  page (signed); a bad signature, a past expiry, or a fetch from any other address answers 403
+  (IP binding, yt-dlp #12940/#17456: a browser elsewhere cannot play it; on 127.0.0.1 the bot's
+  side connects from another loopback address, `BOT_SIDE_ADDRESS`). `Range` is honoured (206 +
+  Content-Range). Counted in `counts.stream_fetches`; refusals in `counts.stream_refusals`.
 - `GET /ytmusic/search?query=Q&filter=songs|videos` — JSON in the shape `ytmusicapi.YTMusic
   .search()` returns after parsing. spotDL does not talk HTTP to it directly: give spotDL the
   client from `fake.ytmusic_client()` (it does a blocking GET here, so the search runs as real
@@ -31,6 +34,9 @@ Control API (plain attributes, change them at any time, also from another thread
     fake.add_video(video_id, name, artists, duration_s, kind="song", album=None, isrc=None)
     fake.remove_video(video_id)    # page answers 404 afterwards ("video unavailable")
     fake.stream_lifetime = 6 * 3600  # seconds until a handed-out stream URL expires
+    fake.ip_binding = True         # stream URLs play only for the address that got the page
+    fake.refuse_streams = 0        # answer 403 to this many more valid stream fetches (YouTube
+                                   # revoking a URL before its expiry)
     fake.search_delay = 0.0        # seconds every search (YTM and RSS) takes
     fake.page_delay = 0.0          # seconds every watch page takes (yt-dlp extraction)
     fake.search_status = 200       # e.g. 500 to make searches fail
@@ -71,6 +77,9 @@ from aiohttp import web
 SAMPLE_RATE = 8000
 AUDIO_SECONDS = 3
 _SIGNING_KEY = b"fake-youtube"
+# The loopback address the bot's side (yt-dlp and the relay) connects from in tests, so the
+# fake can tell it from a browser on 127.0.0.1 (Linux routes all of 127.0.0.0/8 to loopback).
+BOT_SIDE_ADDRESS = "127.0.0.2"
 
 
 def tone_wav(frequency: float, seconds: float = AUDIO_SECONDS, rate: int = SAMPLE_RATE) -> bytes:
@@ -124,6 +133,7 @@ class Counts:
     rss_searches: int = 0
     page_fetches: int = 0
     stream_fetches: int = 0
+    stream_refusals: int = 0
 
     @property
     def searches(self) -> int:
@@ -131,6 +141,7 @@ class Counts:
 
     def reset(self) -> None:
         self.ytmusic_searches = self.rss_searches = self.page_fetches = self.stream_fetches = 0
+        self.stream_refusals = 0
 
 
 _WORD = re.compile(r"[\w']+")
@@ -144,6 +155,8 @@ class FakeYouTube:
     search_status: int = 200
     page_status: int = 200
     audio_seconds: float = AUDIO_SECONDS
+    ip_binding: bool = True
+    refuse_streams: int = 0
     counts: Counts = field(default_factory=Counts)
     videos: dict[str, Video] = field(default_factory=dict)
     base_url: str = ""
@@ -232,8 +245,9 @@ class FakeYouTube:
 
     # --- handlers ----------------------------------------------------------------------------
 
-    def _sign(self, video_id: str, expire: int) -> str:
-        return hmac.new(_SIGNING_KEY, f"{video_id}:{expire}".encode(), "sha256").hexdigest()[:16]
+    def _sign(self, video_id: str, expire: int, ip: str) -> str:
+        message = f"{video_id}:{expire}:{ip}".encode()
+        return hmac.new(_SIGNING_KEY, message, "sha256").hexdigest()[:16]
 
     async def _watch(self, request: web.Request) -> web.Response:
         self.counts.page_fetches += 1
@@ -247,9 +261,10 @@ class FakeYouTube:
             return web.Response(status=404, text="Video unavailable")
         expire = int(time.time() + self.stream_lifetime)
         # Like googlevideo, every page view hands out a different URL (here: a fetch number).
-        src = f"{self.stream_path(video_id)}?expire={expire}&id={video_id}"
+        ip = request.remote or ""
+        src = f"{self.stream_path(video_id)}?expire={expire}&id={video_id}&ip={ip}"
         src += f"&rn={self.counts.page_fetches}"
-        src += f"&sig={self._sign(video_id, expire)}"
+        src += f"&sig={self._sign(video_id, expire, ip)}"
         title = escape(f"{', '.join(video.artists)} - {video.name}")
         html = (
             f"<!doctype html><html><head><title>{title}</title></head><body>"
@@ -266,10 +281,16 @@ class FakeYouTube:
         except ValueError:
             return web.Response(status=403, text="missing expire")
         sig = request.query.get("sig", "")
-        if not hmac.compare_digest(sig, self._sign(video_id, expire)):
-            return web.Response(status=403, text="bad signature")
+        ip = request.query.get("ip", "")
+        if not hmac.compare_digest(sig, self._sign(video_id, expire, ip)):
+            return self._refuse("bad signature")
         if expire < time.time():
-            return web.Response(status=403, text="expired")
+            return self._refuse("expired")
+        if self.ip_binding and request.remote != ip:
+            return self._refuse(f"bound to {ip}, fetched from {request.remote}")
+        if self.refuse_streams > 0:
+            self.refuse_streams -= 1
+            return self._refuse("revoked")
         body = self.audio(video_id)
         headers = {"Accept-Ranges": "bytes"}
         range_header = request.headers.get("Range")
@@ -289,6 +310,10 @@ class FakeYouTube:
                 status=206, body=body[start : end + 1], content_type="audio/wav", headers=headers
             )
         return web.Response(body=body, content_type="audio/wav", headers=headers)
+
+    def _refuse(self, why: str) -> web.Response:
+        self.counts.stream_refusals += 1
+        return web.Response(status=403, text=why)
 
     async def _ytmusic_search(self, request: web.Request) -> web.Response:
         self.counts.ytmusic_searches += 1
