@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -25,7 +26,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.web.services import RELAY
+from bot.web.services import RELAY, RelayConfig
+from bot.web.signing import RelaySigner
 from core.errors import NotFound
 from core.listen import ListenAlong, ListenView, StreamStatus
 
@@ -81,6 +83,8 @@ def add_listen_routes(
     """Add the listen page, its events and assets; `names` turns Discord ids into names."""
     app[LISTEN_KEY] = listen
     app[NAMES_KEY] = names or _no_names
+    if RELAY not in app:  # an app without the API (tests): relay URLs signed for this app only
+        app[RELAY] = RelayConfig(RelaySigner(secrets.token_bytes(32), "http://127.0.0.1"))
     app.router.add_get("/listen/assets/{name}", listen_asset)
     app.router.add_get("/listen/{token}", listen_page)
     app.router.add_get("/listen/{token}/events", listen_events)
