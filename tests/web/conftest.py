@@ -31,9 +31,9 @@ from storage.crypto import TokenCipher
 from storage.records import CachedStream
 from tests.fakes.spotify import FakeSpotify
 from tests.fakes.spotify_catalog import FakeTrack
-from tests.redis_proc import free_port
 from tests.fakes.youtube import BOT_SIDE_ADDRESS, FakeYouTube
 from tests.pwa import PWA_ORIGIN, PWA_TRACK
+from tests.redis_proc import free_port
 
 # Spotify's own record of the track the PWA asks for (tests/pwa.py's body describes it too).
 RELAY_SECRET = b"web-tests-relay-secret-0123456789"
