@@ -23,7 +23,7 @@ from typing import Any
 import discord
 from aiohttp import web
 
-from bot import index_cli
+from bot import doctor, index_cli
 from bot.client import GameNightBot, point_discord_at
 from bot.services import Services, open_resources, relay_config
 from bot.settings import Settings, SettingsError, configure_logging, load_settings
@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["index"]:
         return index_cli.main(argv[1:])
+    if argv[:1] == ["doctor"]:
+        return doctor.main(argv[1:])
     try:
         settings = load_settings()
     except SettingsError as err:

@@ -80,6 +80,7 @@ class YouTubeConfig:
     source_address: str | None = None
     extractor_args: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     pot_provider_url: str | None = None
+    js_runtime_path: str | None = None  # deno's binary; None: yt-dlp looks in the venv, PATH
 
     def ydl_options(self) -> dict[str, Any]:
         """The YoutubeDL parameters these settings amount to."""
@@ -90,6 +91,8 @@ class YouTubeConfig:
             options["proxy"] = self.proxy
         if self.source_address:
             options["source_address"] = self.source_address
+        if self.js_runtime_path:
+            options["js_runtimes"] = {"deno": {"path": self.js_runtime_path}}
         args: dict[str, dict[str, list[str]]] = {
             ie.lower(): {k: list(v) for k, v in values.items()}
             for ie, values in self.extractor_args.items()

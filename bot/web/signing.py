@@ -37,10 +37,15 @@ class RelaySigner:
     ) -> None:
         if len(secret) < 16:
             raise ValueError("the relay secret must be at least 16 bytes")
+        self._secret = secret
         self._mac = hmac.new(secret, digestmod=hashlib.sha256)
         self._base = base_url.rstrip("/")
         self.ttl_s = ttl_s
         self._clock = clock
+
+    def rebased(self, base_url: str) -> RelaySigner:
+        """The same signer, for URLs on another base address (the doctor's private port)."""
+        return RelaySigner(self._secret, base_url, ttl_s=self.ttl_s, clock=self._clock)
 
     def _signature(self, key: str, expires: int) -> str:
         mac = self._mac.copy()  # the keyed state is computed once, not per URL
