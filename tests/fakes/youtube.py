@@ -399,23 +399,16 @@ def _ytm_row(video: Video, words: dict[str, str]) -> dict[str, Any]:
         artists.append(
             {"text": artist, "navigationEndpoint": {"browseEndpoint": {"browseId": channel}}}
         )
-    if video.kind == "song":
-        details = [*artists, _DOT]
-        if video.album:
-            album_id = "MPREb_" + hashlib.sha256(video.album.encode()).hexdigest()[:11]
-            album = {"browseEndpoint": {"browseId": album_id}}
-            details += [{"text": video.album, "navigationEndpoint": album}, _DOT]
-        details += [{"text": words["plays"].format(n=plays)}, _DOT]
-        video_type = "MUSIC_VIDEO_TYPE_ATV"
-    else:
-        details = [
-            *artists,
-            _DOT,
-            {"text": words["views"].format(n=plays).replace("\xa0", " ")},
-            _DOT,
-        ]
-        video_type = "MUSIC_VIDEO_TYPE_OMV"
+    # Column 1: artists, album (songs), length; column 2: the play or view count, which
+    # ytmusicapi appends to column 1's runs (and, in German, reads as one more artist).
+    details = [*artists, _DOT]
+    if video.kind == "song" and video.album:
+        album_id = "MPREb_" + hashlib.sha256(video.album.encode()).hexdigest()[:11]
+        album = {"browseEndpoint": {"browseId": album_id}}
+        details += [{"text": video.album, "navigationEndpoint": album}, _DOT]
     details.append({"text": f"{minutes}:{seconds:02d}"})
+    count = [{"text": words["plays" if video.kind == "song" else "views"].format(n=plays)}]
+    video_type = "MUSIC_VIDEO_TYPE_ATV" if video.kind == "song" else "MUSIC_VIDEO_TYPE_OMV"
     watch = {
         "videoId": video.video_id,
         "watchEndpointMusicSupportedConfigs": {
@@ -429,6 +422,7 @@ def _ytm_row(video: Video, words: dict[str, str]) -> dict[str, Any]:
             "flexColumns": [
                 {column: {"text": {"runs": [title_run]}}},
                 {column: {"text": {"runs": details}}},
+                {column: {"text": {"runs": count}}},
             ],
             "overlay": {
                 "musicItemThumbnailOverlayRenderer": {
