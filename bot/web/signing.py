@@ -38,6 +38,9 @@ class RelaySigner:
         if len(secret) < 16:
             raise ValueError("the relay secret must be at least 16 bytes")
         self._secret = secret
+        # key -> (expiry, path) of the last URL made: answers within the same second share it
+        # (same key, same expiry: the same signature), which spares an HMAC per cache hit.
+        self._recent: dict[str, tuple[int, str]] = {}
         self._mac = hmac.new(secret, digestmod=hashlib.sha256)
         self._base = base_url.rstrip("/")
         self.ttl_s = ttl_s
@@ -60,8 +63,15 @@ class RelaySigner:
         for pages this server serves itself.
         """
         expires = int(until if until is not None else self._clock() + self.ttl_s)
-        signature = self._signature(key, expires)
-        path = f"{RELAY_PATH}{quote(key, safe='~')}?exp={expires}&sig={signature}"
+        recent = self._recent.get(key)
+        if recent is not None and recent[0] == expires:
+            path = recent[1]
+        else:
+            signature = self._signature(key, expires)
+            path = f"{RELAY_PATH}{quote(key, safe='~')}?exp={expires}&sig={signature}"
+            if len(self._recent) >= 4096:
+                self._recent.clear()
+            self._recent[key] = (expires, path)
         return self._base + path if absolute else path
 
     def check(self, key: str, expires: str, signature: str) -> bool:
