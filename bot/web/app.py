@@ -20,6 +20,7 @@ from bot.web.cors import Cors
 from bot.web.errors import error_response
 from bot.web.metrics import WebMetrics
 from bot.web.ratelimit import RateLimit, RateLimiter
+from bot.web.relay import CHUNK as RELAY_CHUNK
 from bot.web.services import (
     HTTP_CLIENT,
     LIMITER,
@@ -101,6 +102,9 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
     # The relay connects from the address yt-dlp extracted from: stream URLs are bound to it.
     source = app[RELAY].route.source_address
     connector = aiohttp.TCPConnector(local_addr=(source, 0) if source else None)
-    async with aiohttp.ClientSession(auto_decompress=False, connector=connector) as client:
+    # read_bufsize: the relay moves audio in chunks of about this size (bot/web/relay.py).
+    async with aiohttp.ClientSession(
+        auto_decompress=False, connector=connector, read_bufsize=RELAY_CHUNK
+    ) as client:
         app[HTTP_CLIENT] = client
         yield

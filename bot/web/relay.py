@@ -22,7 +22,9 @@ from core.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 
-CHUNK = 64 * 1024
+# Bytes are relayed as they arrive, at most this much at a time (and the upstream reader buffers
+# about as much): bounded memory per listener, few enough Python iterations per megabyte.
+CHUNK = 256 * 1024
 # Request headers worth forwarding: partial content and its validator.
 FORWARDED = ("Range", "If-Range")
 # Response headers passed back; Content-Encoding too, since the bytes are relayed undecoded.
@@ -88,7 +90,7 @@ async def relay(
                 response.headers[name] = upstream.headers[name]
         await response.prepare(request)
         try:
-            async for chunk in upstream.content.iter_chunked(CHUNK):
+            async for chunk, _ in upstream.content.iter_chunks():
                 await response.write(chunk)
         except ConnectionResetError:
             # The listener closed the tab or skipped the song: nothing left to do.
