@@ -14,8 +14,9 @@ measured request is a cache hit. Every server uses the production GIL switch int
 All servers start first; then each round loads each of them in turn (rotating the order), so
 a burst of load from elsewhere on a shared machine hits one round, not one server. A server's
 ratio is the median over rounds of its throughput divided by the bare handler's in the same
-round; req/s, p50 and p99 are from its median round. Target: the real app keeps at least half
-of the bare handler's throughput, for both backends, without errors.
+round; req/s, p50 and p99 are from its median round. Target: the real app keeps at least 0.6
+of the bare handler's throughput, for both backends, without errors. Every answer is a signed
+relay URL (the default), as production answers.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from tests.redis_proc import free_port
 
 TRACK = track_body()
 HEADERS = {"Content-Type": "application/json", "Origin": "https://pwa.example"}
-TARGET = 0.5
+TARGET = 0.6
 BARE_ANSWER = '"https://example.invalid/videoplayback?expire=1999999999"'
 
 
@@ -240,6 +241,9 @@ def main() -> None:
             f"{name:<16} {median.rps:>9.0f} {median.p50_ms:>8.2f} {median.p99_ms:>8.2f} "
             f"{errors:>7d} {ratio:>6.2f}"
         )
+    apps = {n: ratios[n] for n in names[1:]}
+    detail = ", ".join(f"{n.removeprefix('app, ')} {v:.2f}" for n, v in apps.items())
+    print(f"cache-hit ratio vs bare: {min(apps.values()):.2f} ({detail})")
     missed = [n for n in names if ratios[n] < TARGET or any(r[n].errors for r in rounds)]
     print(f"target: >= {TARGET} of the bare handler's throughput, no errors: "
           + ("MET" if not missed else f"MISSED by {', '.join(missed)}"))  # fmt: skip
