@@ -1,6 +1,6 @@
 """Benchmark: 100 listeners streaming one track through the audio relay vs a bare file response.
 
-    python -m tests.bench.relay [--listeners 100] [--size-mb 4] [--rounds 3]
+    python -m tests.bench.relay [--listeners 100] [--size-mb 16] [--rounds 3]
 
 Three server processes: an "upstream" serving the audio file (googlevideo's stand-in), the
 real app (create_app over build_resolver and SQLite, its cache holding the track's stream URL on
@@ -198,7 +198,7 @@ def measure(url: str, pids: list[int], listeners: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--listeners", type=int, default=100)
-    parser.add_argument("--size-mb", type=float, default=4.0)
+    parser.add_argument("--size-mb", type=float, default=16.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
