@@ -100,8 +100,7 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
     # No total timeout (a song streams for minutes); relay sets connect/read timeouts per call.
     # auto_decompress=False relays the bytes exactly as sent, matching Content-Length.
     # The relay connects from the address yt-dlp extracted from: stream URLs are bound to it.
-    source = app[RELAY].route.source_address
-    connector = aiohttp.TCPConnector(local_addr=(source, 0) if source else None)
+    connector = app[RELAY].route.connector()
     # read_bufsize: the relay moves audio in chunks of about this size (bot/web/relay.py).
     async with aiohttp.ClientSession(
         auto_decompress=False, connector=connector, read_bufsize=RELAY_CHUNK

@@ -29,7 +29,7 @@ async def relay_stream(request: web.Request, entry: CachedStream) -> web.StreamR
         request,
         request.app[HTTP_CLIENT],
         entry.stream_url,
-        proxy=config.route.proxy,
+        proxy=config.route.http_proxy,
         refetch=refetch,
     )
 

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import aiohttp
 from aiohttp import web
+from aiohttp_socks import ProxyConnector
 
 from bot.web.metrics import WebMetrics
 from bot.web.ratelimit import RateLimiter
@@ -48,6 +49,19 @@ class AudioRoute:
 
     proxy: str | None = None
     source_address: str | None = None
+
+    @property
+    def http_proxy(self) -> str | None:
+        """The proxy to name per request (aiohttp speaks HTTP proxies itself)."""
+        return self.proxy if self.proxy and not self.proxy.startswith("socks") else None
+
+    def connector(self) -> aiohttp.TCPConnector:
+        """The relay client's connector: from `source_address`, through a SOCKS proxy if set
+        (aiohttp-socks; yt-dlp speaks SOCKS itself, so the relay must follow it there)."""
+        local = (self.source_address, 0) if self.source_address else None
+        if self.proxy and self.proxy.startswith("socks"):
+            return ProxyConnector.from_url(self.proxy, local_addr=local)
+        return aiohttp.TCPConnector(local_addr=local)
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,7 @@ async def api_factory(
             extend: Callable[[web.Application], None] | None = None,
             raw_song_urls: bool = False,
             relay_ttl_s: float = 3600.0,
+            proxy: str | None = None,
         ) -> Api:
             nonlocal count
             count += 1
@@ -140,7 +141,9 @@ async def api_factory(
             # The bot's side connects from BOT_SIDE_ADDRESS, so the fake's IP binding refuses
             # the raw stream URLs to a "browser" (this test, on 127.0.0.1).
             adapter = YouTube(
-                config=YouTubeConfig(base_url=youtube.base_url, source_address=BOT_SIDE_ADDRESS)
+                config=YouTubeConfig(
+                    base_url=youtube.base_url, source_address=BOT_SIDE_ADDRESS, proxy=proxy
+                )
             )
             finder = SpotdlFinder(
                 adapter,
@@ -167,7 +170,7 @@ async def api_factory(
                 cors_origins=cors_origins,
                 rate_limit=rate_limit or RateLimit(rate=1000, burst=1000),
                 relay=RelayConfig(
-                    signer, raw_song_urls, AudioRoute(source_address=BOT_SIDE_ADDRESS)
+                    signer, raw_song_urls, AudioRoute(proxy, source_address=BOT_SIDE_ADDRESS)
                 ),
             )
             if extend is not None:

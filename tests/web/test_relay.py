@@ -15,6 +15,7 @@ from bot.web.signing import RelaySigner
 from tests.fakes.youtube import FakeYouTube
 from tests.pwa import TRACK_ID, track_body
 from tests.web.conftest import RELAY_SECRET, VIDEO_ID, Api, ApiFactory, seed_stream
+from tests.web.socks import Socks5
 
 pytestmark = pytest.mark.usefixtures("catalog")
 
@@ -188,3 +189,20 @@ async def test_listener_leaving_ends_the_upstream_fetch(api: Api) -> None:
         assert source.sent < 50_000_000
     finally:
         await runner.cleanup()
+
+
+async def test_the_relay_follows_youtube_proxy(
+    api_factory: ApiFactory, youtube: FakeYouTube
+) -> None:
+    # yt-dlp extracts through the proxy, so the stream URL is bound to the proxy's exit address:
+    # the relay must fetch through it too (a SOCKS proxy here, which aiohttp needs help with).
+    async with Socks5() as proxy:
+        api = await api_factory(proxy=proxy.url)
+        url = await relay_url(api)
+        entry = await api.storage.get_stream(TRACK_ID)
+        assert entry is not None and f"ip={proxy.source}" in entry.stream_url
+        before = proxy.connections
+        async with aiohttp.ClientSession() as browser, browser.get(url) as audio:
+            assert audio.status == 200
+            assert await audio.read() == youtube.audio(VIDEO_ID)
+        assert proxy.connections > before
