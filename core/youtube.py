@@ -278,6 +278,8 @@ _CAUSES = (
     ),
     ("js runtime", "no JavaScript runtime for YouTube (install the `deno` package)"),
     ("javascript runtime", "no JavaScript runtime for YouTube (install the `deno` package)"),
+    # bgutil's plugin pings its provider; without YOUTUBE_POT_PROVIDER_URL it tries 127.0.0.1:4416.
+    ("/ping", "the PO-token provider does not answer (check YOUTUBE_POT_PROVIDER_URL)"),
     ("po token", "YouTube wants a PO token (set YOUTUBE_POT_PROVIDER_URL)"),
     ("po_token", "YouTube wants a PO token (set YOUTUBE_POT_PROVIDER_URL)"),
     ("unavailable", "the video is unavailable"),

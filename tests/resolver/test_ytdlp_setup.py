@@ -66,6 +66,11 @@ def test_the_po_token_plugin_is_installed() -> None:
         ("YouTube extraction without a JS runtime has been deprecated", "no JavaScript runtime"),
         ("[youtube] x: Some formats require a PO Token", "PO token"),
         ("ERROR: [youtube] x: Video unavailable", "unavailable"),
+        (
+            "[pot:bgutil:http] Error reaching GET http://127.0.0.1:4416/ping (caused by "
+            "TransportError). Please make sure that the server is reachable",
+            "PO-token provider does not answer",
+        ),
     ],
 )
 def test_yt_dlp_messages_name_their_cause(
