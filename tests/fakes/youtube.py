@@ -49,7 +49,7 @@ Control API (plain attributes, change them at any time, also from another thread
     fake.audio_seconds = 3         # length of generated audio; set before the first fetch
                                    # (the listen-page browser tests play 60 s)
     fake.counts                    # Counts(searches, ytmusic_searches, rss_searches,
-                                   #        page_fetches, stream_fetches)
+                                   #        page_fetches, stream_fetches, stream_refusals)
     fake.counts.reset()
     fake.watch_url(video_id)       # the local page URL; fake.stream_path(video_id) its audio path
     fake.ytmusic_client()          # a real ytmusicapi.YTMusic pointed at this fake

@@ -8,14 +8,19 @@ import logging
 
 import pytest
 
+from bot.services import youtube_config
+from bot.settings import load_settings
 from core.errors import ExtractionFailed
 from core.youtube import YouTube, YouTubeConfig, YtDlpLog, cause_of
 from core.ytargs import parse_extractor_args
+from tests.bot.test_settings import MINIMAL
 from tests.fakes.youtube import FakeYouTube
 
 
 def test_yt_dlp_finds_the_js_runtime_in_the_venv() -> None:
-    youtube = YouTube(config=YouTubeConfig())
+    # The YoutubeDL options exactly as `python -m bot` builds the resolver's from the settings.
+    settings = load_settings(MINIMAL, dotenv_path=None)
+    youtube = YouTube(config=youtube_config(settings))
     try:
         runtime = youtube.js_runtime()
     finally:
