@@ -32,7 +32,7 @@ pytest: $(STAMP)
 	$(PY) -m pytest
 
 # The figures in docs/BENCHMARKS.md; `wrk` (Debian) is used by http_song when installed.
-BENCHES := http_song "single_flight --storage sqlite" "single_flight --storage redis" \
+BENCHES := http_song relay "single_flight --storage sqlite" "single_flight --storage redis" \
 	"loop_lag --storage sqlite" "loop_lag --storage redis" sync handover
 
 bench: $(STAMP)

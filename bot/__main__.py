@@ -26,9 +26,9 @@ from typing import Any
 import discord
 from aiohttp import web
 
-from bot import index_cli
+from bot import doctor, index_cli
 from bot.client import GameNightBot, make_bot, point_discord_at
-from bot.services import Services, open_resources
+from bot.services import Services, open_resources, relay_config
 from bot.settings import (
     INDEXER_KEYS,
     Settings,
@@ -81,6 +81,7 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot | None) ->
         cors_origins=settings.cors_origins,
         rate_limit=RateLimit(settings.http_rate_per_s, settings.http_rate_burst),
         body_timeout_s=settings.http_body_timeout_s,
+        relay=relay_config(settings),
     )
 
     async def confirm_in_discord(outcome: LinkOutcome) -> None:
@@ -243,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["index"]:
         return index_cli.main(argv[1:])
+    if argv[:1] == ["doctor"]:
+        return doctor.main(argv[1:])
     web_only = argv[:1] == ["web"]  # no gateway, so no DISCORD_TOKEN needed
     try:
         settings = load_settings(required=INDEXER_KEYS) if web_only else load_settings()

@@ -12,10 +12,14 @@ import aiohttp
 import storage
 from bot.settings import Settings
 from bot.web.listen import ListenLinks
+from bot.web.services import AudioRoute, RelayConfig
+from bot.web.signing import RelaySigner, derive_secret
 from core.linking import Linker
 from core.resolver import Resolver, ResolverConfig, build_resolver
 from core.sessions import SessionService
 from core.spotify import SpotifyClient, SpotifyConfig
+from core.youtube import YouTubeConfig
+from core.ytargs import parse_extractor_args
 from storage.base import Storage
 
 
@@ -41,6 +45,33 @@ def spotify_config(settings: Settings) -> SpotifyConfig:
         max_workers=settings.spotify_workers,
         rate_limit=settings.spotify_rate_limit,
         daily_budget=settings.spotify_daily_budget,
+    )
+
+
+def youtube_config(settings: Settings) -> YouTubeConfig:
+    """How yt-dlp reaches YouTube (cookies, proxy, source address, extractor args, PO tokens)."""
+    args = settings.youtube_extractor_args
+    return YouTubeConfig(
+        base_url=settings.youtube_base_url,
+        cookies_file=settings.youtube_cookies_file,
+        proxy=settings.youtube_proxy,
+        source_address=settings.youtube_source_address,
+        extractor_args=parse_extractor_args(args) if args else {},
+        pot_provider_url=settings.youtube_pot_provider_url,
+    )
+
+
+def relay_config(settings: Settings) -> RelayConfig:
+    """Relay URL signing, and the relay's route to YouTube (the same as yt-dlp's)."""
+    secret = (
+        settings.relay_secret.encode()
+        if settings.relay_secret
+        else derive_secret(settings.token_encryption_key)
+    )
+    return RelayConfig(
+        signer=RelaySigner(secret, settings.public_base_url, ttl_s=settings.relay_url_ttl_s),
+        raw_song_urls=settings.song_raw_urls,
+        route=AudioRoute(settings.youtube_proxy, settings.youtube_source_address),
     )
 
 
@@ -77,8 +108,8 @@ async def open_resources(
     resolver = build_resolver(
         store,
         spotify.track,
-        config=ResolverConfig(workers=resolver_workers),
-        youtube_base_url=settings.youtube_base_url,
+        config=ResolverConfig(workers=resolver_workers, force_cooldown_s=settings.force_cooldown_s),
+        youtube_config=youtube_config(settings),
         ytmusic_client_factory=ytmusic_client_factory,
     )
     stack.push_async_callback(resolver.aclose)

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from core.ytargs import parse_extractor_args
 from storage.crypto import TokenCipher
 
 T = TypeVar("T")
@@ -89,6 +90,16 @@ class Settings:
     # The Discord application's OAuth2 client secret: set, the link confirmation page asks
     # Discord who the browser's user is and refuses a link completed by someone else.
     discord_client_secret: str | None = field(default=None, repr=False)
+    # --- streams (#11): YouTube from a server, the audio relay, trusted metadata ---
+    youtube_cookies_file: str | None = None  # cookies.txt for yt-dlp (bot checks)
+    youtube_proxy: str | None = field(default=None, repr=False)  # may carry a password
+    youtube_source_address: str | None = None  # local IP yt-dlp and the relay connect from
+    youtube_extractor_args: str | None = None  # yt-dlp --extractor-args syntax
+    youtube_pot_provider_url: str | None = None  # bgutil PO-token provider server
+    relay_secret: str | None = field(default=None, repr=False)  # else derived from the token key
+    relay_url_ttl_s: float = 6 * 3600.0  # how long a relay URL from POST /song plays
+    song_raw_urls: bool = False  # POST /song answers YouTube's URL itself (same network only)
+    force_cooldown_s: float = 600.0  # a track is re-matched on request at most this often
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -218,6 +229,45 @@ def _shard_ids(value: str) -> tuple[int, ...]:
     if not ids or ids[0] < 0:
         raise ValueError(value)
     return ids
+
+
+def _bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def _proxy_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https", "socks4", "socks4a", "socks5", "socks5h"):
+        raise ValueError(value)
+    if not parts.hostname:
+        raise ValueError(value)
+    return value
+
+
+def _ip_address(value: str) -> str:
+    return str(ipaddress.ip_address(value))
+
+
+def _readable_file(value: str) -> str:
+    if not Path(value).is_file():
+        raise ValueError(value)
+    return value
+
+
+def _extractor_args(value: str) -> str:
+    parse_extractor_args(value)
+    return value
+
+
+def _relay_secret(value: str) -> str:
+    if len(value) < 16:
+        raise ValueError(value)
+    return value
 
 
 def _fernet_keys(value: str) -> str:
@@ -366,6 +416,38 @@ def load_settings(
             "HTTP_MAX_CONNECTIONS_PER_CLIENT", 64, _positive_int, "a positive whole number"
         ),
         discord_client_secret=r.raw("DISCORD_CLIENT_SECRET"),
+        youtube_cookies_file=r.parsed(
+            "YOUTUBE_COOKIES_FILE", None, _readable_file, "the path of an existing cookies.txt"
+        ),
+        youtube_proxy=r.parsed(
+            "YOUTUBE_PROXY",
+            None,
+            _proxy_url,
+            "a proxy URL: http://, https:// or socks5://host:port",
+            secret=True,
+        ),
+        youtube_source_address=r.parsed(
+            "YOUTUBE_SOURCE_ADDRESS", None, _ip_address, "an IP address of this host"
+        ),
+        youtube_extractor_args=r.parsed(
+            "YOUTUBE_EXTRACTOR_ARGS",
+            None,
+            _extractor_args,
+            "yt-dlp's --extractor-args form, e.g. youtube:player_client=default,mweb",
+        ),
+        youtube_pot_provider_url=r.parsed(
+            "YOUTUBE_POT_PROVIDER_URL", None, _http_url, "an http(s):// URL"
+        ),
+        relay_secret=r.parsed(
+            "RELAY_SECRET", None, _relay_secret, "at least 16 characters", secret=True
+        ),
+        relay_url_ttl_s=r.parsed(
+            "RELAY_URL_TTL", 6 * 3600.0, _positive_float, "seconds a relay URL plays, e.g. 21600"
+        ),
+        song_raw_urls=r.parsed("SONG_RAW_URLS", False, _bool, "true or false"),
+        force_cooldown_s=r.parsed(
+            "FORCE_COOLDOWN", 600.0, _non_negative_float, "seconds between forced re-matches"
+        ),
     )
     _check_shards(settings, r.problems)
     if r.problems:

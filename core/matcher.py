@@ -1,10 +1,11 @@
 """Finding the YouTube video for a Spotify track: spotDL's matching, then a yt-dlp search.
 
-spotDL (4.5.2) searches YouTube Music by ISRC first, then by "artists - title", and ranks the
-candidates by artist, title, album and duration. Only its search is used, never its download
-path: `Downloader.search(song)` returns a URL. The candidates spotDL saw are recorded so the
-chosen one's duration can be checked against our own, stricter tolerance. When spotDL finds
-nothing acceptable, a yt-dlp search runs and spotDL's ranking scores its results.
+spotDL (4.6) searches YouTube Music (ytmusicapi, in German) by ISRC first, then by
+"artists - title", and ranks the candidates by artist, title, album and duration. Only its
+search is used, never its download path: `Downloader.search(song)` returns a URL. The
+candidates spotDL saw are recorded so the chosen one's duration can be checked against our
+own, stricter tolerance. When spotDL finds nothing acceptable, a yt-dlp search runs and
+spotDL's ranking scores its results.
 
 Everything here blocks and must run in the resolver's thread pool.
 """
@@ -58,8 +59,8 @@ def song_for(track: TrackInfo) -> Song:
 class SpotdlFinder:
     """Blocking: `find(track) -> VideoMatch`; raises NoMatch or SearchFailed.
 
-    `ytmusic_client_factory` replaces spotDL's YouTube Music client (tests and the sandbox give
-    the fake's client; spotDL's real ranking still runs over what it returns).
+    `ytmusic_client_factory` replaces how spotDL makes its YouTube Music client (tests and the
+    sandbox give a real ytmusicapi client pointed at the fake YouTube).
     """
 
     def __init__(
@@ -95,8 +96,6 @@ class SpotdlFinder:
             self._instrument(provider, ytmusic_client_factory)
 
     def _instrument(self, provider: Any, client_factory: Callable[[], Any] | None) -> None:
-        if client_factory is not None:
-            provider.client = client_factory()
         create_client = client_factory or provider._create_client
 
         def create_client_keeping_locale() -> Any:
@@ -107,6 +106,8 @@ class SpotdlFinder:
             finally:
                 locale.setlocale(locale.LC_ALL, saved)
 
+        if client_factory is not None:
+            provider.client = create_client_keeping_locale()
         provider._create_client = create_client_keeping_locale
         get_results = provider.get_results
 

@@ -30,7 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
+import json
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -41,15 +44,17 @@ from typing import Any, Protocol, TypeVar
 from core.errors import (
     ExtractionFailed,
     NoMatch,
+    NotFound,
     Overloaded,
     ResolveError,
     ResolveTimeout,
     SearchFailed,
+    SpotifyError,
     UserFacingError,
 )
 from core.matcher import SpotdlFinder, VideoMatch
 from core.tracks import TrackInfo, is_track_id
-from core.youtube import Extraction, YouTube, stream_expiry
+from core.youtube import Extraction, YouTube, YouTubeConfig, stream_expiry
 from storage.base import StreamCache
 from storage.records import CachedStream, Failure
 
@@ -61,6 +66,8 @@ __all__ = [
     "ResolverStats",
     "TrackLookup",
     "build_resolver",
+    "claim_key",
+    "is_stream_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -106,6 +113,8 @@ class ResolverConfig:
     refresh_batch: int = 16  # entries re-extracted per refresher pass
     front_entries: int = 1024  # entries kept in process memory (0: every hit reads storage)
     front_ttl_s: float = 30.0  # how long an entry in memory is served without asking storage
+    force_cooldown_s: float = 600.0  # a track is re-matched on request at most this often
+    known_tracks: int = 10_000  # Spotify's metadata of this many tracks is kept in memory
 
 
 @dataclass
@@ -128,6 +137,22 @@ _FAILURE_KINDS: dict[str, Callable[[], ResolveError]] = {
     ),
     "search_failed": lambda: SearchFailed("YouTube search is not answering; try again later."),
 }
+
+
+_CLAIM_KEY = re.compile(r"[0-9A-Za-z]{22}(~[0-9a-f]{16})?")
+
+
+def claim_key(claimed: TrackInfo) -> str:
+    """The cache key of a match made from a client's own metadata (`id~digest`): only requests
+    carrying exactly that metadata share it; it never stands for the bare id."""
+    described = [claimed.name, list(claimed.artists), claimed.album, claimed.duration_ms]
+    digest = hashlib.sha256(json.dumps([*described, claimed.isrc]).encode()).hexdigest()
+    return f"{claimed.id}~{digest[:16]}"
+
+
+def is_stream_key(value: str) -> bool:
+    """A track id, or a claim key made by `claim_key`."""
+    return _CLAIM_KEY.fullmatch(value) is not None
 
 
 def still_usable(entry: CachedStream, now: float, min_validity_s: float) -> bool:
@@ -168,6 +193,10 @@ class Resolver:
         self._accessed: dict[str, float] = {}
         # track id -> (entry, served from memory until); least recently used first.
         self._front: OrderedDict[str, tuple[CachedStream, float]] = OrderedDict()
+        # Spotify's own metadata per track id (it never changes): from a host's player read
+        # (free) or one app-token lookup; a client's claim never lands here.
+        self._known: OrderedDict[str, TrackInfo] = OrderedDict()
+        self._forced_at: dict[str, float] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._stats = ResolverStats()
         self._closed = False
@@ -218,8 +247,80 @@ class Resolver:
     # --- resolving ---------------------------------------------------------------------------
 
     async def resolve(self, track: TrackInfo, force: bool = False) -> CachedStream:
-        """The stream for a track whose metadata the caller already has."""
+        """The stream for a track whose metadata came from Spotify itself (a host's player read,
+        a playlist the indexer read): trusted, and remembered for later searches."""
+        self._learn(track)
         return await self._resolve(track.id, track, force)
+
+    async def resolve_claimed(self, claimed: TrackInfo, force: bool = False) -> CachedStream:
+        """The stream for a track described by a client (the PWA's body): a claim, not the truth.
+
+        The match kept under the bare id is made from Spotify's own metadata only (known, or
+        one app-token lookup), so no client can change what another one gets for an id. Only
+        when Spotify cannot be asked (quota, outage) is the client's metadata searched, and that
+        match and its failures are kept under `claim_key(claimed)`, for the same claim only.
+        """
+        try:
+            return await self._resolve(claimed.id, self._known.get(claimed.id), force)
+        except NotFound:
+            raise
+        except SpotifyError as exc:
+            log.info(
+                "Spotify metadata of %s unavailable (%s); matching the client's",
+                claimed.id,
+                exc.message,
+            )
+        return await self._resolve(claim_key(claimed), claimed, force)
+
+    async def resolve_key(self, key: str) -> CachedStream:
+        """The stream cached under a key handed out earlier (a track id or a claim key)."""
+        if not is_stream_key(key):
+            raise UserFacingError("That is not a Spotify track id (22 letters and digits).")
+        return await self._resolve(key, self._known.get(key), False)
+
+    async def refused(self, key: str, stream_url: str) -> CachedStream | None:
+        """YouTube refused `stream_url` (403) before its expiry: re-extract it once from the
+        cached video and update the cache. None when there is nothing to re-extract from.
+
+        Listeners refused at the same moment share one re-extraction; one arriving after it
+        finished gets the new URL without another.
+        """
+        cached = await self._cache.get_stream(key)
+        if cached is None or not cached.video_url:
+            return None
+        now = self._clock()
+        if cached.stream_url != stream_url and still_usable(cached, now, 0.0):
+            self._remember(cached, now)
+            return cached
+        self._front.pop(key, None)
+        flight = self._flights.get((key, "reextract"))
+        if flight is None:
+            log.info("YouTube refused the cached stream URL of %s early; re-extracting", key)
+            flight = self._launch((key, "reextract"), self._reextract(cached))
+        try:
+            async with asyncio.timeout(self.config.timeout_s):
+                return await asyncio.shield(flight)
+        except TimeoutError:
+            raise ResolveTimeout("The audio source is slow to answer; try again shortly.") from None
+
+    def _learn(self, track: TrackInfo) -> None:
+        self._known[track.id] = track
+        self._known.move_to_end(track.id)
+        while len(self._known) > self.config.known_tracks:
+            self._known.popitem(last=False)
+
+    def _may_force(self, key: str) -> bool:
+        """A forced re-match is honoured at most once per track per cooldown: it costs a search
+        and may cost a Spotify lookup, and anyone may ask for it."""
+        now = self._clock()
+        if now - self._forced_at.get(key, float("-inf")) < self.config.force_cooldown_s:
+            log.info("ignoring a forced re-match of %s within its cooldown", key)
+            return False
+        self._forced_at[key] = now
+        if len(self._forced_at) > self.config.known_tracks:
+            cutoff = now - self.config.force_cooldown_s
+            self._forced_at = {k: t for k, t in self._forced_at.items() if t >= cutoff}
+        return True
 
     async def resolve_id(self, spotify_id: str, force: bool = False) -> CachedStream:
         """The stream for a track id; Spotify is asked for the metadata only if a search runs."""
@@ -230,6 +331,8 @@ class Resolver:
     async def _resolve(self, track_id: str, track: TrackInfo | None, force: bool) -> CachedStream:
         if self._closed:
             raise Overloaded("The stream resolver is shutting down.")
+        if force and not self._may_force(track_id):
+            force = False
         kind = "force" if force else "fill"
         flight = self._flights.get((track_id, kind))
         if flight is not None:
@@ -342,6 +445,7 @@ class Resolver:
                     log.info("cached video of %s no longer extracts; searching again", track_id)
             if track is None:
                 track = await self._track_lookup(track_id)
+                self._learn(track)
             self._stats.searches += 1
             match = await self._run(self._finder.find, track)
             self._stats.extractions += 1
@@ -456,6 +560,7 @@ def build_resolver(
     youtube_base_url: str | None = None,
     ytmusic_client_factory: Callable[[], Any] | None = None,
     duration_tolerance_s: float = 7.0,
+    youtube_config: YouTubeConfig | None = None,
 ) -> Resolver:
     """A Resolver over spotDL + yt-dlp. Call from the running loop; then `await start()`.
 
@@ -464,9 +569,11 @@ def build_resolver(
     With a stand-in but no YouTube Music client, spotDL's search finds nothing (rather than
     reaching the real YouTube Music) and the yt-dlp search against the stand-in does the work.
     """
-    if youtube_base_url is not None and ytmusic_client_factory is None:
+    if youtube_config is None:
+        youtube_config = YouTubeConfig(base_url=youtube_base_url)
+    if youtube_config.base_url is not None and ytmusic_client_factory is None:
         ytmusic_client_factory = NoYouTubeMusic
-    youtube = YouTube(base_url=youtube_base_url)
+    youtube = YouTube(config=youtube_config)
     finder = SpotdlFinder(
         youtube,
         loop=asyncio.get_running_loop(),

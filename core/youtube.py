@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote_plus, urlsplit
 
@@ -19,6 +20,18 @@ from yt_dlp.networking.exceptions import HTTPError
 from yt_dlp.utils import YoutubeDLError
 
 from core.errors import ExtractionFailed, ResolveError
+from core.ytargs import parse_extractor_args
+
+__all__ = [
+    "Extraction",
+    "SearchEntry",
+    "YouTube",
+    "YouTubeConfig",
+    "YtDlpLog",
+    "cause_of",
+    "parse_extractor_args",
+    "stream_expiry",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +57,53 @@ class SearchEntry:
     channel: str
 
 
+@dataclass(frozen=True)
+class YouTubeConfig:
+    """How yt-dlp reaches YouTube from a server (README, "Running on a server").
+
+    - `cookies_file`: a Netscape cookies.txt of a (throwaway) YouTube account; the usual cure
+      for "Sign in to confirm you're not a bot" on datacenter addresses (yt-dlp #12475).
+    - `proxy`: every YouTube request (pages, and the relay's audio fetches: a stream URL is
+      bound to the address that extracted it) goes through it.
+    - `source_address`: the local IP address to connect from (a host with several addresses).
+      The relay connects from the same one, for the same reason as the proxy.
+    - `extractor_args`: yt-dlp's `--extractor-args`, e.g. {"youtube": {"player_client":
+      ["default", "mweb"]}}.
+    - `pot_provider_url`: the bgutil PO-token provider's HTTP server; the plugin is installed
+      and asks it for tokens only when this is set.
+    """
+
+    base_url: str | None = None  # a YouTube stand-in (the test fake, the sandbox)
+    socket_timeout: float = 15.0
+    cookies_file: str | None = None
+    proxy: str | None = None
+    source_address: str | None = None
+    extractor_args: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+    pot_provider_url: str | None = None
+    js_runtime_path: str | None = None  # deno's binary; None: yt-dlp looks in the venv, PATH
+
+    def ydl_options(self) -> dict[str, Any]:
+        """The YoutubeDL parameters these settings amount to."""
+        options: dict[str, Any] = {"socket_timeout": self.socket_timeout}
+        if self.cookies_file:
+            options["cookiefile"] = self.cookies_file
+        if self.proxy:
+            options["proxy"] = self.proxy
+        if self.source_address:
+            options["source_address"] = self.source_address
+        if self.js_runtime_path:
+            options["js_runtimes"] = {"deno": {"path": self.js_runtime_path}}
+        args: dict[str, dict[str, list[str]]] = {
+            ie.lower(): {k: list(v) for k, v in values.items()}
+            for ie, values in self.extractor_args.items()
+        }
+        if self.pot_provider_url:
+            args.setdefault("youtubepot-bgutilhttp", {})["base_url"] = [self.pot_provider_url]
+        if args:
+            options["extractor_args"] = args
+        return options
+
+
 def stream_expiry(stream_url: str, now: float, fallback_ttl: float) -> float:
     """When a stream URL stops working: its `expire` query parameter, else now + fallback_ttl.
 
@@ -67,17 +127,24 @@ class YouTube:
     canonical YouTube URLs either way, so cached data does not depend on the stand-in.
     """
 
-    def __init__(self, base_url: str | None = None, socket_timeout: float = 15.0) -> None:
-        self.base_url = base_url.rstrip("/") if base_url else None
+    def __init__(
+        self,
+        base_url: str | None = None,
+        socket_timeout: float = 15.0,
+        *,
+        config: YouTubeConfig | None = None,
+    ) -> None:
+        config = config or YouTubeConfig(base_url=base_url, socket_timeout=socket_timeout)
+        self.config = config
+        self.base_url = config.base_url.rstrip("/") if config.base_url else None
         self._options: dict[str, Any] = {
             "format": "bestaudio/best",
             "quiet": True,
-            "no_warnings": True,
             "noprogress": True,
             "skip_download": True,
             "noplaylist": True,
-            "socket_timeout": socket_timeout,
-            "logger": _QuietLogger(),
+            "logger": YtDlpLog(),
+            **config.ydl_options(),
         }
         self._local = threading.local()
         # Every instance made, whatever thread made it: yt-dlp's requests handler keeps pooled
@@ -117,6 +184,18 @@ class YouTube:
             extractor.suitable(probe)
         self._ydl()
         self._ydl(extract_flat="in_playlist", noplaylist=False)
+
+    def js_runtime(self) -> str | None:
+        """Blocking: "deno 2.9.8 at /path" for the JS runtime yt-dlp would use, else None.
+
+        Without one, yt-dlp falls back to very few YouTube player clients (yt-dlp #15012).
+        """
+        runtimes: Mapping[str, Any] = self._ydl()._js_runtimes
+        for name, runtime in runtimes.items():
+            info = getattr(runtime, "info", None)
+            if info is not None and info.supported:
+                return f"{name} {info.version} at {info.path}"
+        return None
 
     def fetch_url(self, video_url: str) -> str:
         """The URL yt-dlp actually fetches for a canonical video URL."""
@@ -190,8 +269,44 @@ class YouTube:
         return entries[:limit]
 
 
-class _QuietLogger:
-    """yt-dlp prints to stderr unless given a logger; route it to ours at debug level."""
+# yt-dlp's messages that name why YouTube refused; the operator sees the cause, not a riddle.
+_CAUSES = (
+    (
+        "confirm you",
+        "YouTube's bot check refused this server (set YOUTUBE_COOKIES_FILE, "
+        "YOUTUBE_PROXY or YOUTUBE_POT_PROVIDER_URL)",
+    ),
+    ("js runtime", "no JavaScript runtime for YouTube (install the `deno` package)"),
+    ("javascript runtime", "no JavaScript runtime for YouTube (install the `deno` package)"),
+    # bgutil's plugin pings its provider; without YOUTUBE_POT_PROVIDER_URL it tries 127.0.0.1:4416.
+    ("/ping", "the PO-token provider does not answer (check YOUTUBE_POT_PROVIDER_URL)"),
+    ("po token", "YouTube wants a PO token (set YOUTUBE_POT_PROVIDER_URL)"),
+    ("po_token", "YouTube wants a PO token (set YOUTUBE_POT_PROVIDER_URL)"),
+    ("unavailable", "the video is unavailable"),
+    ("private video", "the video is unavailable"),
+    ("http error 404", "the video is unavailable"),
+    ("http error 403", "YouTube refused the request (HTTP 403)"),
+    ("http error 429", "YouTube is rate-limiting this server (HTTP 429)"),
+)
+# Warnings that say nothing about YouTube's health (the stand-in is read by the generic one).
+_NOISE = ("falling back on generic information extractor",)
+
+
+def cause_of(message: str) -> str:
+    """A short, plain cause for a yt-dlp warning or error message."""
+    lowered = message.lower()
+    for needle, cause in _CAUSES:
+        if needle in lowered:
+            return cause
+    return "yt-dlp reported a problem"
+
+
+class YtDlpLog:
+    """The logger handed to YoutubeDL: its warnings and errors reach our log at WARNING, with
+    the cause first (bot check, no JS runtime, PO token, unavailable video); chatter is DEBUG.
+
+    Never ERROR: YouTube refusing one video is not a fault of ours (it is a client's track).
+    """
 
     def debug(self, msg: str) -> None:
         log.debug("yt-dlp: %s", msg)
@@ -200,10 +315,13 @@ class _QuietLogger:
         log.debug("yt-dlp: %s", msg)
 
     def warning(self, msg: str) -> None:
-        log.debug("yt-dlp warning: %s", msg)
+        if any(noise in msg.lower() for noise in _NOISE):
+            log.debug("yt-dlp: %s", msg)
+            return
+        log.warning("yt-dlp warning: %s: %s", cause_of(msg), msg)
 
     def error(self, msg: str) -> None:
-        log.debug("yt-dlp error: %s", msg)
+        log.warning("yt-dlp error: %s: %s", cause_of(msg), msg)
 
 
 def _close_responses(error: BaseException) -> None:

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.fakes.spotify_catalog import FakeTrack
+
 PWA_ORIGIN = "https://pwa.example"
 TRACK_ID = "4PTG3Z6ehGkBFwjybzWkR8"
+
+# Spotify's own record of the track the PWA's body describes: the resolver matches on this.
+PWA_TRACK = FakeTrack(
+    id=TRACK_ID,
+    name="Never Gonna Give You Up",
+    artists=("Rick Astley",),
+    album="Whenever You Need Somebody",
+    duration_ms=213_573,
+    isrc="GBARL9300135",
+    album_id="6XhjNHCyCDyyGJRM5mg40G",
+    artist_ids=("0gxyHStUsqpMadRV0Di1Qt",),
+)
 
 
 def track_body() -> dict[str, Any]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import urllib.error
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+from ytmusicapi.exceptions import YTMusicServerError
 
 from core.youtube import YouTube
 from tests.fakes.youtube import FakeYouTube
@@ -74,7 +74,7 @@ async def test_searches_and_failure_controls(fake: FakeYouTube) -> None:
     assert (fake.counts.ytmusic_searches, fake.counts.rss_searches) == (1, 1)
 
     fake.search_status = 500
-    with pytest.raises(urllib.error.HTTPError, match="500"):
+    with pytest.raises(YTMusicServerError, match="500"):
         await asyncio.to_thread(client.search, "some song")
     fake.remove_video("abcdefghijk")
     fake.search_status = 200

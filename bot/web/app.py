@@ -7,6 +7,7 @@ proxying ClientSession is the only resource the app owns, opened and closed by c
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import AsyncIterator, Iterable
 
@@ -14,22 +15,26 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bot.web import ops, songs, tracks
+from bot.web import ops, relay_route, songs, tracks
 from bot.web.cors import Cors
 from bot.web.errors import error_response, refuse_encoding
 from bot.web.metrics import WebMetrics
 from bot.web.ratelimit import RateLimit, RateLimiter
+from bot.web.relay import CHUNK as RELAY_CHUNK
 from bot.web.services import (
     BODY_TIMEOUT,
     HTTP_CLIENT,
     LIMITER,
     MAX_BODY,
     METRICS,
+    RELAY,
     RESOLVER,
     STORAGE,
     HealthProbe,
+    RelayConfig,
     StreamResolver,
 )
+from bot.web.signing import RelaySigner
 
 # A SpotifyTrack body is well under 2 KiB; anything near this limit is not one.
 DEFAULT_MAX_BODY = 64 * 1024
@@ -44,7 +49,10 @@ def create_app(
     rate_limit: RateLimit | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT,
+    relay: RelayConfig | None = None,
 ) -> web.Application:
+    """`relay` signs relay URLs and says how the relay reaches YouTube; without one, URLs are
+    signed with a random per-app secret for http://127.0.0.1 (tests, benchmarks)."""
     metrics = WebMetrics(lambda: resolver.stats)
     cors = Cors(cors_origins)
 
@@ -81,6 +89,7 @@ def create_app(
     app.on_response_prepare.append(cors.add_headers)
     app[STORAGE] = storage
     app[RESOLVER] = resolver
+    app[RELAY] = relay or RelayConfig(RelaySigner(secrets.token_bytes(32), "http://127.0.0.1"))
     app[METRICS] = metrics
     app[MAX_BODY] = max_body_bytes
     app[BODY_TIMEOUT] = body_timeout_s
@@ -88,6 +97,7 @@ def create_app(
     app.cleanup_ctx.append(_http_client)
     app.add_routes(songs.routes)
     app.add_routes(tracks.routes)
+    app.add_routes(relay_route.routes)
     app.add_routes(ops.routes)
     return app
 
@@ -95,6 +105,11 @@ def create_app(
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
     # No total timeout (a song streams for minutes); relay sets connect/read timeouts per call.
     # auto_decompress=False relays the bytes exactly as sent, matching Content-Length.
-    async with aiohttp.ClientSession(auto_decompress=False) as client:
+    # The relay connects from the address yt-dlp extracted from: stream URLs are bound to it.
+    connector = app[RELAY].route.connector()
+    # read_bufsize: the relay moves audio in chunks of about this size (bot/web/relay.py).
+    async with aiohttp.ClientSession(
+        auto_decompress=False, connector=connector, read_bufsize=RELAY_CHUNK
+    ) as client:
         app[HTTP_CLIENT] = client
         yield

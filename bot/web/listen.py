@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -26,7 +27,8 @@ from typing import Any
 from aiohttp import web
 
 from bot.web.ratelimit import RateLimit, RateLimiter, TooManyRequests
-from bot.web.services import LIMITER
+from bot.web.services import LIMITER, RELAY, RelayConfig
+from bot.web.signing import RelaySigner
 from bot.web.songs import client_of
 from core.errors import NotFound
 from core.listen import ListenAlong, ListenView, StreamStatus
@@ -52,10 +54,11 @@ _FILES = {
     name: (_STATIC / name).read_text(encoding="utf-8")
     for name in ("listen.html", "listen-ended.html", *_ASSETS)
 }
-# The stream URL and the album art come from other origins (googlevideo, i.scdn.co).
+# The album art comes from another origin (i.scdn.co); audio only ever through our own relay
+# (YouTube's stream URLs play only from this server's address).
 _PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src https: http: data:; media-src https: http: blob:; base-uri 'none'; "
+    "img-src https: http: data:; media-src 'self'; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
 
@@ -84,6 +87,8 @@ def add_listen_routes(
     app[NAMES_KEY] = names or _no_names
     if LIMITER not in app:  # an app not made by create_app still limits its clients
         app[LIMITER] = RateLimiter(RateLimit())
+    if RELAY not in app:  # an app without the API (tests): relay URLs signed for this app only
+        app[RELAY] = RelayConfig(RelaySigner(secrets.token_bytes(32), "http://127.0.0.1"))
     app.router.add_get("/listen/assets/{name}", listen_asset)
     app.router.add_get("/listen/{token}", listen_page)
     app.router.add_get("/listen/{token}/events", listen_events)
@@ -145,6 +150,12 @@ async def listen_events(request: web.Request) -> web.StreamResponse:
         found = await listen.find(request.match_info["token"]) is not None
         head = web.Response(status=200 if found else 404, content_type="text/event-stream")
         return _private(head)
+    signer = request.app[RELAY].signer
+
+    def relay_url(track_id: str, expires_at: float) -> str:
+        # Same-origin path: the page's CSP allows media only from this server.
+        return signer.url(track_id, until=expires_at, absolute=False)
+
     async with contextlib.AsyncExitStack() as stack:
         try:
             sub = await stack.enter_async_context(listen.subscribe(request.match_info["token"]))
@@ -163,7 +174,8 @@ async def listen_events(request: web.Request) -> web.StreamResponse:
                 if view.ended:
                     await response.write(_event("ended", {"message": "The game night is over."}))
                     break
-                await response.write(_event(kind, view_payload(view, names, listen.clock())))
+                payload = view_payload(view, names, listen.clock(), relay_url)
+                await response.write(_event(kind, payload))
         except ConnectionError:  # the browser went away; the subscription ends with us
             log.debug("listen stream of guild %s closed by the browser", sub.view.guild_id)
         return response
@@ -173,8 +185,17 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def view_payload(view: ListenView, names: Names, now: float) -> dict[str, Any]:
-    """The JSON the page reads; times in ms since the epoch on the server's clock."""
+RelayUrl = Callable[[str, float], str]
+
+
+def view_payload(
+    view: ListenView, names: Names, now: float, relay_url: RelayUrl | None = None
+) -> dict[str, Any]:
+    """The JSON the page reads; times in ms since the epoch on the server's clock.
+
+    `relay_url(track_id, expires_at)` turns the ready stream into the URL the page plays (our
+    relay); without it the page gets no audio URL at all, never YouTube's own.
+    """
     snapshot = view.snapshot
     track = view.track
     stream = view.stream
@@ -201,7 +222,9 @@ def view_payload(view: ListenView, names: Names, now: float) -> dict[str, Any]:
         },
         "stream": {
             "status": stream.status.value,
-            "url": stream.url if stream.status is StreamStatus.READY else None,
+            "url": relay_url(track.id, stream.expires_at)
+            if relay_url is not None and track is not None and stream.status is StreamStatus.READY
+            else None,
             "message": stream.message,
         },
         "people": {

@@ -43,15 +43,17 @@ class BodyTooSlow(UserFacingError):
     http_status = 408
 
 
-async def read_song_request(request: web.Request) -> SongRequest:
-    # A body over the app's client_max_size raises HTTPRequestEntityTooLarge here, which the
-    # error middleware turns into a plain 413; one trickling in is cut off at the deadline.
+async def read_body(request: web.Request) -> bytes:
+    """The whole body; one trickling in is cut off at the app's deadline (408).
+
+    A body over the app's client_max_size raises HTTPRequestEntityTooLarge here, which the
+    error middleware turns into a plain 413.
+    """
     try:
         async with asyncio.timeout(request.app[BODY_TIMEOUT]):
-            raw = await request.read()
+            return await request.read()
     except TimeoutError:
         raise BodyTooSlow("The request body took too long to arrive.") from None
-    return parse_song_request(raw)
 
 
 def parse_song_request(raw: bytes) -> SongRequest:

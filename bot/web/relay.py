@@ -2,11 +2,18 @@
 
 Only URLs the resolver produced come here (never one a client sent). Bytes are passed through
 undecoded and unbuffered: the first chunk reaches the client while upstream is still sending.
+Memory per listener is one chunk; a listener who leaves ends the upstream fetch at once.
+
+The fetch goes out the way yt-dlp's extraction did (same proxy, same source address: the
+app's HTTP client is built with it): a stream URL only plays for the address that extracted it.
+When YouTube refuses a URL before its `expire` anyway (403), `refetch` gets a fresh one (the
+resolver re-extracts from the cached video) and the relay tries once more.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -15,7 +22,9 @@ from core.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 
-CHUNK = 64 * 1024
+# Bytes are relayed as they arrive, at most this much at a time (and the upstream reader buffers
+# about as much): bounded memory per listener, few enough Python iterations per megabyte.
+CHUNK = 256 * 1024
 # Request headers worth forwarding: partial content and its validator.
 FORWARDED = ("Range", "If-Range")
 # Response headers passed back; Content-Encoding too, since the bytes are relayed undecoded.
@@ -40,17 +49,33 @@ class AudioSourceTimeout(UserFacingError):
     http_status = 504
 
 
-async def relay(
-    request: web.Request, client: aiohttp.ClientSession, url: str
-) -> web.StreamResponse:
+async def _open(
+    request: web.Request, client: aiohttp.ClientSession, url: str, proxy: str | None
+) -> aiohttp.ClientResponse:
     headers = {name: request.headers[name] for name in FORWARDED if name in request.headers}
     try:
-        upstream = await client.get(url, headers=headers, timeout=TIMEOUT)
+        return await client.get(url, headers=headers, timeout=TIMEOUT, proxy=proxy)
     except TimeoutError:
         raise AudioSourceTimeout("The audio source did not answer in time; try again.") from None
     except aiohttp.ClientError as exc:
         log.warning("audio source unreachable for %s: %s", request.path, exc)
         raise AudioSourceFailed("Could not reach the audio source; try again.") from None
+
+
+async def relay(
+    request: web.Request,
+    client: aiohttp.ClientSession,
+    url: str,
+    *,
+    proxy: str | None = None,
+    refetch: Callable[[], Awaitable[str | None]] | None = None,
+) -> web.StreamResponse:
+    upstream = await _open(request, client, url, proxy)
+    if upstream.status == 403 and refetch is not None:
+        upstream.release()
+        fresh = await refetch()
+        if fresh is not None:
+            upstream = await _open(request, client, fresh, proxy)
 
     async with upstream:
         # 416 (bad Range) is the client's own mistake: pass it on with its Content-Range.
@@ -65,7 +90,7 @@ async def relay(
                 response.headers[name] = upstream.headers[name]
         await response.prepare(request)
         try:
-            async for chunk in upstream.content.iter_chunked(CHUNK):
+            async for chunk, _ in upstream.content.iter_chunks():
                 await response.write(chunk)
         except ConnectionResetError:
             # The listener closed the tab or skipped the song: nothing left to do.

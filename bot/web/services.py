@@ -7,13 +7,16 @@ production and in tests).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
 from aiohttp import web
+from aiohttp_socks import ProxyConnector
 
 from bot.web.metrics import WebMetrics
 from bot.web.ratelimit import RateLimiter
+from bot.web.signing import RelaySigner
 from core.resolver import ResolverStats
 from core.tracks import TrackInfo
 from storage.records import CachedStream
@@ -24,6 +27,9 @@ class StreamResolver(Protocol):
 
     async def resolve(self, track: TrackInfo, force: bool = False) -> CachedStream: ...
     async def resolve_id(self, spotify_id: str, force: bool = False) -> CachedStream: ...
+    async def resolve_claimed(self, claimed: TrackInfo, force: bool = False) -> CachedStream: ...
+    async def resolve_key(self, key: str) -> CachedStream: ...
+    async def refused(self, key: str, stream_url: str) -> CachedStream | None: ...
 
     @property
     def stats(self) -> ResolverStats:
@@ -37,7 +43,36 @@ class HealthProbe(Protocol):
     async def ping(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class AudioRoute:
+    """How the relay reaches YouTube: the way yt-dlp did (stream URLs are bound to it)."""
+
+    proxy: str | None = None
+    source_address: str | None = None
+
+    @property
+    def http_proxy(self) -> str | None:
+        """The proxy to name per request (aiohttp speaks HTTP proxies itself)."""
+        return self.proxy if self.proxy and not self.proxy.startswith("socks") else None
+
+    def connector(self) -> aiohttp.TCPConnector:
+        """The relay client's connector: from `source_address`, through a SOCKS proxy if set
+        (aiohttp-socks; yt-dlp speaks SOCKS itself, so the relay must follow it there)."""
+        local = (self.source_address, 0) if self.source_address else None
+        if self.proxy and self.proxy.startswith("socks"):
+            return ProxyConnector.from_url(self.proxy, local_addr=local)
+        return aiohttp.TCPConnector(local_addr=local)
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    signer: RelaySigner
+    raw_song_urls: bool = False  # POST /song answers YouTube's own URL (same-network setups)
+    route: AudioRoute = AudioRoute()
+
+
 RESOLVER = web.AppKey("resolver", StreamResolver)
+RELAY = web.AppKey("relay", RelayConfig)
 STORAGE = web.AppKey("storage", HealthProbe)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 MAX_BODY = web.AppKey("max_body", int)

@@ -1,20 +1,52 @@
 """The PWA's stream-lookup endpoints, byte-compatible with its existing client.
 
 The client POSTs a SpotifyTrack object, reads the answer as text and strips every `"`, so a
-success is the stream URL as a JSON string; a failure's body text is shown to the user.
+success is a URL as a JSON string; a failure's body text is shown to the user. By default that
+URL is a signed relay URL of ours: YouTube's own only plays from this server's address.
+
+The body's metadata is a claim (`Resolver.resolve_claimed`): it never decides what another
+client gets for the same track id.
 """
 
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 
 from aiohttp import web
 
-from bot.web.payload import read_song_request
-from bot.web.relay import relay
-from bot.web.services import HTTP_CLIENT, LIMITER, RESOLVER
+from bot.web.payload import SongRequest, parse_song_request, read_body
+from bot.web.relay_route import relay_stream
+from bot.web.services import LIMITER, MAX_BODY, RELAY, RESOLVER
 
 routes = web.RouteTableDef()
+
+# Bodies already parsed (a SongRequest is immutable): listeners of one hot track send the same
+# bytes again and again, and parsing them was half of a cache hit's time in the handler.
+# Only bodies that parsed are kept; a bad one is refused afresh every time.
+_PARSED: OrderedDict[bytes, SongRequest] = OrderedDict()
+_PARSED_MAX = 1024
+
+
+async def read_song(request: web.Request) -> SongRequest:
+    # A body over the app's client_max_size raises HTTPRequestEntityTooLarge, which the error
+    # middleware turns into a plain 413.
+    content = request.content
+    if content.is_eof():
+        # The whole (small) body came with the headers: take it without read()'s two awaits
+        # (a fifth of a cache hit's time in the handler).
+        raw = content.read_nowait()
+        if len(raw) > request.app[MAX_BODY]:
+            raise web.HTTPRequestEntityTooLarge(request.app[MAX_BODY], len(raw))
+    else:
+        raw = await read_body(request)
+    wanted = _PARSED.get(raw)
+    if wanted is None:
+        wanted = parse_song_request(raw)
+        _PARSED[raw] = wanted
+        if len(_PARSED) > _PARSED_MAX:
+            _PARSED.popitem(last=False)
+    return wanted
 
 
 def client_of(request: web.BaseRequest) -> str:
@@ -23,17 +55,23 @@ def client_of(request: web.BaseRequest) -> str:
 
 @routes.post("/song")
 async def song(request: web.Request) -> web.Response:
-    """The stream URL of a track, as a JSON string."""
+    """A URL that plays the track, as a JSON string (a signed relay URL unless configured)."""
     request.app[LIMITER].take(client_of(request))
-    wanted = await read_song_request(request)
-    entry = await request.app[RESOLVER].resolve(wanted.track, force=wanted.force)
-    return web.Response(text=json.dumps(entry.stream_url), content_type="application/json")
+    wanted = await read_song(request)
+    entry = await request.app[RESOLVER].resolve_claimed(wanted.track, force=wanted.force)
+    relay = request.app[RELAY]
+    if relay.raw_song_urls:
+        return web.Response(text=json.dumps(entry.stream_url), content_type="application/json")
+    # A relay URL is made of letters, digits and `/:?&=~.`: a JSON string as it stands.
+    return web.Response(
+        text=f'"{relay.signer.url(entry.track_id)}"', content_type="application/json"
+    )
 
 
 @routes.post("/download_song")
 async def download_song(request: web.Request) -> web.StreamResponse:
     """The track's audio bytes, streamed from the resolved URL (Range passed through)."""
     request.app[LIMITER].take(client_of(request))
-    wanted = await read_song_request(request)
-    entry = await request.app[RESOLVER].resolve(wanted.track, force=wanted.force)
-    return await relay(request, request.app[HTTP_CLIENT], entry.stream_url)
+    wanted = await read_song(request)
+    entry = await request.app[RESOLVER].resolve_claimed(wanted.track, force=wanted.force)
+    return await relay_stream(request, entry)

@@ -1,4 +1,4 @@
-"""The documented v1 API: track lookup by Spotify id, and a redirect straight to the audio."""
+"""The documented v1 API: track lookup by Spotify id, and a redirect to its audio (our relay)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from aiohttp import web
 
 from bot.web.inputs import BadRequest
 from bot.web.payload import check_track_id
-from bot.web.services import LIMITER, RESOLVER
+from bot.web.services import LIMITER, RELAY, RESOLVER
 from bot.web.songs import client_of
 from storage.records import CachedStream
 
@@ -53,9 +53,9 @@ async def track(request: web.Request) -> web.Response:
 
 @routes.get("/v1/tracks/{id}/stream")
 async def stream(request: web.Request) -> web.Response:
-    """A temporary redirect to the track's current stream URL."""
+    """A temporary redirect to a signed relay URL of the track's audio."""
     entry = await _lookup(request)
-    # A 307 must not be cached past the stream URL's own expiry.
-    return web.Response(
-        status=307, headers={"Location": entry.stream_url, "Cache-Control": "no-store"}
-    )
+    # Never YouTube's own URL: it only plays from this server's address. A 307 must not be
+    # cached past the relay URL's own expiry.
+    location = request.app[RELAY].signer.url(entry.track_id)
+    return web.Response(status=307, headers={"Location": location, "Cache-Control": "no-store"})

@@ -14,8 +14,9 @@ measured request is a cache hit. Every server uses the production GIL switch int
 All servers start first; then each round loads each of them in turn (rotating the order), so
 a burst of load from elsewhere on a shared machine hits one round, not one server. A server's
 ratio is the median over rounds of its throughput divided by the bare handler's in the same
-round; req/s, p50 and p99 are from its median round. Target: the real app keeps at least half
-of the bare handler's throughput, for both backends, without errors.
+round; req/s, p50 and p99 are from its median round. Target: the real app keeps at least 0.6
+of the bare handler's throughput, for both backends, without errors. Every answer is a signed
+relay URL (the default), as production answers.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from tests.redis_proc import free_port
 
 TRACK = track_body()
 HEADERS = {"Content-Type": "application/json", "Origin": "https://pwa.example"}
-TARGET = 0.5
+TARGET = 0.6
 BARE_ANSWER = '"https://example.invalid/videoplayback?expire=1999999999"'
 
 
@@ -76,7 +77,7 @@ async def real_app(stack: AsyncExitStack, storage_url: str, front: bool) -> web.
     storage = await open_bench_storage(stack, storage_url)
     resolver = build_resolver(
         storage,
-        no_spotify,
+        spotify_metadata,
         youtube_base_url=youtube.base_url,
         ytmusic_client_factory=youtube.ytmusic_client,
         config=None if front else ResolverConfig(front_entries=0),
@@ -87,8 +88,18 @@ async def real_app(stack: AsyncExitStack, storage_url: str, front: bool) -> web.
     return create_app(storage=storage, resolver=resolver, rate_limit=unlimited)
 
 
-async def no_spotify(track_id: str) -> TrackInfo:
-    raise NotFound("the benchmark sends full track metadata")
+async def spotify_metadata(track_id: str) -> TrackInfo:
+    """Spotify's own metadata of the track (the resolver asks once, on the warm-up's miss)."""
+    if track_id != TRACK["id"]:
+        raise NotFound("Spotify could not find that track.")
+    return TrackInfo(
+        id=track_id,
+        name=TRACK["name"],
+        artists=tuple(TRACK["artistNames"]),
+        album=TRACK["albumName"],
+        duration_ms=TRACK["duration"],
+        isrc=TRACK["isrc"],
+    )
 
 
 async def open_bench_storage(stack: AsyncExitStack, url: str) -> Storage:
@@ -230,6 +241,9 @@ def main() -> None:
             f"{name:<16} {median.rps:>9.0f} {median.p50_ms:>8.2f} {median.p99_ms:>8.2f} "
             f"{errors:>7d} {ratio:>6.2f}"
         )
+    apps = {n: ratios[n] for n in names[1:]}
+    detail = ", ".join(f"{n.removeprefix('app, ')} {v:.2f}" for n, v in apps.items())
+    print(f"cache-hit ratio vs bare: {min(apps.values()):.2f} ({detail})")
     missed = [n for n in names if ratios[n] < TARGET or any(r[n].errors for r in rounds)]
     print(f"target: >= {TARGET} of the bare handler's throughput, no errors: "
           + ("MET" if not missed else f"MISSED by {', '.join(missed)}"))  # fmt: skip

@@ -21,13 +21,16 @@ from core.errors import Overloaded
 from storage import open_storage
 from tests.bot.conftest import World
 from tests.fakes.youtube import FakeYouTube
-from tests.pwa import PWA_ORIGIN, TRACK_ID, track_body
+from tests.pwa import PWA_ORIGIN, PWA_TRACK, TRACK_ID, track_body
 
 VIDEO_ID = "dQw4w9WgXcQ"
 
 
 @pytest.fixture
-async def youtube() -> AsyncIterator[FakeYouTube]:
+async def youtube(world: World) -> AsyncIterator[FakeYouTube]:
+    # Spotify knows the PWA's track: the resolver matches on Spotify's metadata, not the body's.
+    world.spotify.catalog.append(PWA_TRACK)
+    world.spotify.tracks[PWA_TRACK.id] = PWA_TRACK
     async with FakeYouTube() as fake:
         fake.add_video(
             VIDEO_ID,
@@ -71,21 +74,24 @@ async def test_pwa_song_request_gets_a_stream_the_fake_youtube_plays(
         # The PWA strips every `"` from the body text and plays what is left.
         url = text.replace('"', "")
         assert text == f'"{url}"'
-        assert url.startswith(f"{youtube.base_url}/videoplayback/{VIDEO_ID}.wav?expire=")
+        assert url.startswith(f"{base_url(world)}/v1/relay/{TRACK_ID}?exp=")
         async with http.get(url) as audio:
             assert audio.status == 200
             assert await audio.read() == youtube.audio(VIDEO_ID)
 
         stored = await app.services.storage.get_stream(TRACK_ID)
-        assert stored is not None and stored.stream_url == url
+        assert stored is not None
         assert stored.video_url.endswith(f"watch?v={VIDEO_ID}")
+        # YouTube's own URL is bound to the bot's address: this "browser" is refused.
+        async with http.get(stored.stream_url) as direct:
+            assert direct.status == 403
 
         searches = youtube.counts.searches
         async with http.post(f"{base_url(world)}/song", json=track_body(), headers=headers) as r:
             assert r.status == 200
-            assert (await r.text()).replace('"', "") == url
+            assert (await r.text()).startswith(f'"{base_url(world)}/v1/relay/{TRACK_ID}?')
         assert youtube.counts.searches == searches  # served from the cache
-        assert app.services.resolver.stats.hits == 1
+        assert app.services.resolver.stats.hits == 2  # the relay's lookup, then this one
 
 
 async def test_v1_track_by_id_asks_spotify_for_the_metadata(

@@ -84,6 +84,6 @@ async def screenshot(page: Page, name: str, tmp_path: Path) -> Path:
 # The whole bot against fake Discord and fake Spotify, and the HTTP API over the real Resolver
 # and fake YouTube: the fixtures the other suites use, shared rather than copied.
 from tests.bot.conftest import world  # noqa: E402
-from tests.web.conftest import api, api_factory, catalog, youtube  # noqa: E402
+from tests.web.conftest import api, api_factory, catalog, spotify, youtube  # noqa: E402
 
-__all__ = ["api", "api_factory", "catalog", "world", "youtube"]
+__all__ = ["api", "api_factory", "catalog", "spotify", "world", "youtube"]

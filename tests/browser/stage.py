@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -17,16 +18,19 @@ from aiohttp.test_utils import TestServer
 
 from bot.web import RateLimit, create_app
 from bot.web.listen import add_listen_routes
+from bot.web.services import AudioRoute, RelayConfig
+from bot.web.signing import RelaySigner
 from core.listen import ListenAlong, ListenConfig
 from core.resolver import build_resolver
 from core.spotify import SpotifyClient
+from core.youtube import YouTubeConfig
 from storage import open_storage
 from storage.base import Storage
 from storage.crypto import TokenCipher
 from storage.records import HostSnapshot, ListenerState, Session
 from tests.fakes.spotify import FakeSpotify
 from tests.fakes.spotify_catalog import FakeTrack
-from tests.fakes.youtube import FakeYouTube
+from tests.fakes.youtube import BOT_SIDE_ADDRESS, FakeYouTube
 from tests.spotify.conftest import config_for
 
 GUILD, HOST, KIM = 4242, 100, 200
@@ -126,17 +130,28 @@ async def stage(tmp_path: Path) -> AsyncIterator[Stage]:
         http = await stack.enter_async_context(aiohttp.ClientSession())
         client = SpotifyClient(config_for(spotify), storage, http)
         stack.push_async_callback(client.aclose)
+        # The bot's side (yt-dlp, the relay) connects from BOT_SIDE_ADDRESS; chromium, on
+        # 127.0.0.1, is refused the raw stream URLs like a listener elsewhere would be.
         resolver = build_resolver(
             storage,
             client.track,
-            youtube_base_url=youtube.base_url,
+            youtube_config=YouTubeConfig(
+                base_url=youtube.base_url, source_address=BOT_SIDE_ADDRESS
+            ),
             ytmusic_client_factory=youtube.ytmusic_client,
         )
         await stack.enter_async_context(resolver)
         listen = ListenAlong(storage, resolver, client, config=ListenConfig(poll_interval_s=0.25))
         stack.push_async_callback(listen.aclose)
+        relay = RelayConfig(
+            RelaySigner(secrets.token_bytes(32), "http://127.0.0.1"),
+            route=AudioRoute(source_address=BOT_SIDE_ADDRESS),
+        )
         app = create_app(
-            storage=storage, resolver=resolver, rate_limit=RateLimit(rate=1000, burst=1000)
+            storage=storage,
+            resolver=resolver,
+            rate_limit=RateLimit(rate=1000, burst=1000),
+            relay=relay,
         )
         add_listen_routes(app, listen, names=NAMES.get)
         server = TestServer(app, host="127.0.0.1")

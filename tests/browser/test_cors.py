@@ -9,7 +9,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Page
 
-from tests.pwa import track_body
+from tests.fakes.youtube import FakeYouTube
+from tests.pwa import TRACK_ID, track_body
 from tests.web.conftest import VIDEO_ID, ApiFactory
 
 pytestmark = pytest.mark.browser
@@ -19,6 +20,17 @@ FETCH_JS = """async ([url, body]) => {
     method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
   });
   return [response.status, await response.text()];
+}"""
+
+# Plays a URL in an <audio> element of the page: its duration in seconds, or the error code.
+PLAY_JS = """async (url) => {
+  const audio = new Audio();
+  const outcome = new Promise((resolve) => {
+    audio.onloadedmetadata = () => resolve(["ok", audio.duration]);
+    audio.onerror = () => resolve(["error", audio.error ? audio.error.code : 0]);
+  });
+  audio.src = url;
+  return await outcome;
 }"""
 
 
@@ -38,7 +50,7 @@ async def pwa() -> AsyncIterator[TestServer]:
 
 
 async def test_pwa_on_another_origin_gets_a_stream_url(
-    api_factory: ApiFactory, catalog: None, pwa: TestServer, page: Page
+    api_factory: ApiFactory, catalog: None, youtube: FakeYouTube, pwa: TestServer, page: Page
 ) -> None:
     methods: list[str] = []
 
@@ -54,6 +66,14 @@ async def test_pwa_on_another_origin_gets_a_stream_url(
 
     assert status == 200
     url = text.replace('"', "")  # exactly what the PWA client does with the body
-    assert url.startswith("http://127.0.0.1:")
-    assert f"id={VIDEO_ID}" in url
+    assert url.startswith(f"{api.base_url}/v1/relay/")
     assert methods == ["OPTIONS", "POST"]  # the browser asked first, then sent the JSON
+
+    # The PWA plays what it got, through our relay (cross-origin audio needs no CORS)...
+    assert await page.evaluate(PLAY_JS, url) == ["ok", pytest.approx(3, abs=0.1)]
+    # ...while YouTube's own URL, bound to the bot's address, does not play in the browser.
+    cached = await api.storage.get_stream(TRACK_ID)
+    assert cached is not None and f"id={VIDEO_ID}" in cached.stream_url
+    refused = youtube.counts.stream_refusals
+    assert (await page.evaluate(PLAY_JS, cached.stream_url))[0] == "error"
+    assert youtube.counts.stream_refusals > refused

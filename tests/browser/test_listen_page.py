@@ -80,6 +80,13 @@ async def test_page_follows_track_change_seek_and_pause(page: Page, tmp_path: Pa
         await expect(page.locator("#art")).to_be_visible()
         await expect(page.locator("#state")).to_contain_text("in sync with the host")
         assert s.listen.audience(GUILD) == 1  # what the status message shows
+        # The audio comes through our relay; YouTube's own URL is refused away from the bot.
+        src = await page.evaluate("document.querySelector('audio').currentSrc")
+        assert src.startswith(s.url("/v1/relay/")), src
+        cached = await s.storage.get_stream(first.id)
+        assert cached is not None
+        direct = await page.request.get(cached.stream_url)
+        assert direct.status == 403, await direct.text()
         await hold(page, s, 1.5, playing=True)
 
         await s.host.play(second, 12_000)

@@ -11,6 +11,7 @@ from cryptography.fernet import Fernet
 from bot.settings import Settings
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.spotify import FakeSpotify
+from tests.fakes.youtube import BOT_SIDE_ADDRESS
 
 
 def settings_for_fakes(
@@ -32,5 +33,8 @@ def settings_for_fakes(
         discord_dev_guild_id=discord.default_guild.id,
         spotify_api_base=spotify.base,
         spotify_accounts_base=spotify.base,
+        # yt-dlp and the relay connect from here, so the fake YouTube's IP binding refuses a
+        # browser (on 127.0.0.1) the stream URLs the bot extracted.
+        youtube_source_address=BOT_SIDE_ADDRESS,
     )
     return dataclasses.replace(settings, **overrides)

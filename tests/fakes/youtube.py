@@ -4,15 +4,23 @@ What it serves (all on one random port, `fake.base_url`):
 
 - `GET /watch?v=ID` — an HTML page with `<audio src=...>`: yt-dlp's html5/generic extractor
   turns it into a direct stream URL. Counted in `counts.page_fetches`.
-- `GET /videoplayback/ID.wav?expire=T&sig=S` — real generated audio (a few seconds of WAV, a
-  tone whose pitch depends on the video id). Like googlevideo: the URL carries `expire=` (Unix
-  seconds, `stream_lifetime` after the page was fetched), a bad signature or a past expiry
-  answers 403, and `Range` is honoured (206 + Content-Range). Counted in `counts.stream_fetches`.
-- `GET /ytmusic/search?query=Q&filter=songs|videos` — JSON in the shape `ytmusicapi.YTMusic
-  .search()` returns after parsing. spotDL does not talk HTTP to it directly: give spotDL the
-  client from `fake.ytmusic_client()` (it does a blocking GET here, so the search runs as real
-  I/O in a worker thread) and spotDL's real matching code ranks the canned candidates.
-  Counted in `counts.ytmusic_searches`.
+- `GET /videoplayback/ID.wav?expire=T&ip=A&sig=S` — real generated audio (a few seconds of WAV,
+  a tone whose pitch depends on the video id). Like googlevideo: the URL carries `expire=` (Unix
+  seconds, `stream_lifetime` after the page was fetched) and `ip=`, the address that fetched the
+  page (signed); a bad signature, a past expiry, or a fetch from any other address answers 403
+  (IP binding, yt-dlp #12940/#17456: a browser elsewhere cannot play it; on 127.0.0.1 the bot's
+  side connects from another loopback address, `BOT_SIDE_ADDRESS`). `Range` is honoured (206 +
+  Content-Range). Counted in `counts.stream_fetches`; refusals in `counts.stream_refusals`.
+- YouTube Music for the REAL ytmusicapi (no stand-in): `GET /ytm/` (the start page ytmusicapi
+  reads its visitor id from) and `POST /ytm/youtubei/v1/search` answering InnerTube's raw
+  response shape (tabbedSearchResultsRenderer -> musicShelfRenderer ->
+  musicResponsiveListItemRenderer, flex columns of runs, play-button overlay with videoId and
+  musicVideoType), in the language the client asks for (`context.client.hl`): spotDL asks for
+  German, so shelves are titled "Titel"/"Videos" and song rows carry a play count
+  ("185.711\xa0Wiedergaben") that ytmusicapi mistakes for an artist (spotDL #2779;
+  ytmusicapi #1006). `fake.ytmusic_client()` is a real `ytmusicapi.YTMusic(language="de")`
+  whose requests to https://music.youtube.com are sent here. Counted in
+  `counts.ytmusic_searches`.
 - `GET /results?search_query=Q` — an RSS feed of matching videos (title "Artists - Name",
   `itunes:duration`, link `https://www.youtube.com/watch?v=ID`), which yt-dlp's generic
   extractor reads as a flat playlist: the stand-in for `ytsearchN:` when
@@ -31,6 +39,9 @@ Control API (plain attributes, change them at any time, also from another thread
     fake.add_video(video_id, name, artists, duration_s, kind="song", album=None, isrc=None)
     fake.remove_video(video_id)    # page answers 404 afterwards ("video unavailable")
     fake.stream_lifetime = 6 * 3600  # seconds until a handed-out stream URL expires
+    fake.ip_binding = True         # stream URLs play only for the address that got the page
+    fake.refuse_streams = 0        # answer 403 to this many more valid stream fetches (YouTube
+                                   # revoking a URL before its expiry)
     fake.search_delay = 0.0        # seconds every search (YTM and RSS) takes
     fake.page_delay = 0.0          # seconds every watch page takes (yt-dlp extraction)
     fake.search_status = 200       # e.g. 500 to make searches fail
@@ -38,10 +49,12 @@ Control API (plain attributes, change them at any time, also from another thread
     fake.audio_seconds = 3         # length of generated audio; set before the first fetch
                                    # (the listen-page browser tests play 60 s)
     fake.counts                    # Counts(searches, ytmusic_searches, rss_searches,
-                                   #        page_fetches, stream_fetches)
+                                   #        page_fetches, stream_fetches, stream_refusals)
     fake.counts.reset()
     fake.watch_url(video_id)       # the local page URL; fake.stream_path(video_id) its audio path
-    fake.ytmusic_client()          # a YTMusic stand-in for core.matcher.SpotdlFinder
+    fake.ytmusic_client()          # a real ytmusicapi.YTMusic pointed at this fake
+    fake.ytmusic_language = None   # answer in this language whatever the client asks ("en",
+                                   # "de"); None: in the client's own (`hl`)
 
 Everything is generated in code; nothing binary is checked in.
 """
@@ -52,25 +65,27 @@ import asyncio
 import hashlib
 import hmac
 import io
-import json
 import math
 import re
 import struct
 import threading
 import time
-import urllib.parse
-import urllib.request
 import wave
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any, Self
 from xml.sax.saxutils import escape as xml_escape
 
+import requests
 from aiohttp import web
 
+_YTM_DOMAIN = "https://music.youtube.com"
 SAMPLE_RATE = 8000
 AUDIO_SECONDS = 3
 _SIGNING_KEY = b"fake-youtube"
+# The loopback address the bot's side (yt-dlp and the relay) connects from in tests, so the
+# fake can tell it from a browser on 127.0.0.1 (Linux routes all of 127.0.0.0/8 to loopback).
+BOT_SIDE_ADDRESS = "127.0.0.2"
 
 
 def tone_wav(frequency: float, seconds: float = AUDIO_SECONDS, rate: int = SAMPLE_RATE) -> bytes:
@@ -104,19 +119,6 @@ class Video:
     album: str | None = None
     isrc: str | None = None
 
-    def ytmusic_json(self) -> dict[str, Any]:
-        minutes, seconds = divmod(self.duration_s, 60)
-        return {
-            "resultType": self.kind,
-            "videoId": self.video_id,
-            "title": self.name,
-            "artists": [{"name": a, "id": None} for a in self.artists],
-            "album": {"name": self.album, "id": None} if self.album else None,
-            "duration": f"{minutes}:{seconds:02d}",
-            "duration_seconds": self.duration_s,
-            "isExplicit": False,
-        }
-
 
 @dataclass
 class Counts:
@@ -124,6 +126,7 @@ class Counts:
     rss_searches: int = 0
     page_fetches: int = 0
     stream_fetches: int = 0
+    stream_refusals: int = 0
 
     @property
     def searches(self) -> int:
@@ -131,6 +134,7 @@ class Counts:
 
     def reset(self) -> None:
         self.ytmusic_searches = self.rss_searches = self.page_fetches = self.stream_fetches = 0
+        self.stream_refusals = 0
 
 
 _WORD = re.compile(r"[\w']+")
@@ -144,6 +148,9 @@ class FakeYouTube:
     search_status: int = 200
     page_status: int = 200
     audio_seconds: float = AUDIO_SECONDS
+    ip_binding: bool = True
+    refuse_streams: int = 0
+    ytmusic_language: str | None = None
     counts: Counts = field(default_factory=Counts)
     videos: dict[str, Video] = field(default_factory=dict)
     base_url: str = ""
@@ -157,7 +164,8 @@ class FakeYouTube:
         app = web.Application()
         app.router.add_get("/watch", self._watch)
         app.router.add_get("/videoplayback/{name}", self._stream)
-        app.router.add_get("/ytmusic/search", self._ytmusic_search)
+        app.router.add_get("/ytm/", self._ytmusic_home)
+        app.router.add_post("/ytm/youtubei/v1/search", self._ytmusic_search)
         app.router.add_get("/results", self._rss_search)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -214,8 +222,11 @@ class FakeYouTube:
                 self._audio[video_id] = tone_wav(_frequency(video_id), self.audio_seconds)
             return self._audio[video_id]
 
-    def ytmusic_client(self) -> FakeYTMusicClient:
-        return FakeYTMusicClient(self.base_url)
+    def ytmusic_client(self) -> Any:
+        """The real ytmusicapi client, as spotDL makes it, talking to this fake."""
+        from ytmusicapi import YTMusic  # noqa: PLC0415 - only tests that search need it
+
+        return YTMusic(language="de", requests_session=_ToFake(self.base_url + "/ytm"))
 
     def matching(self, query: str, kind: str | None = None) -> list[Video]:
         words = {w.lower() for w in _WORD.findall(query)}
@@ -232,8 +243,9 @@ class FakeYouTube:
 
     # --- handlers ----------------------------------------------------------------------------
 
-    def _sign(self, video_id: str, expire: int) -> str:
-        return hmac.new(_SIGNING_KEY, f"{video_id}:{expire}".encode(), "sha256").hexdigest()[:16]
+    def _sign(self, video_id: str, expire: int, ip: str) -> str:
+        message = f"{video_id}:{expire}:{ip}".encode()
+        return hmac.new(_SIGNING_KEY, message, "sha256").hexdigest()[:16]
 
     async def _watch(self, request: web.Request) -> web.Response:
         self.counts.page_fetches += 1
@@ -247,9 +259,10 @@ class FakeYouTube:
             return web.Response(status=404, text="Video unavailable")
         expire = int(time.time() + self.stream_lifetime)
         # Like googlevideo, every page view hands out a different URL (here: a fetch number).
-        src = f"{self.stream_path(video_id)}?expire={expire}&id={video_id}"
+        ip = request.remote or ""
+        src = f"{self.stream_path(video_id)}?expire={expire}&id={video_id}&ip={ip}"
         src += f"&rn={self.counts.page_fetches}"
-        src += f"&sig={self._sign(video_id, expire)}"
+        src += f"&sig={self._sign(video_id, expire, ip)}"
         title = escape(f"{', '.join(video.artists)} - {video.name}")
         html = (
             f"<!doctype html><html><head><title>{title}</title></head><body>"
@@ -266,10 +279,16 @@ class FakeYouTube:
         except ValueError:
             return web.Response(status=403, text="missing expire")
         sig = request.query.get("sig", "")
-        if not hmac.compare_digest(sig, self._sign(video_id, expire)):
-            return web.Response(status=403, text="bad signature")
+        ip = request.query.get("ip", "")
+        if not hmac.compare_digest(sig, self._sign(video_id, expire, ip)):
+            return self._refuse("bad signature")
         if expire < time.time():
-            return web.Response(status=403, text="expired")
+            return self._refuse("expired")
+        if self.ip_binding and request.remote != ip:
+            return self._refuse(f"bound to {ip}, fetched from {request.remote}")
+        if self.refuse_streams > 0:
+            self.refuse_streams -= 1
+            return self._refuse("revoked")
         body = self.audio(video_id)
         headers = {"Accept-Ranges": "bytes"}
         range_header = request.headers.get("Range")
@@ -290,21 +309,45 @@ class FakeYouTube:
             )
         return web.Response(body=body, content_type="audio/wav", headers=headers)
 
+    def _refuse(self, why: str) -> web.Response:
+        self.counts.stream_refusals += 1
+        return web.Response(status=403, text=why)
+
+    async def _ytmusic_home(self, request: web.Request) -> web.Response:
+        # ytmusicapi reads VISITOR_DATA out of the page's ytcfg.set({...}) call.
+        html = '<html><script>ytcfg.set({"VISITOR_DATA": "CgtGYWtlVmlzaXRvcg%3D%3D"});</script>'
+        return web.Response(text=html, content_type="text/html")
+
     async def _ytmusic_search(self, request: web.Request) -> web.Response:
         self.counts.ytmusic_searches += 1
         if self.search_delay:
             await asyncio.sleep(self.search_delay)
         if self.search_status != 200:
-            return web.Response(status=self.search_status, text="search failed")
-        kind = {"songs": "song", "videos": "video"}.get(request.query.get("filter", ""))
+            error = {"error": {"code": self.search_status, "message": "search failed"}}
+            return web.json_response(error, status=self.search_status)
+        body = await request.json()
+        hl = self.ytmusic_language or body.get("context", {}).get("client", {}).get("hl", "en")
+        words = _YTM_WORDS.get(hl, _YTM_WORDS["en"])
+        # ytmusicapi's filter params: "EgWKAQ" + "II" (songs) or "IQ" (videos) + spelling flags.
+        params = str(body.get("params") or "")
+        kind = (
+            {"II": "song", "IQ": "video"}.get(params[6:8]) if params.startswith("EgWKAQ") else None
+        )
         found = [
             v
-            for v in self.matching(request.query.get("query", ""), kind)
+            for v in self.matching(str(body.get("query", "")), kind)
             if v.kind != "upload"  # plain uploads are not in YouTube Music's index
         ]
-        return web.Response(
-            text=json.dumps([v.ytmusic_json() for v in found]), content_type="application/json"
-        )
+        shelves = []
+        for shelf_kind in ("song", "video"):
+            rows = [_ytm_row(v, words) for v in found if v.kind == shelf_kind]
+            if rows:
+                title = {"runs": [{"text": words["songs" if shelf_kind == "song" else "videos"]}]}
+                shelves.append({"musicShelfRenderer": {"title": title, "contents": rows}})
+        if not shelves:  # YouTube Music's "no results" answer
+            shelves = [{"itemSectionRenderer": {"contents": [{"messageRenderer": {}}]}}]
+        tab = {"tabRenderer": {"content": {"sectionListRenderer": {"contents": shelves}}}}
+        return web.json_response({"contents": {"tabbedSearchResultsRenderer": {"tabs": [tab]}}})
 
     async def _rss_search(self, request: web.Request) -> web.Response:
         self.counts.rss_searches += 1
@@ -330,23 +373,85 @@ class FakeYouTube:
         return web.Response(text=rss, content_type="application/rss+xml")
 
 
-class FakeYTMusicClient:
-    """Stands in for `ytmusicapi.YTMusic` inside spotDL: `search()` asks the fake over HTTP."""
+# What YouTube Music writes in its answers, per interface language.
+_YTM_WORDS = {
+    "en": {"songs": "Songs", "videos": "Videos", "plays": "{n} plays", "views": "{n} views"},
+    # German: a non-breaking space before the unit, which ytmusicapi's number pattern misses.
+    "de": {
+        "songs": "Titel",
+        "videos": "Videos",
+        "plays": "{n}\xa0Wiedergaben",
+        "views": "{n}\xa0Aufrufe",
+    },
+}
+_DOT = {"text": " • "}
 
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
 
-    def search(
-        self,
-        query: str,
-        filter: str | None = None,  # ytmusicapi's parameter name
-        scope: str | None = None,
-        limit: int = 20,
-        ignore_spelling: bool = False,
-    ) -> list[dict[str, Any]]:
-        params = {"query": query, "filter": filter or "", "limit": str(limit)}
-        url = f"{self.base_url}/ytmusic/search?{urllib.parse.urlencode(params)}"
-        # Blocking on purpose: spotDL calls this from a worker thread, like the real client.
-        with urllib.request.urlopen(url, timeout=30) as response:
-            result: list[dict[str, Any]] = json.loads(response.read())
-        return result
+def _ytm_row(video: Video, words: dict[str, str]) -> dict[str, Any]:
+    """One musicResponsiveListItemRenderer row, as InnerTube sends it for a filtered search."""
+    minutes, seconds = divmod(video.duration_s, 60)
+    plays = f"{185_711 + len(video.video_id):,}".replace(",", ".")
+    artists: list[dict[str, Any]] = []
+    for n, artist in enumerate(video.artists):
+        if n:
+            artists.append({"text": " & "})
+        channel = "UC" + hashlib.sha256(artist.encode()).hexdigest()[:22]
+        artists.append(
+            {"text": artist, "navigationEndpoint": {"browseEndpoint": {"browseId": channel}}}
+        )
+    # Column 1: artists, album (songs), length; column 2: the play or view count, which
+    # ytmusicapi appends to column 1's runs (and, in German, reads as one more artist).
+    details = [*artists, _DOT]
+    if video.kind == "song" and video.album:
+        album_id = "MPREb_" + hashlib.sha256(video.album.encode()).hexdigest()[:11]
+        album = {"browseEndpoint": {"browseId": album_id}}
+        details += [{"text": video.album, "navigationEndpoint": album}, _DOT]
+    details.append({"text": f"{minutes}:{seconds:02d}"})
+    count = [{"text": words["plays" if video.kind == "song" else "views"].format(n=plays)}]
+    video_type = "MUSIC_VIDEO_TYPE_ATV" if video.kind == "song" else "MUSIC_VIDEO_TYPE_OMV"
+    watch = {
+        "videoId": video.video_id,
+        "watchEndpointMusicSupportedConfigs": {
+            "watchEndpointMusicConfig": {"musicVideoType": video_type}
+        },
+    }
+    title_run = {"text": video.name, "navigationEndpoint": {"watchEndpoint": watch}}
+    column = "musicResponsiveListItemFlexColumnRenderer"
+    return {
+        "musicResponsiveListItemRenderer": {
+            "flexColumns": [
+                {column: {"text": {"runs": [title_run]}}},
+                {column: {"text": {"runs": details}}},
+                {column: {"text": {"runs": count}}},
+            ],
+            "overlay": {
+                "musicItemThumbnailOverlayRenderer": {
+                    "content": {
+                        "musicPlayButtonRenderer": {
+                            "playNavigationEndpoint": {"watchEndpoint": watch}
+                        }
+                    }
+                }
+            },
+        }
+    }
+
+
+class _ToFake(requests.Session):
+    """A requests session that sends ytmusicapi's https://music.youtube.com requests to the fake
+    (the client is otherwise untouched: real request building, real parsing)."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__()
+        self._base = base
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        target = url.decode() if isinstance(url, bytes) else url
+        if target.startswith(_YTM_DOMAIN):
+            target = self._base + (target[len(_YTM_DOMAIN) :] or "/")
+        # ytmusicapi labels its plain JSON body "Content-Encoding: gzip"; YouTube ignores that,
+        # aiohttp's server would try to gunzip it. Drop the label, nothing else.
+        headers = {k: v for k, v in (kwargs.pop("headers", None) or {}).items()}
+        headers = {k: v for k, v in headers.items() if k.lower() != "content-encoding"}
+        kwargs.setdefault("timeout", 30)
+        return super().request(method, target, *args, headers=headers, **kwargs)

@@ -1,5 +1,6 @@
 """Fixtures for the HTTP API tests: the app on a real socket, wired to the real Resolver, real
-SQLite storage and the fake YouTube (spotDL and yt-dlp talk to it for real).
+SQLite storage, the fake YouTube (spotDL and yt-dlp talk to it for real) and the fake Spotify
+(the real SpotifyClient asks it for a track's own metadata: the resolver's authority).
 """
 
 from __future__ import annotations
@@ -12,22 +13,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.web import RateLimit, create_app
-from core.errors import NotFound
+from bot.web.services import AudioRoute, RelayConfig
+from bot.web.signing import RelaySigner
 from core.matcher import SpotdlFinder
 from core.resolver import Resolver
-from core.tracks import TrackInfo
-from core.youtube import YouTube
+from core.spotify import SpotifyClient, SpotifyConfig
+from core.youtube import YouTube, YouTubeConfig
 from storage import open_storage
 from storage.base import Storage
 from storage.crypto import TokenCipher
 from storage.records import CachedStream
-from tests.fakes.youtube import FakeYouTube
-from tests.pwa import PWA_ORIGIN
+from tests.fakes.spotify import FakeSpotify
+from tests.fakes.spotify_catalog import FakeTrack
+from tests.fakes.youtube import BOT_SIDE_ADDRESS, FakeYouTube
+from tests.pwa import PWA_ORIGIN, PWA_TRACK
+from tests.redis_proc import free_port
+
+# Spotify's own record of the track the PWA asks for (tests/pwa.py's body describes it too).
+RELAY_SECRET = b"web-tests-relay-secret-0123456789"
+RICK = PWA_TRACK
 
 VIDEO_ID = "rickroll001"
 
@@ -37,6 +47,12 @@ class Api:
     client: TestClient[web.Request, web.Application]
     storage: Storage
     resolver: Resolver
+    spotify: FakeSpotify
+    signer: RelaySigner
+
+    @property
+    def base_url(self) -> str:
+        return str(self.client.make_url("")).rstrip("/")
 
     async def post_song(self, body: dict[str, Any]) -> Any:
         return await self.client.post(
@@ -80,47 +96,88 @@ def catalog(youtube: FakeYouTube) -> None:
     youtube.add_video("decoy000001", "Never Gonna Give You Up (live)", ["Rick Astley"], 260)
 
 
-async def _no_spotify(track_id: str) -> TrackInfo:
-    # These tests send full metadata (or hit the cache); Spotify itself is another suite's fake.
-    raise NotFound("Spotify does not know this track.")
+# On Spotify, but YouTube has nothing like it.
+UNFINDABLE = FakeTrack(
+    id="0000000000000000000000",
+    name="Unfindable Song",
+    artists=("Nobody",),
+    album="",
+    duration_ms=200_000,
+    isrc="",
+    album_id="0000000000000000000001",
+    artist_ids=("0000000000000000000002",),
+)
+
+
+@pytest.fixture
+async def spotify() -> AsyncIterator[FakeSpotify]:
+    async with FakeSpotify(catalog=[RICK, UNFINDABLE]) as fake:
+        yield fake
 
 
 ApiFactory = Callable[..., Awaitable[Api]]
 
 
 @pytest.fixture
-async def api_factory(youtube: FakeYouTube, tmp_path: Path) -> AsyncIterator[ApiFactory]:
+async def api_factory(
+    youtube: FakeYouTube, spotify: FakeSpotify, tmp_path: Path
+) -> AsyncIterator[ApiFactory]:
     async with AsyncExitStack() as stack:
         count = 0
+        http = await stack.enter_async_context(aiohttp.ClientSession())
 
         async def make(
             *,
             cors_origins: tuple[str, ...] = ("*",),
             rate_limit: RateLimit | None = None,
             extend: Callable[[web.Application], None] | None = None,
+            raw_song_urls: bool = False,
+            relay_ttl_s: float = 3600.0,
+            proxy: str | None = None,
         ) -> Api:
             nonlocal count
             count += 1
             storage = await open_test_storage(stack, tmp_path / f"api{count}.db")
-            adapter = YouTube(base_url=youtube.base_url)
+            # The bot's side connects from BOT_SIDE_ADDRESS, so the fake's IP binding refuses
+            # the raw stream URLs to a "browser" (this test, on 127.0.0.1).
+            adapter = YouTube(
+                config=YouTubeConfig(
+                    base_url=youtube.base_url, source_address=BOT_SIDE_ADDRESS, proxy=proxy
+                )
+            )
             finder = SpotdlFinder(
                 adapter,
                 loop=asyncio.get_running_loop(),
                 ytmusic_client_factory=youtube.ytmusic_client,
             )
-            resolver = await stack.enter_async_context(
-                Resolver(storage, finder, adapter, _no_spotify)
+            config = SpotifyConfig(
+                client_id=spotify.app.client_id,
+                client_secret=spotify.app.client_secret,
+                redirect_uri="http://127.0.0.1:1/spotify/callback",
+                api_base=spotify.base,
+                accounts_base=spotify.base,
             )
+            client = SpotifyClient(config, storage, http)
+            stack.push_async_callback(client.aclose)
+            resolver = await stack.enter_async_context(
+                Resolver(storage, finder, adapter, client.track)
+            )
+            port = free_port()
+            signer = RelaySigner(RELAY_SECRET, f"http://127.0.0.1:{port}", ttl_s=relay_ttl_s)
             app = create_app(
                 storage=storage,
                 resolver=resolver,
                 cors_origins=cors_origins,
                 rate_limit=rate_limit or RateLimit(rate=1000, burst=1000),
+                relay=RelayConfig(
+                    signer, raw_song_urls, AudioRoute(proxy, source_address=BOT_SIDE_ADDRESS)
+                ),
             )
             if extend is not None:
                 extend(app)
-            client = await stack.enter_async_context(TestClient(TestServer(app)))
-            return Api(client, storage, resolver)
+            server = TestServer(app, host="127.0.0.1", port=port)
+            test_client = await stack.enter_async_context(TestClient(server))
+            return Api(test_client, storage, resolver, spotify, signer)
 
         yield make
 

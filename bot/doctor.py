@@ -1,0 +1,337 @@
+"""`python -m bot doctor [--online] [--track ID]`: check a deployment before (or while) it runs.
+
+Checks every setting, storage, the Discord token, the Spotify app credentials (one
+client-credentials token), the redirect URI's form, the JS runtime yt-dlp needs, the yt-dlp and
+spotDL versions, and the PO-token provider when one is set. `--online` also resolves one known
+track end to end (Spotify metadata, spotDL's search, yt-dlp's extraction) and plays its first
+second through the audio relay: the smoke test of a real deployment. Prints a checklist with the
+fix for each failure; exits 0 only when every check passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime as dt
+import importlib.metadata
+import ipaddress
+import sys
+from collections.abc import Callable, Coroutine
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+import storage
+from bot.services import open_resources, relay_config, youtube_config
+from bot.settings import Settings, SettingsError, load_settings
+from bot.web import create_app
+from core.errors import UserFacingError
+from core.youtube import YouTube, YouTubeConfig
+
+# Spotify's own id of a track every YouTube has (Rick Astley, "Never Gonna Give You Up").
+KNOWN_TRACK = "4PTG3Z6ehGkBFwjybzWkR8"
+# yt-dlp older than this is likely broken for YouTube (about 15 releases a year; yt-dlp #10455).
+YT_DLP_MAX_AGE_DAYS = 90
+SPOTDL_MIN = (4, 6)
+TIMEOUT = aiohttp.ClientTimeout(total=15)
+ONLINE_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("."):
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def check_versions(yt_dlp: str, spotdl: str, today: dt.date) -> list[Check]:
+    """Pure: whether the installed yt-dlp is recent enough and spotDL is 4.6 or newer."""
+    update = "pip install -U 'yt-dlp[default]' (Docker: rebuild the image); see README"
+    checks = []
+    try:
+        year, month, day = _version_tuple(yt_dlp)[:3]
+        age = (today - dt.date(year, month, day)).days
+    except (TypeError, ValueError):
+        checks.append(Check("yt-dlp version", False, f"unreadable version {yt_dlp!r}", update))
+    else:
+        checks.append(
+            Check(
+                "yt-dlp version",
+                age <= YT_DLP_MAX_AGE_DAYS,
+                f"{yt_dlp} ({age} days old)",
+                ""
+                if age <= YT_DLP_MAX_AGE_DAYS
+                else f"older than {YT_DLP_MAX_AGE_DAYS} days breaks on YouTube: {update}",
+            )
+        )
+    ok = _version_tuple(spotdl)[:2] >= SPOTDL_MIN
+    checks.append(
+        Check(
+            "spotDL version",
+            ok,
+            spotdl,
+            ""
+            if ok
+            else "spotDL < 4.6 finds nothing when YouTube Music answers in German: "
+            "pip install -U 'spotdl>=4.6,<4.7'",
+        )
+    )
+    return checks
+
+
+def check_redirect_uri(settings: Settings) -> Check:
+    uri = settings.spotify_redirect_uri
+    fix = (
+        f"set SPOTIFY_REDIRECT_URI to https://<your host>/spotify/callback (or "
+        f"http://127.0.0.1:{settings.http_port}/spotify/callback) and add exactly that URI "
+        "to the Spotify app's Redirect URIs"
+    )
+    parts = urlsplit(uri)
+    allowed = parts.scheme == "https" and bool(parts.netloc)
+    if parts.scheme == "http" and parts.hostname:
+        try:  # plain HTTP only on a loopback IP literal; Spotify refuses `localhost`
+            allowed = ipaddress.ip_address(parts.hostname).is_loopback
+        except ValueError:
+            allowed = False
+    if not allowed:
+        return Check("Spotify redirect URI", False, f"{uri} is refused by Spotify", fix)
+    if parts.path.rstrip("/") != "/spotify/callback":
+        return Check("Spotify redirect URI", False, f"{uri} is not this server's callback", fix)
+    return Check(
+        "Spotify redirect URI",
+        True,
+        f"{uri} (it must also be listed in the Spotify app's settings)",
+    )
+
+
+async def check_storage(settings: Settings) -> Check:
+    fix = "check STORAGE_URL: the SQLite file's directory must be writable, Redis reachable"
+    try:
+        async with asyncio.timeout(15):
+            store = await storage.open_storage(settings.storage_url, settings.cipher())
+            try:
+                await store.ping()
+            finally:
+                await store.aclose()
+    except Exception as exc:  # any failure is the finding; the checklist shows it
+        return Check("storage", False, f"{type(exc).__name__}: {exc}", fix)
+    return Check("storage", True, urlsplit(settings.storage_url).scheme + " answers")
+
+
+async def check_discord(settings: Settings, http: aiohttp.ClientSession) -> Check:
+    fix = (
+        "Discord developer portal -> your application -> Bot -> Reset Token, then set DISCORD_TOKEN"
+    )
+    url = f"{settings.discord_api_base}/users/@me"
+    try:
+        headers = {"Authorization": f"Bot {settings.discord_token}"}
+        async with http.get(url, headers=headers, timeout=TIMEOUT) as r:
+            if r.status == 401:
+                return Check("Discord token", False, "Discord refused the token (401)", fix)
+            if r.status != 200:
+                return Check("Discord token", False, f"Discord answered {r.status}", fix)
+            me = await r.json()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return Check("Discord token", False, f"Discord unreachable: {exc!r}", "check networking")
+    return Check("Discord token", True, f"bot user {me.get('username', '?')}")
+
+
+async def check_spotify_app(settings: Settings, http: aiohttp.ClientSession) -> Check:
+    fix = (
+        "copy Client ID and Client Secret from the Spotify developer dashboard -> your app -> "
+        "Settings into SPOTIFY_CLIENT_ID / SPOTIFY_CLIENT_SECRET"
+    )
+    url = f"{settings.spotify_accounts_base}/api/token"
+    credentials = f"{settings.spotify_client_id}:{settings.spotify_client_secret}".encode()
+    headers = {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
+    try:
+        async with http.post(
+            url, data={"grant_type": "client_credentials"}, headers=headers, timeout=TIMEOUT
+        ) as r:
+            if r.status != 200:
+                body = await r.text()
+                error = "invalid_client" if "invalid_client" in body else f"HTTP {r.status}"
+                return Check("Spotify app credentials", False, f"Spotify said {error}", fix)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return Check("Spotify app credentials", False, f"unreachable: {exc!r}", "networking")
+    return Check("Spotify app credentials", True, "client-credentials token granted")
+
+
+def check_js_runtime(config: YouTubeConfig) -> Check:
+    youtube = YouTube(config=config)
+    try:
+        runtime = youtube.js_runtime()
+    finally:
+        youtube.close()
+    if runtime is None:
+        return Check(
+            "JavaScript runtime",
+            False,
+            "yt-dlp finds none: YouTube extraction falls back to very few player clients",
+            "pip install deno (a dependency of Game Night: reinstall with `make install`)",
+        )
+    return Check("JavaScript runtime", True, runtime)
+
+
+async def check_pot_provider(url: str, http: aiohttp.ClientSession) -> Check:
+    fix = (
+        "start the provider (docker compose --profile pot up -d bgutil-provider) or correct "
+        "YOUTUBE_POT_PROVIDER_URL"
+    )
+    try:
+        async with http.get(f"{url.rstrip('/')}/ping", timeout=TIMEOUT) as r:
+            if r.status != 200:
+                return Check("PO-token provider", False, f"{url}/ping answered {r.status}", fix)
+            data = await r.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return Check("PO-token provider", False, f"{url} unreachable: {exc!r}", fix)
+    version = data.get("version", "?") if isinstance(data, dict) else "?"
+    return Check("PO-token provider", True, f"{url} answers (version {version})")
+
+
+async def check_online(
+    settings: Settings,
+    track_id: str,
+    *,
+    ytmusic_client_factory: Callable[[], Any] | None = None,
+) -> list[Check]:
+    """Resolve `track_id` end to end, then play its first second through the relay."""
+    fix = (
+        "read the WARNING lines above (yt-dlp names the cause: bot check -> "
+        "YOUTUBE_COOKIES_FILE / YOUTUBE_PROXY / YOUTUBE_POT_PROVIDER_URL; no JS runtime -> "
+        "install deno; old yt-dlp -> update it)"
+    )
+    async with AsyncExitStack() as stack:
+        try:
+            res = await open_resources(
+                stack,
+                settings,
+                resolver_workers=1,
+                ytmusic_client_factory=ytmusic_client_factory,
+            )
+            await res.resolver.start()
+            async with asyncio.timeout(ONLINE_TIMEOUT_S):
+                entry = await res.resolver.resolve_id(track_id)
+        except (UserFacingError, TimeoutError) as exc:
+            message = getattr(exc, "message", None) or "took too long"
+            return [Check("resolve a known track", False, message, fix)]
+        resolved = Check("resolve a known track", True, f"{track_id} -> {entry.video_url}")
+
+        # The relay exactly as the server runs it, on a private port of this host.
+        relay = relay_config(settings)
+        runner = web.AppRunner(create_app(storage=res.storage, resolver=res.resolver, relay=relay))
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        signer = relay.signer.rebased(f"http://127.0.0.1:{port}")
+        played = await _play_a_second(res.http, signer.url(entry.track_id))
+        return [resolved, played]
+
+
+async def _play_a_second(http: aiohttp.ClientSession, url: str) -> Check:
+    fix = "YouTube refused the audio: see the WARNING lines above; try YOUTUBE_PROXY or cookies"
+    try:
+        # About a second of audio at the bitrates YouTube serves (<= 160 kbit/s opus/aac).
+        headers = {"Range": "bytes=0-32767"}
+        async with http.get(url, headers=headers, timeout=TIMEOUT) as r:
+            body = await r.read()
+            if r.status not in (200, 206) or not body:
+                text = body[:200].decode(errors="replace").strip()
+                return Check("play through the relay", False, f"HTTP {r.status}: {text}", fix)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return Check("play through the relay", False, repr(exc), fix)
+    return Check("play through the relay", True, f"{len(body)} bytes of {r.content_type}")
+
+
+async def run_checks(
+    settings: Settings,
+    *,
+    online: bool = False,
+    track_id: str = KNOWN_TRACK,
+    ytmusic_client_factory: Callable[[], Any] | None = None,
+    youtube: YouTubeConfig | None = None,
+    today: dt.date | None = None,
+) -> list[Check]:
+    checks = [Check("settings", True, "every setting is valid")]
+    yt = youtube or youtube_config(settings)
+    async with aiohttp.ClientSession() as http:
+        checks.append(await check_storage(settings))
+        checks.append(await check_discord(settings, http))
+        checks.append(await check_spotify_app(settings, http))
+        checks.append(check_redirect_uri(settings))
+        checks.append(await asyncio.to_thread(check_js_runtime, yt))
+        checks += check_versions(
+            importlib.metadata.version("yt-dlp"),
+            importlib.metadata.version("spotdl"),
+            today or dt.datetime.now(dt.UTC).date(),
+        )
+        if settings.youtube_pot_provider_url:
+            checks.append(await check_pot_provider(settings.youtube_pot_provider_url, http))
+    if online:
+        if all(c.ok for c in checks):
+            checks += await check_online(
+                settings, track_id, ytmusic_client_factory=ytmusic_client_factory
+            )
+        else:
+            checks.append(Check("online smoke test", False, "skipped", "fix the failures above"))
+    return checks
+
+
+def report(checks: list[Check], out: TextIO) -> None:
+    print("Game Night doctor", file=out)
+    for check in checks:
+        print(f"  [{'ok' if check.ok else 'FAIL'}] {check.name}: {check.detail}", file=out)
+        if not check.ok and check.fix:
+            print(f"         fix: {check.fix}", file=out)
+    failed = sum(not c.ok for c in checks)
+    print("All checks passed." if not failed else f"{failed} check(s) failed.", file=out)
+
+
+def settings_failures(error: SettingsError) -> list[Check]:
+    return [
+        Check("settings", False, problem, "set it in the environment or .env (see .env.example)")
+        for problem in error.problems
+    ]
+
+
+async def _amain(settings: Settings, online: bool, track_id: str) -> list[Check]:
+    return await run_checks(settings, online=online, track_id=track_id)
+
+
+def main(
+    argv: list[str],
+    *,
+    load: Callable[[], Settings] = load_settings,
+    run: Callable[[Settings, bool, str], Coroutine[Any, Any, list[Check]]] = _amain,
+    out: TextIO = sys.stdout,
+) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot doctor", description=__doc__)
+    parser.add_argument(
+        "--online", action="store_true", help="also resolve a track and play it via the relay"
+    )
+    parser.add_argument("--track", default=KNOWN_TRACK, help="Spotify track id for --online")
+    args = parser.parse_args(argv)
+    try:
+        settings = load()
+    except SettingsError as err:
+        checks = settings_failures(err)
+    else:
+        checks = asyncio.run(run(settings, args.online, args.track))
+    report(checks, out)
+    return 0 if all(c.ok for c in checks) else 1

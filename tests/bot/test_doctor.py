@@ -1,0 +1,200 @@
+"""`python -m bot doctor`: the checklist against the fakes, one failing check at a time."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from bot import doctor
+from bot.__main__ import main
+from bot.doctor import Check, check_versions, run_checks
+from bot.settings import Settings, SettingsError
+from core.youtube import YouTubeConfig
+from tests.bot.conftest import World
+from tests.conftest import free_port
+from tests.fakes.youtube import FakeYouTube
+from tests.pwa import PWA_TRACK, TRACK_ID
+
+TODAY = dt.date(2026, 11, 20)
+VIDEO_ID = "dQw4w9WgXcQ"
+
+
+@pytest.fixture
+async def youtube(world: World) -> AsyncIterator[FakeYouTube]:
+    world.spotify.catalog.append(PWA_TRACK)
+    world.spotify.tracks[PWA_TRACK.id] = PWA_TRACK
+    async with FakeYouTube() as fake:
+        fake.add_video(
+            VIDEO_ID,
+            "Never Gonna Give You Up",
+            ["Rick Astley"],
+            213,
+            album="Whenever You Need Somebody",
+            isrc="GBARL9300135",
+        )
+        world.settings = dataclasses.replace(world.settings, youtube_base_url=fake.base_url)
+        yield fake
+
+
+async def checklist(
+    settings: Settings,
+    youtube: FakeYouTube,
+    *,
+    online: bool = False,
+    yt_dlp: YouTubeConfig | None = None,
+) -> dict[str, Check]:
+    checks = await run_checks(
+        settings,
+        online=online,
+        track_id=TRACK_ID,
+        ytmusic_client_factory=youtube.ytmusic_client,
+        youtube=yt_dlp,
+        today=TODAY,
+    )
+    return {c.name: c for c in checks}
+
+
+def failed(checks: dict[str, Check]) -> dict[str, Check]:
+    return {name: c for name, c in checks.items() if not c.ok}
+
+
+async def test_everything_passes_online_against_the_fakes(
+    world: World, youtube: FakeYouTube
+) -> None:
+    checks = await checklist(world.settings, youtube, online=True)
+    assert not failed(checks), failed(checks)
+    assert checks["JavaScript runtime"].detail.startswith("deno ")
+    assert VIDEO_ID in checks["resolve a known track"].detail
+    assert "bytes of audio/wav" in checks["play through the relay"].detail
+    assert youtube.counts.stream_fetches >= 1  # the second of audio really came from "YouTube"
+
+    out = io.StringIO()
+    doctor.report(list(checks.values()), out)
+    assert out.getvalue().rstrip().endswith("All checks passed.")
+
+
+async def test_a_refused_discord_token(world: World, youtube: FakeYouTube) -> None:
+    settings = dataclasses.replace(world.settings, discord_token="not-the-token")
+    found = failed(await checklist(settings, youtube))
+    assert list(found) == ["Discord token"]
+    assert "Reset Token" in found["Discord token"].fix
+
+
+async def test_wrong_spotify_credentials(world: World, youtube: FakeYouTube) -> None:
+    settings = dataclasses.replace(world.settings, spotify_client_secret="wrong")
+    found = failed(await checklist(settings, youtube))
+    assert list(found) == ["Spotify app credentials"]
+    assert "invalid_client" in found["Spotify app credentials"].detail
+    assert "SPOTIFY_CLIENT_SECRET" in found["Spotify app credentials"].fix
+
+
+async def test_storage_that_does_not_answer(world: World, youtube: FakeYouTube) -> None:
+    settings = dataclasses.replace(world.settings, storage_url=f"redis://127.0.0.1:{free_port()}/0")
+    found = failed(await checklist(settings, youtube))
+    assert list(found) == ["storage"]
+    assert "STORAGE_URL" in found["storage"].fix
+
+
+async def test_a_redirect_uri_spotify_refuses(world: World, youtube: FakeYouTube) -> None:
+    settings = dataclasses.replace(
+        world.settings, spotify_redirect_uri="http://localhost:8000/spotify/callback"
+    )
+    found = failed(await checklist(settings, youtube))
+    assert list(found) == ["Spotify redirect URI"]
+    assert "https://" in found["Spotify redirect URI"].fix
+
+
+async def test_no_js_runtime(world: World, youtube: FakeYouTube) -> None:
+    missing = YouTubeConfig(js_runtime_path="/nonexistent/deno")
+    found = failed(await checklist(world.settings, youtube, yt_dlp=missing))
+    assert list(found) == ["JavaScript runtime"]
+    assert "deno" in found["JavaScript runtime"].fix
+
+
+async def test_a_po_token_provider_that_does_not_answer(world: World, youtube: FakeYouTube) -> None:
+    settings = dataclasses.replace(
+        world.settings, youtube_pot_provider_url=f"http://127.0.0.1:{free_port()}"
+    )
+    found = failed(await checklist(settings, youtube))
+    assert list(found) == ["PO-token provider"]
+    assert "bgutil-provider" in found["PO-token provider"].fix
+
+
+async def test_a_po_token_provider_that_answers(world: World, youtube: FakeYouTube) -> None:
+    async def ping(request: web.Request) -> web.Response:
+        return web.json_response({"server_uptime": 1, "version": "1.2.2"})
+
+    app = web.Application()
+    app.router.add_get("/ping", ping)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        settings = dataclasses.replace(world.settings, youtube_pot_provider_url=url)
+        checks = await checklist(settings, youtube)
+    finally:
+        await runner.cleanup()
+    assert not failed(checks)
+    assert "1.2.2" in checks["PO-token provider"].detail
+
+
+async def test_online_when_youtube_refuses(world: World, youtube: FakeYouTube) -> None:
+    youtube.page_status = 500
+    found = failed(await checklist(world.settings, youtube, online=True))
+    assert list(found) == ["resolve a known track"]
+    assert "WARNING" in found["resolve a known track"].fix
+
+
+async def test_online_is_skipped_after_a_failure(world: World, youtube: FakeYouTube) -> None:
+    settings = dataclasses.replace(world.settings, discord_token="not-the-token")
+    found = failed(await checklist(settings, youtube, online=True))
+    assert list(found) == ["Discord token", "online smoke test"]
+    assert youtube.counts.page_fetches == 0
+
+
+def test_old_yt_dlp_and_spotdl_fail() -> None:
+    old = {c.name: c for c in check_versions("2026.3.17", "4.5.2", TODAY)}
+    assert not old["yt-dlp version"].ok
+    assert "pip install -U 'yt-dlp[default]'" in old["yt-dlp version"].fix
+    assert not old["spotDL version"].ok
+    current = {c.name: c for c in check_versions("2026.10.26", "4.6.0", TODAY)}
+    assert current["yt-dlp version"].ok and current["spotDL version"].ok
+
+
+def test_bad_settings_are_each_a_failed_check_and_exit_1() -> None:
+    def broken() -> Settings:
+        raise SettingsError(["DISCORD_TOKEN is missing (the bot token)", "HTTP_PORT='x' is bad"])
+
+    out = io.StringIO()
+    assert doctor.main([], load=broken, out=out) == 1
+    text = out.getvalue()
+    assert "[FAIL] settings: DISCORD_TOKEN is missing" in text
+    assert "[FAIL] settings: HTTP_PORT='x' is bad" in text
+    assert "fix: set it in the environment or .env" in text
+    assert "Traceback" not in text
+
+
+def test_exit_code_follows_the_checklist(world: World) -> None:
+    async def passing(settings: Settings, online: bool, track: str) -> list[Check]:
+        return [Check("a", True, "fine")]
+
+    async def failing(settings: Settings, online: bool, track: str) -> list[Check]:
+        return [Check("a", True, "fine"), Check("b", False, "broken", "do this")]
+
+    out = io.StringIO()
+    assert doctor.main([], load=lambda: world.settings, run=passing, out=out) == 0
+    assert doctor.main(["--online"], load=lambda: world.settings, run=failing, out=out) == 1
+    assert "fix: do this" in out.getvalue()
+
+
+def test_python_m_bot_doctor_is_wired(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+    monkeypatch.setattr(doctor, "main", lambda argv: seen.append(argv) or 0)
+    assert main(["doctor", "--online"]) == 0
+    assert seen == [["--online"]]
