@@ -20,13 +20,21 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import discord
 from aiohttp import web
 
-from bot import index_cli
+from bot import import_songs, index_cli
 from bot.client import GameNightBot, point_discord_at
+from bot.keyfile import KeyFileError, new_key, with_stored_key
 from bot.services import Services, open_resources
 from bot.settings import Settings, SettingsError, configure_logging, load_settings
+from bot.startup import (
+    StartupError,
+    check_spotify,
+    quiet_discord_logs,
+    redirect_warnings,
+    start_announcer,
+    start_failure,
+)
 from bot.sync import start_sync
 from bot.web import RateLimit, create_app
 from bot.web.linking import add_link_routes
@@ -37,6 +45,12 @@ from core.sessions import SessionService
 from storage.errors import StorageError
 
 log = logging.getLogger("bot")
+
+USAGE = """usage: python -m bot [index ... | import-songs MYSQL_URL | keygen]
+  (no arguments)  run the bot (settings from .env, see .env.example)
+  index           pre-resolve playlists into the stream cache (python -m bot index --help)
+  import-songs    import video matches from the PWA's old MySQL song_cache table
+  keygen          print a new TOKEN_ENCRYPTION_KEY"""
 
 # spotDL and yt-dlp do CPU work (HTML parsing, ranking) in the resolver's worker threads. With
 # CPython's default 5 ms switch interval such a thread keeps the GIL for up to 5 ms each time
@@ -99,6 +113,9 @@ async def running(
             ytmusic_client_factory=ytmusic_client_factory,
         )
         http, store, spotify, resolver = res.http, res.storage, res.spotify, res.resolver
+        await check_spotify(settings, spotify)
+        for warning in redirect_warnings(settings):
+            log.warning("%s", warning)
         await resolver.start()
         listen = ListenAlong(store, resolver, spotify)
         stack.push_async_callback(listen.aclose)
@@ -111,6 +128,7 @@ async def running(
             resolver=resolver,
             listen=ListenLinks(listen, settings.public_base_url),
         )
+        quiet_discord_logs()
         bot = GameNightBot(
             services, dev_guild_id=settings.discord_dev_guild_id, **(client_options or {})
         )
@@ -123,6 +141,8 @@ async def running(
         await stack.enter_async_context(bot)
         sync = await start_sync(settings, services, bot)  # loops start from the session hooks
         bot_task = asyncio.create_task(bot.start(settings.discord_token), name="discord")
+        announcer = start_announcer(bot, settings.discord_dev_guild_id)
+        stack.callback(announcer.cancel)
 
         async def stop_bot() -> None:
             await bot.close()
@@ -147,8 +167,9 @@ async def serve(settings: Settings) -> int:
         stopping.cancel()
         if app.bot_task.done() and not app.bot_task.cancelled():
             error = app.bot_task.exception()
-            if isinstance(error, discord.LoginFailure):
-                log.error("Discord refused the bot token: check DISCORD_TOKEN")
+            failure = None if error is None else start_failure(error, settings)
+            if failure is not None:
+                log.error("%s", failure)
                 return 1
             if error is not None:
                 log.error("the Discord connection failed", exc_info=error)
@@ -161,18 +182,34 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["index"]:
         return index_cli.main(argv[1:])
+    if argv[:1] == ["keygen"]:
+        print(new_key())  # a TOKEN_ENCRYPTION_KEY; works in the venv, no system packages
+        return 0
+    if argv[:1] == ["import-songs"]:
+        return import_songs.main(argv[1:])
+    if argv:
+        print(USAGE, file=sys.stderr)
+        return 2
     try:
         settings = load_settings()
     except SettingsError as err:
         print(err.report(), file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    try:
+        settings = with_stored_key(settings)
+    except KeyFileError as err:
+        print(f"Game Night cannot start: {err}", file=sys.stderr)
+        return 2
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         return asyncio.run(serve(settings))
     except (StorageError, OSError) as err:  # OSError: e.g. the HTTP port is taken
         print(f"Game Night cannot start: {err}", file=sys.stderr)
         return 2
+    except StartupError as err:
+        print(f"Game Night cannot start: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from core.errors import SpotifyError
+from core.errors import Misconfigured, SpotifyError
 from core.spotify.client import SpotifyClient
 from storage.base import LinkStore, OAuthStateStore
 from storage.records import OAuthState, SpotifyLink, StateCheck
@@ -25,14 +25,19 @@ log = logging.getLogger(__name__)
 STATE_TTL = 600.0  # seconds a /link URL stays usable
 STATE_BYTES = 32  # 256 bits of randomness; Spotify echoes the state back verbatim
 
-Reason = Literal["linked", "denied", "expired", "used", "unknown", "exchange_failed"]
+Reason = Literal[
+    "linked", "denied", "expired", "used", "unknown", "exchange_failed", "misconfigured"
+]
 
+# What happened, for the callback page; the page adds what to do next (bot/web/linking.py).
 _MESSAGES: dict[Reason, str] = {
-    "denied": "You cancelled on Spotify, so nothing was linked. Run /link again any time.",
-    "expired": "This link has expired (they last 10 minutes). Run /link again in Discord.",
-    "used": "This link was already used. If your account isn't linked, run /link again.",
-    "unknown": "This link is not valid. Run /link in Discord to get a new one.",
-    "exchange_failed": "Spotify did not complete the link. Please run /link again in a moment.",
+    "denied": "You cancelled on Spotify, so nothing was linked.",
+    "expired": "Links from /link last 10 minutes, and this one ran out.",
+    "used": "Each link from /link works once, and this one was already used.",
+    "unknown": "This address is not one the bot handed out, or it was cut short.",
+    "exchange_failed": "Spotify did not complete the link.",
+    "misconfigured": "Spotify refused this bot's own app credentials, so no account can be "
+    "linked until they are fixed.",
 }
 
 
@@ -90,6 +95,8 @@ class Linker:
         try:
             grant = await self._spotify.accounts.exchange_code(code)
             profile = await self._spotify.profile_with_token(grant.access_token)
+        except Misconfigured:
+            return self._fail("misconfigured", user_id)  # logged as an ERROR where it was seen
         except SpotifyError as exc:
             log.warning("linking user %s failed: %s", user_id, type(exc).__name__)
             return self._fail("exchange_failed", user_id)
@@ -109,7 +116,7 @@ class Linker:
         log.info("user %s linked Spotify account %s", user_id, profile.id)
         return LinkOutcome(
             ok=True,
-            message=f"Linked Spotify account “{profile.display_name}”. You can close this page.",
+            message=f"Linked Spotify account “{profile.display_name}”.",
             discord_user_id=user_id,
             display_name=profile.display_name,
             reason="linked",

@@ -37,14 +37,22 @@ PAGES: dict[str, Page] = {
     "linked": Page(200, "Spotify linked", "Go back to Discord: /gamenight join or start."),
     "denied": Page(200, "Nothing was linked", "Changed your mind? Run /link in Discord again."),
     "expired": Page(400, "This link has expired", "Run /link in Discord for a fresh link."),
-    "used": Page(400, "This link was already used", "Check with /me in Discord, or run /link."),
+    "used": Page(
+        400, "This link was already used", "Check with /me in Discord; if not linked, run /link."
+    ),
     "unknown": Page(400, "This link isn't valid", "Run /link in Discord to get a new one."),
     "exchange_failed": Page(
         502, "Spotify didn't finish linking", "Wait a moment, then run /link in Discord again."
     ),
+    "misconfigured": Page(
+        503,
+        "This bot is misconfigured",
+        "Please tell the bot's operator (whoever runs it in your server); "
+        "running /link again won't help until they fix it.",
+    ),
 }
 BROKEN = Page(500, "Something went wrong on our side", "Please run /link in Discord again.")
-BROKEN_MESSAGE = "The link could not be completed. The problem has been logged."
+BROKEN_MESSAGE = "The link could not be completed; the problem has been logged."
 
 _STYLE = """
 body{font:1.05rem/1.5 system-ui,sans-serif;margin:0;background:#121212;color:#f2f2f2}
@@ -75,8 +83,7 @@ def render_page(page: Page, message: str, ok: bool) -> str:
 <main class="{"ok" if ok else "fail"}">
 <h1>{_text(page.title)}</h1>
 <p role="{role}">{_text(message)}</p>
-<p class="next">{_text(page.next_step)}</p>
-<p>You can close this tab.</p>
+<p class="next">{_text(page.next_step)} You can close this tab.</p>
 </main>
 </body>
 </html>
