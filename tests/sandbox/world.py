@@ -31,6 +31,7 @@ from tests.fakes.spotify_catalog import PlayerSnapshot
 from tests.fakes.wiring import settings_for_fakes
 from tests.fakes.youtube import FakeYouTube
 from tests.redis_proc import free_port
+from tests.sandbox.render import render
 
 NAMES = ("kim", "lee", "mo", "noor", "oli", "pia", "quinn", "rae", "sam", "tess", "uma", "vic")
 
@@ -189,9 +190,18 @@ class Sandbox:
         return self.spotify.player(person.account).now()
 
     async def say(self, command: str, person: Person, **options: Any) -> str:
-        """Type a slash command in Discord as `person`; the text of the bot's answer."""
+        """Type a slash command in Discord as `person`; the bot's answer as Discord shows it
+        (names for mentions, no markup, link buttons as `[label](url)`)."""
         reply = await (await self.discord.slash(command, person.member, **options)).reply()
-        return reply.text
+        return render(reply, self.names())
+
+    def names(self) -> dict[int, str]:
+        """Every member's name by user id, for rendering mentions."""
+        return {
+            uid: member.name
+            for guild in self.discord.guilds.values()
+            for uid, member in guild.members.items()
+        }
 
     async def link_url(self, person: Person) -> str:
         """/link as `person`: the private authorize URL the bot answers with."""
