@@ -25,6 +25,7 @@ from aiohttp import web
 from bot import import_songs, index_cli
 from bot.client import GameNightBot, point_discord_at
 from bot.keyfile import KeyFileError, new_key, with_stored_key
+from bot.names import MemberNames
 from bot.services import Services, open_resources
 from bot.settings import Settings, SettingsError, configure_logging, load_settings
 from bot.startup import (
@@ -37,6 +38,7 @@ from bot.startup import (
 )
 from bot.sync import start_sync
 from bot.web import RateLimit, create_app
+from bot.web.favicon import add_favicon
 from bot.web.linking import add_link_routes
 from bot.web.listen import ListenLinks, add_listen_routes
 from core.linking import Linker, LinkOutcome
@@ -88,7 +90,8 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Ap
             )
 
     add_link_routes(app, services.linker, notify=confirm_in_discord)
-    add_listen_routes(app, services.listen.listen, names=bot.display_name)
+    add_listen_routes(app, services.listen.listen, names=MemberNames(bot))
+    add_favicon(app)
     return app
 
 

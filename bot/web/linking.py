@@ -77,6 +77,7 @@ def render_page(page: Page, message: str, ok: bool) -> str:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_text(page.title)} · Game Night</title>
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
 <style>{_STYLE}</style>
 </head>
 <body>
@@ -97,7 +98,9 @@ def _response(page: Page, message: str, ok: bool) -> web.Response:
     # The URL carried a one-time code and state: keep it out of caches and Referer headers.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'"  # 'self': the favicon
+    )
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 

@@ -182,7 +182,7 @@ def view_payload(view: ListenView, names: Names, now: float) -> dict[str, Any]:
             "message": stream.message,
         },
         "people": {
-            "host": names(view.host_user_id) or "The host",
+            "host": names(view.host_user_id) or "Someone",
             "spotify": [names(uid) or "someone" for uid in view.listener_ids],
             "browser": view.audience,
         },

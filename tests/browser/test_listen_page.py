@@ -127,6 +127,8 @@ async def test_unresolvable_track_and_the_end_of_the_game_night(page: Page, tmp_
         await s.storage.delete_session(GUILD)  # /gamenight stop
         await expect(state).to_have_text("The game night is over. Thanks for listening!")
         assert await page.evaluate("document.getElementById('audio').paused")
+        await expect(page.locator("#play")).to_be_disabled()  # nothing left to stop
+        await expect(page.locator("#play")).to_have_text("Game night over")
 
         await page.goto(s.url(f"/listen/{token}"))  # the link is revoked with the session
         await expect(page.locator("h1")).to_have_text("This listen link has ended")
@@ -167,7 +169,8 @@ async def test_start_button_when_autoplay_is_blocked(page: Page, tmp_path: Path)
 
         await start.click()
         await settle(page, s, s.tracks[0].id, playing=True)
-        await expect(state).to_have_text("Listening along.")
+        # Words from what the page does: it plays now, so it says so (and not before).
+        await expect(state).to_contain_text("in sync with the host")
 
         stop = page.get_by_role("button", name="Stop listening")
         await stop.focus()
