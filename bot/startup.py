@@ -24,9 +24,11 @@ from core.spotify.client import SpotifyClient
 log = logging.getLogger("bot")
 
 CALLBACK_PATH = "/spotify/callback"
-# What the bot does in a channel: post and edit the status embed (its own messages need no
-# more), and read the channel it posts in. Voice adds Connect and Speak where it is enabled.
-INVITE_PERMISSIONS = discord.Permissions(view_channel=True, send_messages=True, embed_links=True)
+# What the bot does in a channel (README, "Setting it up for real"): post and edit the status
+# embed and find it again after a restart. Voice adds Connect and Speak where it is enabled.
+INVITE_PERMISSIONS = discord.Permissions(
+    view_channel=True, send_messages=True, embed_links=True, read_message_history=True
+)
 GUILDS_NAMED = 5  # the ready line names this many guilds, then counts the rest
 
 

@@ -72,7 +72,8 @@ async def test_first_start_without_a_key_makes_one_and_says_ready_with_an_invite
         # No DISCORD_DEV_GUILD_ID and nothing synced globally: say how to register them.
         assert "slash commands NOT registered" in ready and "@Bot sync" in ready
         assert f"client_id={fake.application_id}" in ready
-        assert "permissions=19456" in ready  # View Channel, Send Messages, Embed Links
+        # View Channel, Send Messages, Embed Links, Read Message History
+        assert "permissions=84992" in ready
         assert "scope=bot+applications.commands" in ready
         # Nothing uses voice: discord.py's PyNaCl/davey warnings stay out of the log.
         assert "PyNaCl" not in log and "davey" not in log
