@@ -53,6 +53,7 @@ class Options:
     poll_interval_s: float = 1.0  # SYNC_POLL_INTERVAL
     drift_check_s: float = 5.0  # SYNC_DRIFT_CHECK_INTERVAL
     timeout_s: float | None = None  # how long a listener may take to follow; None: derived
+    http_port: int | None = None  # the bot's HTTP server; None: a free port
     break_follower: bool = False  # the first follower's Spotify refuses every command
 
     @property
@@ -256,7 +257,7 @@ def sandbox_settings(
     return settings_for_fakes(
         discord,
         spotify,
-        port=free_port(),
+        port=options.http_port or free_port(),
         db_path=folder / "gamenight.db",
         youtube_base_url=youtube.base_url,
         sync_poll_interval_s=options.poll_interval_s,
