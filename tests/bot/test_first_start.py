@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
+import os
+import re
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from bot.__main__ import running
-from bot.keyfile import KEY_FILE, with_stored_key
+from bot.keyfile import KEY_FILE, new_key, with_stored_key
 from bot.startup import quiet_discord_logs, redirect_warnings
+from storage.crypto import TokenCipher
+from storage.errors import StorageError
 from tests.bot.conftest import World
 from tests.bot.test_process import python_m_bot, write_env
 from tests.conftest import free_port
@@ -191,3 +197,63 @@ def test_a_set_key_always_wins_over_the_file(world: World, tmp_path: Path) -> No
     assert with_stored_key(settings).token_encryption_key == settings.token_encryption_key
     unset = dataclasses.replace(settings, token_encryption_key="")
     assert with_stored_key(unset).token_encryption_key == "stale-file-key"
+
+
+def test_make_run_after_a_handled_exit_prints_no_make_error(tmp_path: Path) -> None:
+    """`make run` with missing settings: the bot's own report, and no "make: *** Error 2"."""
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "MAKEFLAGS"}
+    env.update(DISCORD_TOKEN="", SPOTIFY_CLIENT_ID="", SPOTIFY_CLIENT_SECRET="")
+    done = subprocess.run(
+        # -o: take the venv as installed (this test must not reinstall anything).
+        ["make", "--no-print-directory", "-o", ".venv/.installed", "run"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "DISCORD_TOKEN is missing" in done.stderr
+    assert "make: ***" not in done.stderr + done.stdout
+    assert "Error" not in done.stderr
+
+
+def test_containers_listen_on_every_interface_whatever_env_says() -> None:
+    root = Path(__file__).resolve().parents[2]
+    cmd = next(x for x in (root / "Dockerfile").read_text().splitlines() if x.startswith("CMD"))
+    assert json.loads(cmd.removeprefix("CMD").strip())[:2] == ["env", "HTTP_HOST=0.0.0.0"]
+    example = (root / ".env.example").read_text()
+    # Copied to .env and passed with --env-file, an uncommented HTTP_HOST would win over ENV.
+    assert re.search(r"^HTTP_HOST=", example, flags=re.M) is None
+    assert re.search(r"^REDIS_PASSWORD=", example, flags=re.M)  # docker compose needs it
+
+
+def test_rotation_from_a_generated_key_keeps_old_tokens_readable(
+    world: World, tmp_path: Path
+) -> None:
+    unset = dataclasses.replace(
+        world.settings, token_encryption_key="", storage_url=f"sqlite:///{tmp_path}/g.db"
+    )
+    generated = with_stored_key(unset).token_encryption_key
+    sealed = with_stored_key(unset).cipher().encrypt("refresh-token")
+    rotated = dataclasses.replace(unset, token_encryption_key=f"{new_key()},{generated}")
+    cipher = with_stored_key(rotated).cipher()
+    assert cipher.decrypt(sealed) == "refresh-token"  # the old key still decrypts
+    with pytest.raises(StorageError):  # and the new one encrypts
+        TokenCipher.from_keys(generated).decrypt(cipher.encrypt("x"))
+
+
+async def test_heartbeats_do_not_look_a_whole_interval_late(world: World) -> None:
+    """The sandbox's "Can't keep up, websocket is 41.2s behind" came from an instant fake ACK
+    racing discord.py's keep-alive thread (the ACK landed before the thread noted its send, so
+    the latency read as a whole interval); the fake now answers after a network-like delay."""
+    world.discord.heartbeat_interval_ms = 400
+    seen = []
+    async with world.run() as app:
+        for _ in range(12):
+            beats = world.discord.heartbeats
+            await world.discord.wait_until(lambda: world.discord.heartbeats > beats, 5)
+            await asyncio.sleep(0.15)
+            seen.append(app.bot.latency)
+    assert max(seen[1:]) < 0.3, seen  # the interval (0.4 s) would mean the race was lost
