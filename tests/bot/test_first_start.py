@@ -253,7 +253,7 @@ async def test_heartbeats_do_not_look_a_whole_interval_late(world: World) -> Non
     async with world.run() as app:
         for _ in range(12):
             beats = world.discord.heartbeats
-            await world.discord.wait_until(lambda: world.discord.heartbeats > beats, 5)
+            await world.discord.wait_until(lambda b=beats: world.discord.heartbeats > b, 5)
             await asyncio.sleep(0.15)
             seen.append(app.bot.latency)
     assert max(seen[1:]) < 0.3, seen  # the interval (0.4 s) would mean the race was lost
