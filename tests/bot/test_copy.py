@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import aiohttp
+
 from storage.records import LinkStatus
 from tests.bot.conftest import World
 from tests.bot.test_gamenight import linked, say
@@ -77,3 +79,15 @@ async def test_players_without_premium_are_told_how_to_listen(world: World) -> N
         assert link is not None and link.status is LinkStatus.PREMIUM_REQUIRED
         me = await say(world, "me", pat)
         assert "no Premium" in me and "/gamenight listen" in me
+
+
+async def test_pages_have_a_favicon(world: World) -> None:
+    async with world.run(), aiohttp.ClientSession() as http:
+        base = world.settings.public_base_url
+        for path in ("/favicon.ico", "/favicon.svg"):
+            async with http.get(base + path) as response:
+                assert response.status == 200
+                assert response.content_type == "image/svg+xml"
+                assert (await response.text()).startswith("<svg")
+        _, page = await world.browse(f"{world.callback_url}?state={'x' * 43}&code=abc")
+        assert '<link rel="icon" href="/favicon.svg"' in page
