@@ -190,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv[:1] == ["import-songs"]:
         return import_songs.main(argv[1:])
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
     if argv:
         print(USAGE, file=sys.stderr)
         return 2
