@@ -35,4 +35,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthcheck' % os.environ.get('HTTP_PORT', '8000'), timeout=4)"
 
-CMD ["python", "-m", "bot"]
+# Inside a container only 0.0.0.0 is reachable through a published port, and `--env-file .env`
+# would override an ENV default with the .env's HTTP_HOST: so the command sets it last.
+CMD ["env", "HTTP_HOST=0.0.0.0", "python", "-m", "bot"]

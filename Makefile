@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck imports pytest bench sandbox clean
+.PHONY: run key index import-songs test lint typecheck imports pytest bench sandbox clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,8 +13,22 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# `python -m bot` has already said why it stopped (exit 1: Discord or Spotify refused, 2: the
+# settings); make's own "Error 1" line after that would only look like a second problem.
 run: $(STAMP)
-	$(PY) -m bot
+	@$(PY) -m bot || { status=$$?; [ $$status -le 2 ] || exit $$status; }
+
+# Print a new TOKEN_ENCRYPTION_KEY (with the venv's cryptography, nothing system-wide needed).
+key: $(STAMP)
+	@$(PY) -m bot keygen
+
+# The module commands through the venv: make index ARGS="--playlist ID",
+# make import-songs ARGS=mysql://user:pass@host/db
+index: $(STAMP)
+	@$(PY) -m bot index $(ARGS) || { status=$$?; [ $$status -le 2 ] || exit $$status; }
+
+import-songs: $(STAMP)
+	@$(PY) -m bot import-songs $(ARGS) || { status=$$?; [ $$status -le 2 ] || exit $$status; }
 
 test: lint typecheck imports pytest
 

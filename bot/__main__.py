@@ -26,8 +26,10 @@ from typing import Any
 import discord
 from aiohttp import web
 
-from bot import doctor, index_cli
+from bot import doctor, import_songs, index_cli
 from bot.client import GameNightBot, make_bot, point_discord_at
+from bot.keyfile import KeyFileError, new_key, with_stored_key
+from bot.names import MemberNames
 from bot.services import Services, open_resources, relay_config
 from bot.settings import (
     INDEXER_KEYS,
@@ -36,10 +38,19 @@ from bot.settings import (
     configure_logging,
     load_settings,
 )
+from bot.startup import (
+    StartupError,
+    check_spotify,
+    quiet_discord_logs,
+    redirect_warnings,
+    start_announcer,
+    start_failure,
+)
 from bot.sync import start_sync
 from bot.web import RateLimit, create_app
 from bot.web.discord_oauth import CALLBACK_PATH as DISCORD_CALLBACK
 from bot.web.discord_oauth import DiscordOAuth
+from bot.web.favicon import add_favicon
 from bot.web.linking import Person, WhoIs, add_link_routes
 from bot.web.listen import ListenLinks, add_listen_routes
 from bot.web.quota_metrics import register_quota_metrics
@@ -51,6 +62,14 @@ from core.sessions import SessionService
 from storage.errors import StorageError
 
 log = logging.getLogger("bot")
+
+USAGE = """usage: python -m bot [web | doctor ... | index ... | import-songs MYSQL_URL | keygen]
+  (no arguments)  run the bot (settings from .env, see .env.example)
+  web             run only the HTTP API, relay and resolver (no Discord gateway)
+  doctor          check the settings and services, with the fix for each problem (--online)
+  index           pre-resolve playlists into the stream cache (python -m bot index --help)
+  import-songs    import video matches from the PWA's old MySQL song_cache table
+  keygen          print a new TOKEN_ENCRYPTION_KEY"""
 
 # spotDL and yt-dlp do CPU work (HTML parsing, ranking) in the resolver's worker threads. With
 # CPython's default 5 ms switch interval such a thread keeps the GIL for up to 5 ms each time
@@ -98,11 +117,12 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot | None) ->
         app, services.linker, notify=confirm_in_discord, who=who, discord_oauth=discord_oauth
     )
     add_listen_routes(app, services.listen.listen, names=_names(bot))
+    add_favicon(app)
     return app
 
 
 def _names(bot: GameNightBot | None) -> Callable[[int], str | None]:
-    return bot.display_name if bot is not None else lambda user_id: None
+    return MemberNames(bot) if bot is not None else lambda user_id: None
 
 
 def _link_identity(
@@ -167,6 +187,9 @@ async def running(
             ytmusic_client_factory=ytmusic_client_factory,
         )
         http, store, spotify, resolver = res.http, res.storage, res.spotify, res.resolver
+        await check_spotify(settings, spotify)
+        for warning in redirect_warnings(settings):
+            log.warning("%s", warning)
         await resolver.start()
         listen = ListenAlong(store, resolver, spotify)
         stack.push_async_callback(listen.aclose)
@@ -179,6 +202,7 @@ async def running(
             resolver=resolver,
             listen=ListenLinks(listen, settings.public_base_url),
         )
+        quiet_discord_logs()
         bot = (
             make_bot(
                 services,
@@ -205,6 +229,8 @@ async def running(
         await stack.enter_async_context(bot)
         sync = await start_sync(settings, services, bot)  # loops start from the session hooks
         bot_task = asyncio.create_task(bot.start(settings.discord_token), name="discord")
+        announcer = start_announcer(bot, settings.discord_dev_guild_id)
+        stack.callback(announcer.cancel)
 
         async def stop_bot() -> None:
             await bot.close()
@@ -230,8 +256,9 @@ async def serve(settings: Settings, *, web_only: bool = False) -> int:
         stopping.cancel()
         if app.bot_task is not None and app.bot_task.done() and not app.bot_task.cancelled():
             error = app.bot_task.exception()
-            if isinstance(error, discord.LoginFailure):
-                log.error("Discord refused the bot token: check DISCORD_TOKEN")
+            failure = None if error is None else start_failure(error, settings)
+            if failure is not None:
+                log.error("%s", failure)
                 return 1
             if error is not None:
                 log.error("the Discord connection failed", exc_info=error)
@@ -246,19 +273,38 @@ def main(argv: list[str] | None = None) -> int:
         return index_cli.main(argv[1:])
     if argv[:1] == ["doctor"]:
         return doctor.main(argv[1:])
-    web_only = argv[:1] == ["web"]  # no gateway, so no DISCORD_TOKEN needed
+    if argv[:1] == ["keygen"]:
+        print(new_key())  # a TOKEN_ENCRYPTION_KEY; works in the venv, no system packages
+        return 0
+    if argv[:1] == ["import-songs"]:
+        return import_songs.main(argv[1:])
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
+    web_only = argv == ["web"]  # no gateway, so no DISCORD_TOKEN needed
+    if argv and not web_only:
+        print(USAGE, file=sys.stderr)
+        return 2
     try:
         settings = load_settings(required=INDEXER_KEYS) if web_only else load_settings()
     except SettingsError as err:
         print(err.report(), file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    try:
+        settings = with_stored_key(settings)
+    except KeyFileError as err:
+        print(f"Game Night cannot start: {err}", file=sys.stderr)
+        return 2
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         return asyncio.run(serve(settings, web_only=web_only))
     except (StorageError, OSError) as err:  # OSError: e.g. the HTTP port is taken
         print(f"Game Night cannot start: {err}", file=sys.stderr)
         return 2
+    except StartupError as err:
+        print(f"Game Night cannot start: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from bot.keyfile import KeyFileError, with_stored_key
 from bot.services import open_resources
 from bot.settings import INDEXER_KEYS, Settings, SettingsError, configure_logging, load_settings
 from core.errors import NotFound, NotLinked, PlaylistNotReadable, TokenRevoked, UserFacingError
@@ -261,9 +262,12 @@ async def index(
     except SystemExit as exit_:  # --help has been printed
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     try:
-        settings = load_settings(environ, dotenv_path, required=INDEXER_KEYS)
+        settings = with_stored_key(load_settings(environ, dotenv_path, required=INDEXER_KEYS))
     except SettingsError as error:
         print(error.report(), file=err)
+        return EXIT_USAGE
+    except KeyFileError as error:
+        print(f"python -m bot index: {error}", file=err)
         return EXIT_USAGE
     if configure_logs:
         _logging(settings.log_level, args.verbose)

@@ -26,10 +26,9 @@ T = TypeVar("T")
 DEFAULT_STORAGE_URL = "sqlite:///data/gamenight.db"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The keys without a default. The bot needs them all; a job that never talks to Discord (the
-# indexer) asks only for the ones it uses, and the others stay empty.
-BOT_KEYS = frozenset(
-    {"DISCORD_TOKEN", "SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET", "TOKEN_ENCRYPTION_KEY"}
-)
+# indexer) asks only for the ones it uses, and the others stay empty. TOKEN_ENCRYPTION_KEY may
+# stay empty too: bot/keyfile.py then keeps a generated key in the data folder.
+BOT_KEYS = frozenset({"DISCORD_TOKEN", "SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET"})
 INDEXER_KEYS = BOT_KEYS - {"DISCORD_TOKEN"}
 
 
@@ -297,9 +296,7 @@ def load_settings(
     client_secret = r.required("SPOTIFY_CLIENT_SECRET", "from the Spotify developer dashboard")
     key = r.required(
         "TOKEN_ENCRYPTION_KEY",
-        "encrypts Spotify tokens at rest; make one with "
-        "`python -c 'from cryptography.fernet import Fernet; "
-        "print(Fernet.generate_key().decode())'`",
+        "encrypts Spotify tokens at rest; make one with `make key`",
     )
     if key:
         key = r.parsed(

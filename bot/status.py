@@ -28,8 +28,9 @@ ENDED_COLOUR = discord.Colour.dark_grey()
 _STATE_LINES: dict[ListenerStatus, str] = {
     ListenerStatus.ATTACHED: "🟢 in sync",
     ListenerStatus.DETACHED: "🟡 doing their own thing — /gamenight resync to follow again",
-    ListenerStatus.NO_DEVICE: "⚪ no Spotify device open",
-    ListenerStatus.PREMIUM_REQUIRED: "🔒 needs Spotify Premium",
+    ListenerStatus.NO_DEVICE: "⚪ no Spotify device open — open Spotify on any device",
+    ListenerStatus.PREMIUM_REQUIRED: "🔒 needs Spotify Premium — /gamenight listen plays along in "
+    "a browser",
     ListenerStatus.NEEDS_RELINK: "🔑 must run /link again",
     ListenerStatus.ERROR: "🔴 trouble reaching Spotify",
 }
@@ -38,6 +39,7 @@ AUDIENCE_REFRESH_S = 2.0
 
 _END_REASONS = {
     "stopped": "The host ended the game night.",
+    "stopped_by_manager": "A server manager ended the game night.",
     "idle": "The host's Spotify was idle for too long, so the game night ended.",
 }
 
@@ -50,7 +52,8 @@ class TrackLookup(Protocol):
 
 def listener_line(state: ListenerState) -> str:
     line = f"<@{state.user_id}> — {_STATE_LINES.get(state.status, state.status.value)}"
-    if state.detail and state.status is not ListenerStatus.ATTACHED:
+    # The fixed lines already say what the engine's detail says, except for a trouble's cause.
+    if state.detail and state.status is ListenerStatus.ERROR:
         line += f" ({state.detail[:80]})"
     return line
 

@@ -30,6 +30,12 @@ class SpotifyError(UserFacingError):
     http_status = 502
 
 
+class Misconfigured(SpotifyError):
+    """Spotify refused the app's own credentials (invalid_client): only the operator can fix it."""
+
+    http_status = 503
+
+
 class NotLinked(SpotifyError):
     """The user has no Spotify link stored."""
 

@@ -24,7 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from core.errors import NotAllowlisted, OwnerPremiumLapsed, QuotaHeld, SpotifyError
+from core.errors import (
+    Misconfigured,
+    NotAllowlisted,
+    OwnerPremiumLapsed,
+    QuotaHeld,
+    SpotifyError,
+)
 from core.spotify.client import SpotifyClient
 from storage.base import LinkStore, OAuthStateStore
 from storage.records import OAuthState, SpotifyLink, StateCheck
@@ -44,16 +50,20 @@ Reason = Literal[
     "used",
     "unknown",
     "exchange_failed",
+    "misconfigured",
 ]
 MAX_PENDING = 1000  # confirmations waiting at once; beyond it the oldest is dropped
 
+# What happened, for the callback page; the page adds what to do next (bot/web/linking.py).
 _MESSAGES: dict[Reason, str] = {
-    "denied": "You cancelled on Spotify, so nothing was linked. Run /link again any time.",
-    "expired": "This link has expired (they last 10 minutes). Run /link again in Discord.",
-    "used": "This link was already used. If your account isn't linked, run /link again.",
-    "unknown": "This link is not valid. Run /link in Discord to get a new one.",
-    "exchange_failed": "Spotify did not complete the link. Please run /link again in a moment.",
-    "cancelled": "Nothing was linked. Run /link again any time.",
+    "denied": "You cancelled on Spotify, so nothing was linked.",
+    "expired": "Links from /link last 10 minutes, and this one ran out.",
+    "used": "Each link from /link works once, and this one was already used.",
+    "unknown": "This address is not one the bot handed out, or it was cut short.",
+    "exchange_failed": "Spotify did not complete the link.",
+    "misconfigured": "Spotify refused this bot's own app credentials, so no account can be "
+    "linked until they are fixed.",
+    "cancelled": "You cancelled on the confirmation page, so nothing was linked.",
     "mismatch": (
         "This link was started by a different Discord account than yours, so nothing was "
         "linked. Only the person who ran /link can complete it."
@@ -132,6 +142,8 @@ class Linker:
         try:
             grant = await self._spotify.accounts.exchange_code(code)
             profile = await self._spotify.profile_with_token(grant.access_token)
+        except Misconfigured:
+            return self._fail("misconfigured", user_id)  # logged as an ERROR where it was seen
         except (NotAllowlisted, OwnerPremiumLapsed, QuotaHeld) as exc:
             # Development-mode refusals the user (or the bot owner) can act on: say which.
             log.info("linking user %s refused by Spotify: %s", user_id, type(exc).__name__)
@@ -259,7 +271,7 @@ class Linker:
         log.info("user %s linked Spotify account %s", link.discord_user_id, link.spotify_user_id)
         return LinkOutcome(
             ok=True,
-            message=f"Linked Spotify account “{link.display_name}”. You can close this page.",
+            message=f"Linked Spotify account “{link.display_name}”.",
             discord_user_id=link.discord_user_id,
             display_name=link.display_name,
             reason="linked",

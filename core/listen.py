@@ -29,7 +29,7 @@ from core.errors import NotFound, UserFacingError
 from core.sessions import NoSession
 from core.tracks import TrackInfo
 from storage.base import SessionStore
-from storage.records import CachedStream, HostSnapshot, Session
+from storage.records import CachedStream, HostSnapshot, ListenerStatus, Session
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,17 @@ class StreamState:
     message: str = ""  # user-safe, for FAILED
 
 
+# Listeners the page may call "on Spotify": not those Spotify refuses to command (no Premium)
+# or whose link died; they are, at best, on this very page.
+NOT_ON_SPOTIFY = frozenset({ListenerStatus.PREMIUM_REQUIRED, ListenerStatus.NEEDS_RELINK})
+
+
+def on_spotify(session: Session) -> tuple[int, ...]:
+    return tuple(
+        uid for uid, state in session.listeners.items() if state.status not in NOT_ON_SPOTIFY
+    )
+
+
 @dataclass(frozen=True)
 class ListenView:
     """What every browser on one session's page is told; `version` grows with each change."""
@@ -168,7 +179,7 @@ class Feed:
         self.view = ListenView(
             guild_id=session.guild_id,
             host_user_id=session.host_user_id,
-            listener_ids=tuple(session.listeners),
+            listener_ids=on_spotify(session),
             snapshot=None,
         )
         self._resolving: asyncio.Task[None] | None = None
@@ -216,7 +227,7 @@ class Feed:
         view = self.view
         snapshot = session.snapshot
         change = playback_change(view.snapshot, snapshot, self._owner.config.jump_threshold_ms)
-        people = (session.host_user_id, tuple(session.listeners))
+        people = (session.host_user_id, on_spotify(session))
         new = replace(
             view,
             snapshot=snapshot,

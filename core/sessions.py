@@ -157,9 +157,10 @@ class SessionService:
             session = await self.get(guild_id)
             if user_id == session.host_user_id:
                 raise HostCannot("You're the host — everyone else follows your playback.")
+            # The link first: a listener whose link expired must hear that, not "already in".
+            await self._require_link(user_id)
             if user_id in session.listeners:
                 raise AlreadyListening()
-            await self._require_link(user_id)
             now = self._clock()
             listener = ListenerState(
                 user_id, ListenerStatus.ATTACHED, joined_at=now, updated_at=now
@@ -196,7 +197,8 @@ class SessionService:
             if not await self._sessions.delete_session(guild_id):
                 raise NoSession()
         log.info("guild %s: game night stopped by %s", guild_id, user_id)
-        await self._notify_ended(session, "stopped")
+        by_host = user_id == session.host_user_id
+        await self._notify_ended(session, "stopped" if by_host else "stopped_by_manager")
         return session
 
     async def end(self, guild_id: int, reason: str) -> Session | None:
@@ -218,7 +220,11 @@ class SessionService:
             if user_id != session.host_user_id and not can_manage:
                 raise NotHost("hand over the host role")
             if new_host_id == session.host_user_id:
-                raise HostCannot("They're already the host.")
+                raise HostCannot(
+                    "You're already the host."
+                    if new_host_id == user_id
+                    else "They're already the host."
+                )
             await self._require_link(new_host_id, host=True, someone_else=new_host_id != user_id)
             now = self._clock()
             old_host = session.host_user_id

@@ -19,6 +19,7 @@ from storage.records import Session
 
 log = logging.getLogger(__name__)
 
+LINK_BUTTON_URL_LIMIT = 512  # Discord refuses longer link-button URLs
 JOIN_ID = "gamenight:join"
 LEAVE_ID = "gamenight:leave"
 
@@ -180,12 +181,16 @@ class GameNight(commands.GroupCog, group_name="gamenight"):
         """Listen along in your browser — no Spotify Premium needed."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         url = await self.listen_links.link(_guild_id(interaction))
-        await interaction.followup.send(
-            f"🌐 Listen along in your browser: {url}\n"
-            "It plays the host's music in sync and works until the game night ends. "
-            "Share it only with people in this server.",
-            ephemeral=True,
+        text = (
+            "🌐 Listen along in your browser: it plays the host's music in sync and works until "
+            "the game night ends. Share it only with people in this server."
         )
+        if len(url) <= LINK_BUTTON_URL_LIMIT:  # a button, like /link's
+            view = discord.ui.View()
+            view.add_item(discord.ui.Button(label="Open the listen page", emoji="🌐", url=url))
+            await interaction.followup.send(text, view=view, ephemeral=True)
+        else:
+            await interaction.followup.send(f"{text}\n<{url}>", ephemeral=True)
 
     # --- shared by commands and buttons -------------------------------------------------
 

@@ -23,8 +23,9 @@ BUTTON_URL_LIMIT = 512  # Discord refuses longer link-button URLs
 _STATUS_TEXT = {
     LinkStatus.OK: "✅ Linked",
     LinkStatus.NEEDS_RELINK: "🔑 Expired — run /link again",
-    LinkStatus.PREMIUM_REQUIRED: "🔒 Linked, but Spotify says this account has no Premium: "
-    "playback can't be controlled (the browser listen page still works)",
+    LinkStatus.PREMIUM_REQUIRED: "🔒 Linked, but Spotify says this account has no Premium, so "
+    "the bot can't control its playback. In a game night, /gamenight listen plays along in "
+    "your browser instead.",
 }
 
 
@@ -101,4 +102,9 @@ class Linking(commands.Cog):
             except UserFacingError as exc:
                 health = f"⚠️ {exc.message}"
             embed.add_field(name="Health", value=health, inline=False)
+        if link.status is LinkStatus.OK:
+            embed.set_footer(
+                text="Following the host needs Spotify Premium. Without it, "
+                "/gamenight listen plays along in your browser."
+            )
         await interaction.followup.send(embed=embed, ephemeral=True)

@@ -72,14 +72,22 @@ PAGES: dict[str, Page] = {
     "mismatch": Page(403, "This link isn't yours", "Run /link in Discord for your own link."),
     "denied": Page(200, "Nothing was linked", "Changed your mind? Run /link in Discord again."),
     "expired": Page(400, "This link has expired", "Run /link in Discord for a fresh link."),
-    "used": Page(400, "This link was already used", "Check with /me in Discord, or run /link."),
+    "used": Page(
+        400, "This link was already used", "Check with /me in Discord; if not linked, run /link."
+    ),
     "unknown": Page(400, "This link isn't valid", "Run /link in Discord to get a new one."),
     "exchange_failed": Page(
         502, "Spotify didn't finish linking", "Wait a moment, then run /link in Discord again."
     ),
+    "misconfigured": Page(
+        503,
+        "This bot is misconfigured",
+        "Please tell the bot's operator (whoever runs it in your server); "
+        "running /link again won't help until they fix it.",
+    ),
 }
 BROKEN = Page(500, "Something went wrong on our side", "Please run /link in Discord again.")
-BROKEN_MESSAGE = "The link could not be completed. The problem has been logged."
+BROKEN_MESSAGE = "The link could not be completed; the problem has been logged."
 STORAGE_PAGE = Page(503, "Please try again in a minute", "Reload this page in a minute.")
 DISCORD_DOWN = Page(502, "Discord didn't confirm who you are", "Run /link in Discord again.")
 DISCORD_DOWN_MESSAGE = "Discord did not answer, so nothing was linked."
@@ -117,14 +125,14 @@ def render_page(page: Page, message: str, ok: bool) -> str:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_text(page.title)} · Game Night</title>
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
 <style>{_STYLE}</style>
 </head>
 <body>
 <main class="{"ok" if ok else "fail"}">
 <h1>{_text(page.title)}</h1>
 <p role="{role}">{_text(message)}</p>
-<p class="next">{_text(page.next_step)}</p>
-<p>You can close this tab.</p>
+<p class="next">{_text(page.next_step)} You can close this tab.</p>
 </main>
 </body>
 </html>
@@ -187,9 +195,9 @@ def _html(text: str, status: int, request: web.Request, *, form: bool = False) -
         # form-action must allow too. Avatars come from Discord's CDN.
         oauth = request.app[DISCORD_OAUTH_KEY]
         targets = "'self'" + (f" {oauth.origin}" if oauth is not None else "")
-        csp += f"; form-action {targets}; img-src https: http: data:"
+        csp += f"; form-action {targets}; img-src 'self' https: http: data:"
     else:
-        csp += "; form-action 'none'"
+        csp += "; form-action 'none'; img-src 'self'"  # 'self': the favicon
     response.headers["Content-Security-Policy"] = csp
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"  # no clickjacking of the Link button

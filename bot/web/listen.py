@@ -228,7 +228,7 @@ def view_payload(
             "message": stream.message,
         },
         "people": {
-            "host": names(view.host_user_id) or "The host",
+            "host": names(view.host_user_id) or "Someone",
             "spotify": [names(uid) or "someone" for uid in view.listener_ids],
             "browser": view.audience,
         },

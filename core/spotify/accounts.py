@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from core.errors import RateLimited, SpotifyError, TokenRevoked, Upstream
+from core.errors import Misconfigured, RateLimited, SpotifyError, TokenRevoked, Upstream
 from core.spotify.config import SpotifyConfig
 from core.spotify.errors import rate_limited, retry_after
 
@@ -28,6 +28,11 @@ Gate = Callable[[RateLimited | None], Awaitable[None]]
 
 # Shown when the refresh token is dead: the token endpoint said so, or the link is marked.
 RELINK = "Your Spotify link has expired: run /link again."
+# Shown when Spotify refuses the app itself: retrying cannot help, only the operator can.
+MISCONFIGURED = (
+    "This bot is misconfigured: Spotify refused its app credentials. "
+    "Please tell the bot's operator; trying again won't help."
+)
 
 
 @dataclass(frozen=True)
@@ -141,4 +146,6 @@ class Accounts:
             raise Upstream("Spotify is having trouble right now; try again shortly.", status=status)
         # invalid_client and friends are our configuration, not the user's doing.
         log.error("Spotify token endpoint refused %s: %s %s", grant_type, status, error)
+        if error == "invalid_client":
+            raise Misconfigured(MISCONFIGURED)
         raise SpotifyError("Spotify refused this bot's credentials; tell the operator.")

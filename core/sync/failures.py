@@ -72,7 +72,7 @@ def classify(
     if isinstance(error, PremiumRequired):
         return Verdict(
             ListenerStatus.PREMIUM_REQUIRED,
-            "needs Spotify Premium — use the listen-along page",
+            "needs Spotify Premium — /gamenight listen plays along in your browser",
             tell_user=True,
         )
     if isinstance(error, NoActiveDevice):

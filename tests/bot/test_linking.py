@@ -232,3 +232,30 @@ async def test_with_discord_oauth_only_the_user_who_ran_link_can_complete_it(
         status, page = await world.browse(await oauth.consent(authorize, agree=False))
         assert (status, "Nothing was linked" in page) == (200, True)
         assert await app.services.storage.get_link(bob.user_id) is None
+
+
+async def test_a_secret_rejected_after_start_says_misconfigured_not_try_again(
+    world: World,
+) -> None:
+    world.spotify.add_account("bob-sp", "Bob")
+    bob = world.discord.add_member("bob")
+    async with world.run():
+        # The operator reset the secret in the Spotify dashboard while the bot was running.
+        world.spotify.app.client_secret = "reset-in-the-dashboard"
+        status, page = await world.link(bob, "bob-sp")
+    assert status == 503
+    assert "This bot is misconfigured" in page
+    assert "tell the bot&#x27;s operator" in page or "tell the bot's operator" in page
+    assert "Wait a moment" not in page
+
+
+async def test_callback_pages_say_each_thing_once(world: World) -> None:
+    world.spotify.add_account("ann-sp", "Ann")
+    ann = world.discord.add_member("ann")
+    async with world.run():
+        status, page = await world.link(ann, "ann-sp")
+        _, expired = await world.browse(f"{world.callback_url}?state={'x' * 43}&code=abc")
+    assert status == 200
+    for text in (page, expired):
+        assert text.count("close this") == 1, text
+        assert text.count("/link") <= 1, text

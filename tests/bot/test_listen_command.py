@@ -31,14 +31,17 @@ async def test_listen_link_page_audience_and_end(world: World) -> None:
 
         host = await linked(world, "hana")
         await say(world, "gamenight start", host)
-        text = await say(world, "gamenight listen", stranger)
+        reply = await (await world.discord.slash("gamenight listen", stranger)).reply()
+        assert reply.ephemeral
+        (text,) = reply.link_urls()  # a button, like /link's
         base = re.escape(world.settings.public_base_url)
         match = re.search(base + r"/listen/([A-Za-z0-9_-]{32})\b", text)
         assert match, text
         token = match[1]
         session = await app.services.storage.get_session(guild)
         assert session is not None and session.listen_token == token
-        assert token in await say(world, "gamenight listen", host)  # one link per session
+        again = await (await world.discord.slash("gamenight listen", host)).reply()
+        assert token in again.link_urls()[0]  # one link per session
 
         page_url = match[0]
         status, page = await world.browse(page_url)

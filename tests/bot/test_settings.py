@@ -21,6 +21,7 @@ MINIMAL = {
     "SPOTIFY_CLIENT_SECRET": "client-secret",
     "TOKEN_ENCRYPTION_KEY": KEY,
 }
+REQUIRED = ("DISCORD_TOKEN", "SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,9 +44,11 @@ def test_every_missing_setting_is_named_at_once() -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings({}, dotenv_path=None)
     report = caught.value.report()
-    for key in MINIMAL:
+    for key in REQUIRED:
         assert key in report
-    assert len(caught.value.problems) == 4
+    # Unset, TOKEN_ENCRYPTION_KEY is generated into the data folder (tests/bot/test_keyfile.py).
+    assert "TOKEN_ENCRYPTION_KEY" not in report
+    assert len(caught.value.problems) == 3
 
 
 @pytest.mark.parametrize(
@@ -120,7 +123,7 @@ def test_running_with_an_empty_environment_explains_and_exits(tmp_path: Path) ->
     )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr + done.stdout
-    for key in MINIMAL:
+    for key in REQUIRED:
         assert key in done.stderr
 
 
@@ -129,6 +132,7 @@ def test_env_example_documents_every_setting() -> None:
     read = set(re.findall(r'r\.(?:required|parsed|raw)\(\s*"([A-Z_]+)"', source))
     example = (ROOT / ".env.example").read_text()
     documented = set(re.findall(r"^#?([A-Z_]+)=", example, flags=re.M))
+    documented -= {"REDIS_PASSWORD"}  # read by docker-compose.yml, not by the bot
     assert read, "found no settings in bot/settings.py"
     assert read == documented, f"undocumented: {read - documented}, stale: {documented - read}"
 

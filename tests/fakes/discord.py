@@ -307,6 +307,11 @@ class FakeDiscord:
         self.token = token
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.callback_deadline = 3.0  # seconds Discord waits for an interaction's first answer
+        # Real Discord acknowledges a heartbeat after a network round trip (tens of ms). An
+        # instant ACK races discord.py's keep-alive thread, which records the send time only
+        # after the send returns: the ACK then looks a whole interval late ("Can't keep up,
+        # websocket is 41.2s behind"). Set 0 to see that race.
+        self.heartbeat_ack_delay_s = 0.05
         self._ids = itertools.count(1_100_000_000_000_000_000)
         self.application_id = self.next_id()
         self.bot = Member(self.application_id, "Game Night", BOT_PERMISSIONS, bot=True)
@@ -813,6 +818,8 @@ class FakeDiscord:
             op = frame.get("op")
             if op == 1:
                 self.heartbeats += 1
+                if self.heartbeat_ack_delay_s:
+                    await asyncio.sleep(self.heartbeat_ack_delay_s)
                 await conn.send({"op": 11, "d": None})
             elif op == 2:
                 await self._identify(conn, frame["d"])

@@ -213,13 +213,13 @@ async def test_bad_input_exits_2_with_one_clear_message(
 
 async def test_missing_settings_print_the_settings_report(world: World) -> None:
     world.env.pop("SPOTIFY_CLIENT_SECRET")
-    world.env.pop("TOKEN_ENCRYPTION_KEY")
+    world.env.pop("SPOTIFY_CLIENT_ID")
 
     status, _, err = await world.index("--as", str(ALICE), "--playlist", "0" * 22)
 
     assert status == 2
     assert "SPOTIFY_CLIENT_SECRET is missing" in err
-    assert "TOKEN_ENCRYPTION_KEY is missing" in err
+    assert "SPOTIFY_CLIENT_ID is missing" in err  # every problem at once
     assert "DISCORD_TOKEN" not in err  # the indexer never talks to Discord
 
 

@@ -64,5 +64,6 @@ def test_the_indexer_needs_no_discord_token_but_the_bot_does() -> None:
 
     with pytest.raises(SettingsError) as caught:
         load_settings({}, dotenv_path=None, required=INDEXER_KEYS)
-    assert len(caught.value.problems) == 3
+    # TOKEN_ENCRYPTION_KEY may be unset: it is then kept in the data folder (bot/keyfile.py).
+    assert len(caught.value.problems) == 2
     assert not any("DISCORD_TOKEN" in p for p in caught.value.problems)

@@ -52,6 +52,13 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Options]:
         help="keep running after the script: print the URLs and take commands on stdin",
     )
     parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="the bot's HTTP port (default: a free one); with --interactive the examples in "
+        "docs/HTTP_API.md run verbatim against --port 8000",
+    )
+    parser.add_argument(
         "--plain", action="store_true", help="plain lines even on a terminal (the default off one)"
     )
     parser.add_argument(
@@ -70,7 +77,10 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Options]:
         drift_check_s=2.0 if quick else 5.0,
         timeout_s=args.timeout,
         break_follower=args.break_follower,
+        http_port=args.port,
     )
+    if args.port is not None and not 0 < args.port < 65536:
+        parser.error("--port must be a TCP port (1-65535)")
     if options.listeners < 1 or options.latency_ms < 0:
         parser.error("--listeners must be at least 1 and --latency not negative")
     return args, options

@@ -48,8 +48,8 @@ async def serve(box: Sandbox, show: Plain) -> None:
         try:
             if not await run(box, show, guest, line.strip()):
                 return
-        except Exception as error:  # a typo must not end the evening
-            show.say(f"  {type(error).__name__}: {error}")
+        except Exception as error:  # a bug of the sandbox's must not end the evening either
+            show.say(f"  the sandbox could not do that ({type(error).__name__}: {error})")
 
 
 def stdin_lines() -> asyncio.Queue[str | None]:
@@ -67,8 +67,33 @@ def stdin_lines() -> asyncio.Queue[str | None]:
     return queue
 
 
+USAGE = {
+    "seek": "seek SECONDS (e.g. seek 90)",
+    "wander": "wander NAME",
+    "/": "/COMMAND [SUBCOMMAND] NAME, e.g. /gamenight resync kim",
+}
+
+
+class Typo(Exception):
+    """A line the sandbox cannot carry out; the message is the usage line to show."""
+
+
+def person(people: dict[str, Person], name: str) -> Person:
+    if name not in people:
+        raise Typo(f"no player called {name!r}; players: {', '.join(sorted(people))}")
+    return people[name]
+
+
 async def run(box: Sandbox, show: Plain, guest: Person, line: str) -> bool:
-    """Carry out one command; False ends the session."""
+    """Carry out one command; False ends the session. A typo gets a usage line."""
+    try:
+        return await _run(box, show, guest, line)
+    except Typo as typo:
+        show.say(f"  {typo}")
+    return True
+
+
+async def _run(box: Sandbox, show: Plain, guest: Person, line: str) -> bool:
     words = line.split()
     if not words:
         return True
@@ -89,16 +114,52 @@ async def run(box: Sandbox, show: Plain, guest: Person, line: str) -> bool:
                 show.say(f"  {r.name:<8} {r.status:<17} {r.state:<10} {r.track:<18} {r.position}")
         case [word] if word in simple:
             simple[word]()
-        case ["seek", seconds]:
+        case ["seek", seconds] if _number(seconds) is not None:
             host.seek(int(float(seconds) * 1000))
+        case ["seek", *_]:
+            raise Typo(f"usage: {USAGE['seek']}")
         case ["wander", name]:
-            box.spotify.player(people[name].account).load([box.spotify.catalog[-1].id])
+            box.spotify.player(person(people, name).account).load([box.spotify.catalog[-1].id])
+        case ["wander", *_]:
+            raise Typo(f"usage: {USAGE['wander']}")
         case ["link"]:
             show.say(f"  {await box.link_url(guest)}")
         case [command, *rest] if command.startswith("/") and rest:
             *path, name = rest
-            reply: Awaitable[str] = box.say(" ".join([command[1:], *path]), people[name])
-            show.say(f"  bot: {await reply}")
+            who = person(people, name)
+            typed = " ".join([command[1:], *path])
+            known = command_paths(box)
+            if typed not in known:
+                listed = ", ".join("/" + c for c in sorted(known))
+                raise Typo(f"no command /{typed}; usage: {USAGE['/']}\n  commands: {listed}")
+            try:
+                reply: Awaitable[str] = box.say(typed, who)
+                answer = await reply
+            except (AssertionError, PermissionError) as refused:  # what Discord's client refuses
+                raise Typo(f"Discord would not send that: {refused}") from None
+            show.say("  bot: " + answer.replace("\n", "\n       "))
+        case [command] if command.startswith("/"):
+            raise Typo(f"usage: {USAGE['/']}")
         case _:
-            show.say("  unknown command (help lists them)")
+            raise Typo(f"unknown command {words[0]!r} (help lists them)")
     return True
+
+
+def command_paths(box: Sandbox) -> set[str]:
+    """Every slash command the bot registered, as typed: `me`, `gamenight join`, ..."""
+    paths = set()
+    for name, schema in box.discord.commands_for(box.discord.default_guild).items():
+        subs = [o["name"] for o in schema.get("options") or [] if o.get("type") == 1]
+        if subs:
+            paths.update(f"{name} {sub}" for sub in subs)
+        else:
+            paths.add(name)
+    return paths
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value >= 0 else None

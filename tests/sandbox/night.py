@@ -228,7 +228,7 @@ class Night:
         box = self.box
         free = next((p for p in box.listeners if p.kind is Kind.FREE), box.host)
         text = await self.answer("gamenight listen", free, "Listen along in your browser")
-        url = next(w for w in text.split() if w.startswith(box.http_base))
+        url = next(w.strip("()[]") for w in text.replace("](", " ").split() if box.http_base in w)
         async with aiohttp.ClientSession() as http, http.get(url) as page:
             if page.status != 200:
                 raise StepFailed(f"the listen-along page answered {page.status}")

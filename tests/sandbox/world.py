@@ -30,6 +30,7 @@ from tests.fakes.wiring import settings_for_fakes
 from tests.fakes.youtube import FakeYouTube
 from tests.linkpage import follow_and_confirm
 from tests.redis_proc import free_port
+from tests.sandbox.render import render
 
 NAMES = ("kim", "lee", "mo", "noor", "oli", "pia", "quinn", "rae", "sam", "tess", "uma", "vic")
 
@@ -51,6 +52,7 @@ class Options:
     poll_interval_s: float = 1.0  # SYNC_POLL_INTERVAL
     drift_check_s: float = 5.0  # SYNC_DRIFT_CHECK_INTERVAL
     timeout_s: float | None = None  # how long a listener may take to follow; None: derived
+    http_port: int | None = None  # the bot's HTTP server; None: a free port
     break_follower: bool = False  # the first follower's Spotify refuses every command
 
     @property
@@ -188,9 +190,18 @@ class Sandbox:
         return self.spotify.player(person.account).now()
 
     async def say(self, command: str, person: Person, **options: Any) -> str:
-        """Type a slash command in Discord as `person`; the text of the bot's answer."""
+        """Type a slash command in Discord as `person`; the bot's answer as Discord shows it
+        (names for mentions, no markup, link buttons as `[label](url)`)."""
         reply = await (await self.discord.slash(command, person.member, **options)).reply()
-        return reply.text
+        return render(reply, self.names())
+
+    def names(self) -> dict[int, str]:
+        """Every member's name by user id, for rendering mentions."""
+        return {
+            uid: member.name
+            for guild in self.discord.guilds.values()
+            for uid, member in guild.members.items()
+        }
 
     async def link_url(self, person: Person) -> str:
         """/link as `person`: the private authorize URL the bot answers with."""
@@ -245,7 +256,7 @@ def sandbox_settings(
     return settings_for_fakes(
         discord,
         spotify,
-        port=free_port(),
+        port=options.http_port or free_port(),
         db_path=folder / "gamenight.db",
         youtube_base_url=youtube.base_url,
         sync_poll_interval_s=options.poll_interval_s,

@@ -176,7 +176,9 @@ async def test_premium_required_is_flagged_told_once_and_left_alone(rig: Rig) ->
     host.next()
     await until(lambda: rig.in_sync(HOST, ANN))
     await asyncio.sleep(0.4)
-    assert rig.events.notices == [(BEN, "needs Spotify Premium — use the listen-along page")]
+    assert rig.events.notices == [
+        (BEN, "needs Spotify Premium — /gamenight listen plays along in your browser")
+    ]
     assert plays(rig, BEN) == 1
     link = await rig.store.get_link(BEN)
     assert link is not None and link.status is LinkStatus.PREMIUM_REQUIRED

@@ -24,7 +24,7 @@ PLAY = Play("spotify:track:" + "A" * 22, 1_000)
 PLAY_ON_TV = Play("spotify:track:" + "A" * 22, 1_000, "tv")
 RELINK = "Spotify link expired — run /link again"
 UNLINKED = "Spotify not linked — run /link again"
-PREMIUM = "needs Spotify Premium — use the listen-along page"
+PREMIUM = "needs Spotify Premium — /gamenight listen plays along in your browser"
 NO_DEVICE = "no Spotify device — open Spotify on any device"
 SILENT = "Spotify is not answering for them"
 

@@ -25,6 +25,8 @@
   let seekLagMs = 120;      // how long a seek takes to resume playback, measured
   let seekStarted = null;
   let ended = false;
+  let blocked = false;       // autoplay was refused: the page waits for a click
+  let last = null;          // the latest state event, to re-word the status on audio events
   const offsets = [];
 
   // An event cannot arrive before it was sent, so server_time - receivedAt is the true
@@ -52,6 +54,7 @@
   }
 
   function showButton() {
+    if (ended) return;
     button.setAttribute("aria-pressed", String(listening));
     button.textContent = listening ? "⏸ Stop listening" : "▶ Start listening";
   }
@@ -101,9 +104,20 @@
         "It will try again with the next track.", true);
     }
     if (stream.status === "resolving") return say("Finding the audio for this track…");
+    if (!listening && blocked) return say("Your browser wants a click first: press Start listening.", true);
     if (!listening) return say("Press Start listening to hear the host's music.");
+    if (!data.playback.is_playing) return say("The host paused.");
+    // Say what this page does, not what the host does: silent until the audio really plays.
+    if (Number.isFinite(audio.duration) && target() >= audio.duration * 1000) {
+      return say("This track's audio ended early here; the next track will play.");
+    }
+    if (audio.paused || audio.readyState < 3) return say("Loading the audio…");
     const name = data.track ? `“${data.track.name}”` : "the host's track";
-    say(data.playback.is_playing ? `Playing ${name} in sync with the host.` : "The host paused.");
+    say(`Playing ${name} in sync with the host.`);
+  }
+
+  function reword() {
+    if (last && !ended) explain(last);
   }
 
   function onEvent(event) {
@@ -116,6 +130,7 @@
       playing: p.is_playing, durationMs: p.duration_ms,
     };
     if (event.type === "state") {
+      last = data;
       showTrack(data.track);
       showPeople(data.people);
       explain(data);
@@ -152,7 +167,8 @@
         if (error.name !== "NotAllowedError") return;
         listening = false;
         showButton();
-        say("Your browser wants a click first: press Start listening.", true);
+        blocked = true;
+        reword();
       });
     }
   }
@@ -188,6 +204,7 @@
     seekStarted = null;
   });
   audio.addEventListener("loadedmetadata", sync);
+  for (const name of ["playing", "pause", "waiting", "canplay"]) audio.addEventListener(name, reword);
   audio.addEventListener("error", () => {
     if (loadedUrl) say("The audio stream stopped working. Reload the page to try again.", true);
   });
@@ -197,8 +214,10 @@
     showButton();
     if (listening && host && host.playing && loadedUrl) audio.play().catch(() => {});
     if (!listening) audio.pause();
-    say(listening ? "Listening along." : "Stopped. Press Start listening to rejoin.");
+    blocked = false;
     sync();
+    if (listening) reword();
+    else say("Stopped. Press Start listening to rejoin.");
   });
   $("volume").addEventListener("input", (e) => { audio.volume = Number(e.target.value); });
   audio.volume = Number($("volume").value);
@@ -210,6 +229,9 @@
     ended = true;
     events.close();
     audio.pause();
+    button.disabled = true;
+    button.setAttribute("aria-pressed", "false");
+    button.textContent = "Game night over";
     say("The game night is over. Thanks for listening!");
   });
   events.addEventListener("error", () => {

@@ -1,0 +1,259 @@
+"""The operator's first start (issue #14 items 2-5): checks, one-line failures, the ready line."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import re
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bot.__main__ import running
+from bot.keyfile import KEY_FILE, new_key, with_stored_key
+from bot.startup import quiet_discord_logs, redirect_warnings
+from storage.crypto import TokenCipher
+from storage.errors import StorageError
+from tests.bot.conftest import World
+from tests.bot.test_process import python_m_bot, write_env
+from tests.conftest import free_port
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.spotify import FakeSpotify
+
+
+def _no_key(folder: Path) -> None:
+    env = folder / ".env"
+    lines = env.read_text().splitlines()
+    env.write_text("\n".join(x for x in lines if not x.startswith("TOKEN_ENCRYPTION_KEY")))
+
+
+async def _start_and_stop(
+    folder: Path, fake: FakeDiscord, *, wait_for: bytes = b"ready as"
+) -> tuple[int, str]:
+    proc = await python_m_bot(folder)
+    assert proc.stderr is not None
+    seen = b""
+    try:
+        async with asyncio.timeout(30):
+            while wait_for not in seen:
+                line = await proc.stderr.readline()
+                assert line, f"exited early: {seen.decode()}"
+                seen += line
+        proc.terminate()
+        rest = await asyncio.wait_for(proc.stderr.read(), 20)
+        await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return proc.returncode or 0, (seen + rest).decode()
+
+
+async def test_first_start_without_a_key_makes_one_and_says_ready_with_an_invite(
+    tmp_path: Path,
+) -> None:
+    fake = await FakeDiscord().start()
+    spotify = await FakeSpotify().start()
+    write_env(tmp_path, fake, spotify, free_port(), fake.token)
+    _no_key(tmp_path)
+    env = (tmp_path / ".env").read_text()
+    (tmp_path / ".env").write_text(
+        "\n".join(x for x in env.splitlines() if not x.startswith("DISCORD_DEV_GUILD_ID"))
+    )
+    try:
+        status, log = await _start_and_stop(tmp_path, fake)
+        key_file = tmp_path / KEY_FILE
+        assert status == 0, log
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert f"a new key was written to {key_file}" in log
+        assert "Back that file up" in log
+        (ready,) = [line for line in log.splitlines() if "ready as" in line]
+        assert "ready as Game Night" in ready
+        assert "in 1 guild(s): Game Night HQ" in ready
+        # No DISCORD_DEV_GUILD_ID and nothing synced globally: say how to register them.
+        assert "slash commands NOT registered" in ready and "@Bot sync" in ready
+        assert f"client_id={fake.application_id}" in ready
+        # View Channel, Send Messages, Embed Links, Read Message History
+        assert "permissions=84992" in ready
+        assert "scope=bot+applications.commands" in ready
+        # Nothing uses voice: discord.py's PyNaCl/davey warnings stay out of the log.
+        assert "PyNaCl" not in log and "davey" not in log
+        assert "Traceback" not in log
+
+        key = key_file.read_text()
+        status, log = await _start_and_stop(tmp_path, fake)
+        assert status == 0
+        assert key_file.read_text() == key  # the same key on every later start
+        assert "a new key was written" not in log
+    finally:
+        await fake.stop()
+        await spotify.stop()
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            "SPOTIFY_CLIENT_SECRET=wrong-secret",
+            "Spotify refused SPOTIFY_CLIENT_ID / SPOTIFY_CLIENT",
+        ),
+        ("SPOTIFY_CLIENT_ID=not-our-app", "Spotify refused SPOTIFY_CLIENT_ID / SPOTIFY_CLIENT"),
+        ("SPOTIFY_ACCOUNTS_BASE=http://127.0.0.1:{closed}", "cannot reach Spotify at"),
+        ("DISCORD_API_BASE=http://127.0.0.1:{closed}/api/v10", "cannot reach Discord at"),
+    ],
+)
+async def test_start_up_failures_are_one_line_and_exit_1(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    fake = await FakeDiscord().start()
+    spotify = await FakeSpotify().start()
+    write_env(tmp_path, fake, spotify, free_port(), fake.token)
+    key = line.split("=", 1)[0]
+    kept = [x for x in (tmp_path / ".env").read_text().splitlines() if not x.startswith(key + "=")]
+    kept.append(line.format(closed=free_port()))
+    (tmp_path / ".env").write_text("\n".join(kept))
+    try:
+        proc = await python_m_bot(tmp_path)
+        _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        await fake.stop()
+        await spotify.stop()
+    text = stderr.decode()
+    assert proc.returncode == 1, text
+    assert expected in text
+    assert "Traceback" not in text
+    assert len([x for x in text.splitlines() if expected in x]) == 1
+    assert "wrong-secret" not in text
+
+
+async def test_a_dropped_gateway_resumes_without_an_error_line(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with world.run():
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG):
+            resumes = world.discord.resume_count
+            await world.discord.drop_connection(4000)
+            await world.discord.wait_until(lambda: world.discord.resume_count > resumes, 20)
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+        assert not [r for r in caplog.records if r.exc_info], caplog.text
+
+
+def test_a_failed_reconnect_is_one_warning_line_without_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    quiet_discord_logs()
+    with caplog.at_level(logging.INFO):
+        try:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        except OSError:
+            # Exactly what discord.Client.connect logs when a reconnect attempt fails.
+            logging.getLogger("discord.client").exception("Attempting a reconnect in %.2fs", 3.7)
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.exc_info is None and not record.exc_text
+    assert record.getMessage() == (
+        "lost the Discord connection ([Errno 104] Connection reset by peer); reconnecting in 4 s"
+    )
+    assert "Traceback" not in caplog.text
+
+
+async def test_the_ready_line_names_the_dev_guild(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="bot"):
+        async with running(world.settings, client_options={"guild_ready_timeout": 0.05}):
+            await world.discord.wait_ready()
+            for _ in range(100):
+                if any("ready as" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.05)
+    (ready,) = [r.getMessage() for r in caplog.records if "ready as" in r.getMessage()]
+    assert f"slash commands in development guild {world.discord.default_guild.id}" in ready
+
+
+def test_redirect_warnings_name_loopback_callbacks_and_foreign_paths(world: World) -> None:
+    (loopback,) = redirect_warnings(world.settings)
+    assert "only a browser on this machine" in loopback and "PUBLIC_BASE_URL" in loopback
+    public = dataclasses.replace(
+        world.settings, spotify_redirect_uri="https://gn.example.com/spotify/callback"
+    )
+    assert redirect_warnings(public) == []
+    elsewhere = dataclasses.replace(
+        world.settings, spotify_redirect_uri="https://gn.example.com/cb"
+    )
+    (path,) = redirect_warnings(elsewhere)
+    assert "'/cb'" in path
+
+
+def test_a_set_key_always_wins_over_the_file(world: World, tmp_path: Path) -> None:
+    (tmp_path / KEY_FILE).write_text("stale-file-key\n")
+    settings = dataclasses.replace(world.settings, storage_url=f"sqlite:///{tmp_path}/g.db")
+    assert with_stored_key(settings).token_encryption_key == settings.token_encryption_key
+    unset = dataclasses.replace(settings, token_encryption_key="")
+    assert with_stored_key(unset).token_encryption_key == "stale-file-key"
+
+
+def test_make_run_after_a_handled_exit_prints_no_make_error(tmp_path: Path) -> None:
+    """`make run` with missing settings: the bot's own report, and no "make: *** Error 2"."""
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "MAKEFLAGS"}
+    env.update(DISCORD_TOKEN="", SPOTIFY_CLIENT_ID="", SPOTIFY_CLIENT_SECRET="")
+    done = subprocess.run(
+        # -o: take the venv as installed (this test must not reinstall anything).
+        ["make", "--no-print-directory", "-o", ".venv/.installed", "run"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "DISCORD_TOKEN is missing" in done.stderr
+    assert "make: ***" not in done.stderr + done.stdout
+    assert "Error" not in done.stderr
+
+
+def test_containers_listen_on_every_interface_whatever_env_says() -> None:
+    root = Path(__file__).resolve().parents[2]
+    cmd = next(x for x in (root / "Dockerfile").read_text().splitlines() if x.startswith("CMD"))
+    assert json.loads(cmd.removeprefix("CMD").strip())[:2] == ["env", "HTTP_HOST=0.0.0.0"]
+    example = (root / ".env.example").read_text()
+    # Copied to .env and passed with --env-file, an uncommented HTTP_HOST would win over ENV.
+    assert re.search(r"^HTTP_HOST=", example, flags=re.M) is None
+    assert re.search(r"^REDIS_PASSWORD=", example, flags=re.M)  # docker compose needs it
+
+
+def test_rotation_from_a_generated_key_keeps_old_tokens_readable(
+    world: World, tmp_path: Path
+) -> None:
+    unset = dataclasses.replace(
+        world.settings, token_encryption_key="", storage_url=f"sqlite:///{tmp_path}/g.db"
+    )
+    generated = with_stored_key(unset).token_encryption_key
+    sealed = with_stored_key(unset).cipher().encrypt("refresh-token")
+    rotated = dataclasses.replace(unset, token_encryption_key=f"{new_key()},{generated}")
+    cipher = with_stored_key(rotated).cipher()
+    assert cipher.decrypt(sealed) == "refresh-token"  # the old key still decrypts
+    with pytest.raises(StorageError):  # and the new one encrypts
+        TokenCipher.from_keys(generated).decrypt(cipher.encrypt("x"))
+
+
+async def test_heartbeats_do_not_look_a_whole_interval_late(world: World) -> None:
+    """The sandbox's "Can't keep up, websocket is 41.2s behind" came from an instant fake ACK
+    racing discord.py's keep-alive thread (the ACK landed before the thread noted its send, so
+    the latency read as a whole interval); the fake now answers after a network-like delay."""
+    world.discord.heartbeat_interval_ms = 400
+    seen = []
+    async with world.run() as app:
+        for _ in range(12):
+            beats = world.discord.heartbeats
+            await world.discord.wait_until(lambda b=beats: world.discord.heartbeats > b, 5)
+            await asyncio.sleep(0.15)
+            seen.append(app.bot.latency)
+    assert max(seen[1:]) < 0.3, seen  # the interval (0.4 s) would mean the race was lost
