@@ -31,6 +31,7 @@ from bot.sync import start_sync
 from bot.web import RateLimit, create_app
 from bot.web.linking import add_link_routes
 from bot.web.listen import ListenLinks, add_listen_routes
+from bot.web.services import SYNC_HEALTH
 from core.linking import Linker, LinkOutcome
 from core.listen import ListenAlong
 from core.sessions import SessionService
@@ -73,6 +74,7 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Ap
                 "Join a game night with /gamenight join.",
             )
 
+    app[SYNC_HEALTH] = services.sync_health
     add_link_routes(app, services.linker, notify=confirm_in_discord)
     add_listen_routes(app, services.listen.listen, names=bot.display_name)
     return app

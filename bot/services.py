@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -16,6 +16,7 @@ from core.linking import Linker
 from core.resolver import Resolver, ResolverConfig, build_resolver
 from core.sessions import SessionService
 from core.spotify import SpotifyClient, SpotifyConfig
+from core.sync.health import SyncHealth
 from storage.base import Storage
 
 
@@ -28,6 +29,7 @@ class Services:
     sessions: SessionService
     resolver: Resolver
     listen: ListenLinks  # the browser listen-along page
+    sync_health: SyncHealth = field(default_factory=SyncHealth)  # read by /healthcheck
 
 
 def spotify_config(settings: Settings) -> SpotifyConfig:

@@ -75,6 +75,8 @@ class Settings:
     spotify_workers: int = 32  # spotipy threads: a sync fan-out waiting for one lands late
     sync_drift_check_interval_s: float = 15.0  # read each listener this often while playing
     spotify_rate_limit: int = 150  # Web API calls per rolling 30 s, for the whole app
+    instance_id: str | None = None  # sync lease holder name; None: kept in the data folder
+    sync_lease_ttl_s: float = 1.5  # a dead process's guilds move to another within about this
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -319,6 +321,10 @@ def load_settings(
         ),
         spotify_rate_limit=r.parsed(
             "SPOTIFY_RATE_LIMIT", 150, _positive_int, "Web API calls per 30 s, e.g. 150"
+        ),
+        instance_id=r.raw("INSTANCE_ID"),
+        sync_lease_ttl_s=r.parsed(
+            "SYNC_LEASE_TTL", 1.5, _positive_float, "seconds a sync lease lasts unrenewed, e.g. 1.5"
         ),
     )
     if r.problems:

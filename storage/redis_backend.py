@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -147,9 +147,11 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
+# ARGV[2] the release channel, ARGV[3] the lease name: waiting processes take over at once.
 _RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
 
@@ -562,7 +564,25 @@ class RedisStorage:
 
     @_redis_errors
     async def release_lease(self, name: str, holder: str) -> bool:
-        return bool(await self._release(keys=[self._k("lease", name)], args=[holder]))
+        channel = self._k("lease-released")
+        return bool(
+            await self._release(keys=[self._k("lease", name)], args=[holder, channel, name])
+        )
+
+    async def lease_releases(self) -> AsyncIterator[str]:
+        """Names of leases released from now on, by any process (Redis pub/sub: a message
+        published while nobody listens is lost, so waiting holders also retry on a timer)."""
+        pubsub = self._r.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self._k("lease-released"))
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    data = message["data"]
+                    yield data.decode() if isinstance(data, bytes) else str(data)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StorageUnavailable(f"Redis at {self.url} is unreachable: {exc}") from exc
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py's stubs lack it
 
 
 def _stream(track_id: str, data: Mapping[str, str]) -> CachedStream:

@@ -86,6 +86,8 @@ class SQLiteStorage:
         # aiosqlite has no transaction object: this lock keeps transactions from interleaving
         # on the shared connection.
         self._tx_lock = asyncio.Lock()
+        # Lease releases for this process's waiters (SQLite serves one process).
+        self._released: set[asyncio.Queue[str]] = set()
         self.path = path
         self.url = f"sqlite:///{path}"
 
@@ -458,7 +460,21 @@ class SQLiteStorage:
     @_sqlite_errors
     async def release_lease(self, name: str, holder: str) -> bool:
         sql = "DELETE FROM leases WHERE name=? AND holder=?"
-        return await self._write(sql, (name, holder)) == 1
+        released = await self._write(sql, (name, holder)) == 1
+        if released:
+            for queue in self._released:
+                queue.put_nowait(name)
+        return released
+
+    async def lease_releases(self) -> AsyncIterator[str]:
+        """Names of leases released from now on (in this process: SQLite serves one)."""
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._released.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._released.discard(queue)
 
 
 async def _migrate(db: aiosqlite.Connection) -> None:

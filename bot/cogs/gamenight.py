@@ -74,6 +74,7 @@ class GameNight(commands.GroupCog, group_name="gamenight"):
     async def cog_unload(self) -> None:
         self.sessions.unsubscribe(self.board)
         self.buttons.stop()
+        await self.board.aclose()
 
     # --- commands -----------------------------------------------------------------------
 

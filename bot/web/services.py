@@ -15,6 +15,7 @@ from aiohttp import web
 from bot.web.metrics import WebMetrics
 from bot.web.ratelimit import RateLimiter
 from core.resolver import ResolverStats
+from core.sync.health import SyncHealth
 from core.tracks import TrackInfo
 from storage.records import CachedStream
 
@@ -43,3 +44,4 @@ HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 MAX_BODY = web.AppKey("max_body", int)
 LIMITER = web.AppKey("limiter", RateLimiter)
 METRICS = web.AppKey("metrics", WebMetrics)
+SYNC_HEALTH = web.AppKey("sync_health", SyncHealth)  # set when sync loops run in this process

@@ -59,8 +59,12 @@ class SpotifyClient:
         *,
         limiter: AppLimiter | None = None,
         clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock` is wall time (token expiry is stored); `timer` stamps each call's send and
+        answer times, on the same monotonic clock as the sync engine (`timer` is shared)."""
         self.config = config
+        self.timer = timer
         self.accounts = Accounts(http, config, clock)
         self.limiter = limiter or AppLimiter(config.rate_limit, config.rate_window)
         self.pool = SpotipyPool(
@@ -68,7 +72,7 @@ class SpotifyClient:
             max_workers=config.max_workers,
             call_timeout=config.call_timeout,
             socket_timeout=config.call_timeout + config.socket_grace,
-            clock=clock,
+            clock=timer,
         )
         self.tokens = UserTokens(links, self.accounts, margin=config.refresh_margin, clock=clock)
         self.app_token = AppToken(self.accounts, margin=config.refresh_margin, clock=clock)
@@ -128,15 +132,19 @@ class SpotifyClient:
         self,
         discord_user_id: int,
         track_uri: str | None,
-        position_ms: int | None = None,
+        position_ms: int | Callable[[], int] | None = None,
         device_id: str | None = None,
     ) -> None:
-        """Play `track_uri` from `position_ms`; track_uri None resumes what is loaded."""
+        """Play `track_uri` from `position_ms`; track_uri None resumes what is loaded.
+
+        A callable `position_ms` is called in the worker thread right before the request is
+        sent (the sync engine's position at that moment); what it raises, nothing is sent."""
         uris = [track_uri] if track_uri is not None else None
-        position = max(0, int(position_ms)) if position_ms is not None else None
         await self._user(
             discord_user_id,
-            lambda sp: sp.start_playback(device_id=device_id, uris=uris, position_ms=position),
+            lambda sp: sp.start_playback(
+                device_id=device_id, uris=uris, position_ms=_position(position_ms)
+            ),
             command=True,
         )
 
@@ -144,11 +152,15 @@ class SpotifyClient:
         await self._user(discord_user_id, lambda sp: sp.pause_playback(device_id), command=True)
 
     async def seek(
-        self, discord_user_id: int, position_ms: int, device_id: str | None = None
+        self,
+        discord_user_id: int,
+        position_ms: int | Callable[[], int],
+        device_id: str | None = None,
     ) -> None:
-        position = max(0, int(position_ms))
         await self._user(
-            discord_user_id, lambda sp: sp.seek_track(position, device_id), command=True
+            discord_user_id,
+            lambda sp: sp.seek_track(_position(position_ms) or 0, device_id),
+            command=True,
         )
 
     async def next_track(self, discord_user_id: int) -> None:
@@ -229,3 +241,10 @@ class SpotifyClient:
 
 def _next_page(page: JSON) -> Call[JSON | None]:
     return lambda sp: sp.next(page)
+
+
+def _position(position_ms: int | Callable[[], int] | None) -> int | None:
+    """A command's position, computed now if it is a function (see `play`)."""
+    if callable(position_ms):
+        position_ms = position_ms()
+    return max(0, int(position_ms)) if position_ms is not None else None
