@@ -231,6 +231,12 @@ class FakeSpotify:
         self.log: list[RequestRecord] = []
         self.faults: list[Fault] = []
         self.latency = (0.0, 0.0)
+        # Read-after-write lag (engine branch; the quota branch models it fully): for this long
+        # after a player command, GET /me/player still shows the state from before it. Spotify:
+        # "a GET right after a command can still show the old state" (REALITY.md; web-api #784,
+        # #1203). Off here by default; tests/sync turns it on.
+        self.read_lag_s = 0.0
+        self._stale_reads: dict[str, tuple[float, float, JSON | None]] = {}
         self._access: dict[str, Grant] = {}
         self._refresh: dict[str, RefreshGrant] = {}
         self._codes: dict[str, AuthCode] = {}
@@ -857,8 +863,23 @@ class FakeSpotify:
         return body
 
     async def _player_state(self, request: web.Request) -> web.Response:
-        body = self._playing_json(self._user(request, READ_PLAYBACK), with_device=True)
+        account = self._user(request, READ_PLAYBACK)
+        body = self._playing_json(account, with_device=True)
+        stale = self._stale_reads.get(account.id)
+        if stale is not None and self.clock() < stale[0]:
+            _, taken_at, body = stale
+            if body is not None and body["is_playing"]:
+                moved = int((self.clock() - taken_at) * 1000)
+                body = {**body, "progress_ms": body["progress_ms"] + moved}
         return self._json(body) if body is not None else web.Response(status=204)
+
+    def _before_command(self, account: FakeAccount) -> None:
+        """Keep the state from before a command for `read_lag_s` (see `read_lag_s`)."""
+        now = self.clock()
+        stale = self._stale_reads.get(account.id)
+        if self.read_lag_s > 0 and (stale is None or now >= stale[0]):
+            old = self._playing_json(account, with_device=True)
+            self._stale_reads[account.id] = (now + self.read_lag_s, now, old)
 
     async def _currently_playing(self, request: web.Request) -> web.Response:
         account = self._user(request)
@@ -911,6 +932,7 @@ class FakeSpotify:
         device_id = request.query.get("device_id")
         body = await self._body(request)
         account = self._commandable(request, device_id)
+        self._before_command(account)
         player = account.player
         if device_id is not None:
             player.device_id = device_id
@@ -949,6 +971,7 @@ class FakeSpotify:
         account = self._commandable(request, request.query.get("device_id"))
         if not account.player.is_playing:
             raise restriction()
+        self._before_command(account)
         account.player.pause()
         return web.Response(status=204)
 
@@ -960,6 +983,7 @@ class FakeSpotify:
             raise ApiError(400, "Required parameter position_ms missing") from exc
         if position < 0 or account.player.track is None:
             raise ApiError(400, "Invalid position_ms") if position < 0 else restriction()
+        self._before_command(account)
         account.player.seek(position)
         return web.Response(status=204)
 
