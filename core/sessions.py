@@ -80,7 +80,7 @@ class SessionWatcher(Protocol):
     async def session_ended(self, session: Session, reason: str) -> None: ...
 
 
-HOST_RESYNCS = frozenset({ListenerStatus.DETACHED, ListenerStatus.ERROR})
+HOST_RESYNCS = frozenset({ListenerStatus.ATTACHED, ListenerStatus.DETACHED, ListenerStatus.ERROR})
 
 
 @dataclass(frozen=True)
@@ -243,8 +243,9 @@ class SessionService:
         async with self._lock(guild_id):
             session = await self.get(guild_id)
             if user_id == session.host_user_id:
-                # Only those who wandered off or hit trouble: a listener waiting for Premium,
-                # a relink or an open Spotify is not "in sync" because the host asked, and
+                # Everyone who can follow (each is read again before being commanded, so one
+                # who drifted unnoticed is caught too); a listener waiting for Premium, a
+                # relink or an open Spotify is not "in sync" because the host asked, and
                 # re-attaching them would tell them the same thing again.
                 targets = [s for s in session.listeners.values() if s.status in HOST_RESYNCS]
             elif user_id in session.listeners:

@@ -162,9 +162,9 @@ class GameNight(commands.GroupCog, group_name="gamenight"):
         if interaction.user.id == done.session.host_user_id and not done.user_ids:
             text = "Everyone who can follow you already does: nobody to re-sync."
         elif interaction.user.id == done.session.host_user_id:
-            # Only those who wandered off or hit trouble: a listener who must act (Premium,
-            # /link, open Spotify) was told so once and is not pestered again.
-            text = f"Re-syncing {len(done.user_ids)} listener(s) who drifted to your playback."
+            # A listener who must act (Premium, /link, open Spotify) was told so once and is
+            # not counted or pestered again.
+            text = f"Re-syncing {len(done.user_ids)} listener(s) to your playback."
         else:
             text = "Re-syncing you to the host's playback."
         await interaction.followup.send(text, ephemeral=True)

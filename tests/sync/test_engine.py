@@ -372,7 +372,7 @@ async def test_a_resync_does_not_add_back_a_listener_who_left_meanwhile(
     await setup(rig)
     stored = await rig.store.get_session(GUILD)
     assert stored is not None
-    for state in stored.listeners.values():  # both wandered off: the host's resync is for them
+    for state in stored.listeners.values():  # both wandered off
         await rig.store.update_listener(GUILD, replace(state, status=S.DETACHED))
     read = rig.store.get_session
 

@@ -12,7 +12,7 @@ from core.sync.reporter import PlaybackReport
 from storage.records import ListenerStatus as S
 from tests.sync.conftest import until
 from tests.sync.rig import Rig
-from tests.sync.test_engine import ANN, BEN, GUILD, HOST, has_status, plays, setup
+from tests.sync.test_engine import ANN, BEN, GUILD, HOST, has_status, setup
 
 MORE = (4, 5, 6, 7, 8)  # with Ann and Ben: seven listeners
 
