@@ -42,7 +42,7 @@ from core.sync.changes import Change, HostChange, detect
 from core.sync.clock import Clock
 from core.sync.health import SyncHealth
 from core.sync.lease import GuildLease
-from core.sync.listeners import Listener, Listeners
+from core.sync.listeners import Listeners
 from core.sync.planner import SyncConfig, needs_read, plan
 from core.sync.ports import PlayerClient, observation
 from core.sync.reporter import Announcer, PlaybackReport, Reporter
@@ -161,7 +161,6 @@ class SyncEngine:
         self._budget = Budget.per_minute(
             config.drift.calls_per_minute, config.drift.burst, clock.now()
         )
-        self._probe_at = 0.0
         self._persisted_at = float("-inf")
         self._status_dirty = True
         self.last_change = HostChange()
@@ -267,7 +266,7 @@ class SyncEngine:
             self._recovered()  # the host moved on: nobody waits out an old back-off
 
         observed = await self._reads(host, change)
-        self._probe(now)
+        self.listeners.probe(now, self._config.probe_interval_s)
         views = self.listeners.views(observed)
         actions = plan(host, views, self._clock.now(), self._config.sync)
         await self.listeners.fan_out(actions, host, observed, self._config.fanout_wait_s)
@@ -317,22 +316,7 @@ class SyncEngine:
 
         # Joins, leaves and resyncs are not marked for a status edit: SessionService stored
         # them and has already told the status board, which shows what storage holds.
-        members = self.listeners.members
-        stored = {uid: s for uid, s in session.listeners.items() if uid != session.host_user_id}
-        for uid in members.keys() - stored.keys():
-            gone = members.pop(uid)
-            if gone.inflight is not None:
-                gone.inflight.cancel()  # they left: a late failure must not re-add them
-        for uid, state in stored.items():
-            mine = members.get(uid)
-            if mine is None:
-                members[uid] = Listener(state)
-            elif state.updated_at > mine.state.updated_at and state != mine.state:
-                # Written after our own last write, so by someone else: /gamenight resync
-                # (ATTACHED). A late write of ours compares older and is not mistaken for one.
-                if state.status is ListenerStatus.ATTACHED:
-                    mine.forget()
-                mine.state = state
+        self.listeners.adopt(session)
 
     def _held(self) -> float:
         """Seconds before any Spotify call may go out (Retry-After, app-wide)."""
@@ -354,21 +338,8 @@ class SyncEngine:
 
     def _recovered(self) -> None:
         """Spotify answers commands again (or the host moved on): end every back-off now."""
-        woke = False
-        for listener in self.listeners.members.values():
-            if listener.backing_off and listener.retry_at > 0:
-                listener.retry_at = 0.0
-                woke = True
-        if woke:
+        if self.listeners.end_back_offs():
             self.wake()
-
-    def _probe(self, now: float) -> None:
-        """While listeners back off after transient failures, let one try every so often."""
-        waiting = [m for m in self.listeners.members.values() if m.backing_off and m.retry_at > now]
-        if not waiting or now < self._probe_at:
-            return
-        self._probe_at = now + self._config.probe_interval_s
-        min(waiting, key=lambda m: m.retry_at).retry_at = now
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -22,12 +22,13 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from core.errors import NoActiveDevice, RateLimited
-from core.sync.clock import Clock, Latency, landing_position
+from core.sync.clock import Clock
 from core.sync.failures import NO_DEVICE_RETRY_S, Verdict, classify
 from core.sync.lease import GuildLease
+from core.sync.listener import Listener, PositionAt, StaleCommand
 from core.sync.planner import (
     Action,
     Command,
@@ -46,84 +47,9 @@ from core.sync.ports import PlayerClient, observation, pick_device
 from core.sync.reporter import Reporter
 from core.sync.state import PlayerState
 from storage.base import SessionStore
-from storage.records import ListenerState, ListenerStatus
+from storage.records import ListenerStatus, Session
 
 log = logging.getLogger(__name__)
-
-
-class StaleCommand(Exception):
-    """A command withheld at the moment of sending: timed out already, or the lease is gone."""
-
-
-@dataclass
-class Listener:
-    """The engine's working memory about one listener (the stored part is `state`)."""
-
-    state: ListenerState
-    belief: PlayerState | None = None
-    latency: Latency = field(default_factory=Latency)
-    device_id: str | None = None  # picked for the command in progress only
-    retry_at: float = 0.0
-    failures: int = 0  # transient failures in a row
-    last_checked: float = 0.0
-    last_commanded: float = 0.0  # when our last accepted command landed
-    commanded_at: float = 0.0  # when our last command was sent, accepted or not
-    told: set[ListenerStatus] = field(default_factory=set)
-    inflight: asyncio.Task[None] | None = None  # a command still out (the round moved on)
-
-    @property
-    def busy(self) -> bool:
-        return self.inflight is not None and not self.inflight.done()
-
-    @property
-    def backing_off(self) -> bool:
-        """Waiting after transient failures (an outage, a hang) rather than for the user."""
-        return self.failures > 0
-
-    def view(self, observed: PlayerState | None) -> ListenerView:
-        return ListenerView(
-            user_id=self.state.user_id,
-            status=self.state.status,
-            belief=self.belief,
-            observed=observed,
-            latency=self.latency,
-            device_id=self.device_id,
-            retry_at=self.retry_at,
-            commanded_at=self.commanded_at,
-        )
-
-    def forget(self) -> None:
-        """Back to knowing nothing (resync, lease regained): the next round reads them first.
-        What they were told stays told."""
-        self.belief = None
-        self.retry_at = 0.0
-        self.failures = 0
-        self.last_checked = 0.0
-
-
-class PositionAt:
-    """The position for a command, computed by the client right before the request is sent.
-
-    Called in the client's worker thread: it reads only immutable values and the clock. It
-    raises `StaleCommand` instead when the command's deadline has passed or the lease is no
-    longer valid, so such a command never leaves."""
-
-    def __init__(
-        self, host: PlayerState, latency: Latency, clock: Clock, deadline: float, lease: GuildLease
-    ) -> None:
-        self._host, self._latency, self._clock = host, latency, clock
-        self._deadline, self._lease = deadline, lease
-        self.sent: tuple[float, int] | None = None  # (when, position) once computed
-
-    def __call__(self) -> int:
-        now = self._clock.now()
-        if now >= self._deadline:
-            raise StaleCommand("timed out before it was sent")
-        if not self._lease.valid():
-            raise StaleCommand("the sync lease is no longer ours")
-        position = landing_position(self._host, now, self._latency)
-        self.sent = (now, position)
-        return position
 
 
 class Listeners:
@@ -161,10 +87,46 @@ class Listeners:
         self._recovered = recovered
         self.members: dict[int, Listener] = {}
         self.calls: Counter[str] = Counter()  # Spotify calls by kind, for metrics and benchmarks
+        self._probe_at = 0.0
 
     def views(self, observed: Mapping[int, PlayerState]) -> dict[int, ListenerView]:
         """Every listener without a command still out (its result will update the belief)."""
         return {uid: m.view(observed.get(uid)) for uid, m in self.members.items() if not m.busy}
+
+    def adopt(self, session: Session) -> None:
+        """Follow the stored listeners: joins, leaves, and resyncs (written by someone else)."""
+        stored = {uid: s for uid, s in session.listeners.items() if uid != session.host_user_id}
+        for uid in self.members.keys() - stored.keys():
+            gone = self.members.pop(uid)
+            if gone.inflight is not None:
+                gone.inflight.cancel()  # they left: a late failure must not re-add them
+        for uid, state in stored.items():
+            mine = self.members.get(uid)
+            if mine is None:
+                self.members[uid] = Listener(state)
+            elif state.updated_at > mine.state.updated_at and state != mine.state:
+                # Written after our own last write, so by someone else: /gamenight resync
+                # (ATTACHED). A late write of ours compares older and is not mistaken for one.
+                if state.status is ListenerStatus.ATTACHED:
+                    mine.forget()
+                mine.state = state
+
+    def end_back_offs(self) -> bool:
+        """Cut every transient back-off short; whether any was running."""
+        ended = False
+        for listener in self.members.values():
+            if listener.backing_off and listener.retry_at > 0:
+                listener.retry_at = 0.0
+                ended = True
+        return ended
+
+    def probe(self, now: float, interval_s: float) -> None:
+        """While listeners back off after transient failures, let one try every `interval_s`:
+        the first command that gets through ends everyone's back-off (`recovered`)."""
+        waiting = [m for m in self.members.values() if m.backing_off and m.retry_at > now]
+        if waiting and now >= self._probe_at:
+            self._probe_at = now + interval_s
+            min(waiting, key=lambda m: m.retry_at).retry_at = now
 
     def cancel_all(self) -> list[asyncio.Task[None]]:
         tasks = [m.inflight for m in self.members.values() if m.inflight is not None]
