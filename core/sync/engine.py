@@ -35,22 +35,19 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from core.errors import NotLinked, RateLimited, TokenRevoked
 from core.sync.changes import Change, HostChange, detect
 from core.sync.clock import Clock
+from core.sync.config import EngineConfig
 from core.sync.health import SyncHealth
 from core.sync.lease import GuildLease
 from core.sync.listeners import Listeners
-from core.sync.planner import SyncConfig, needs_read, plan
+from core.sync.planner import plan
 from core.sync.ports import PlayerClient, observation
 from core.sync.reporter import Announcer, PlaybackReport, Reporter
 from core.sync.schedule import (
     Budget,
-    DriftCandidate,
-    DriftConfig,
-    PollConfig,
     RatePressure,
     host_idle_expired,
     next_poll_delay,
@@ -59,9 +56,11 @@ from core.sync.schedule import (
 from core.sync.state import PlayerState
 from core.tracks import TrackInfo
 from storage.base import LeaseStore, SessionStore
-from storage.records import ListenerStatus, Session
+from storage.records import Session
 
 log = logging.getLogger(__name__)
+
+__all__ = ["HOST_RELINK", "HOST_UNLINKED", "QUOTA_NOTICE", "EngineConfig", "SyncEngine"]
 
 QUOTA_NOTICE_EVERY_S = 600.0
 QUOTA_NOTICE = (
@@ -70,21 +69,6 @@ QUOTA_NOTICE = (
 )
 HOST_RELINK = "Your Spotify link expired — run /link again to host"
 HOST_UNLINKED = "Your Spotify isn't linked any more — run /link again to host"
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    poll: PollConfig = field(default_factory=PollConfig)
-    sync: SyncConfig = field(default_factory=SyncConfig)
-    drift: DriftConfig = field(default_factory=DriftConfig)
-    call_timeout_s: float = 3.0  # per Spotify call; a listener past it is retried later
-    host_idle_timeout_s: float = 1800.0  # 0 disables
-    status_interval_s: float = 3.0  # at most one status message edit this often
-    persist_interval_s: float = 10.0  # snapshot written at least this often (and on changes)
-    lease_ttl_s: float = 1.5  # a dead process's guilds move on within about this
-    fanout_wait_s: float = 1.0  # a round waits this long for its commands, then moves on
-    report_timeout_s: float = 5.0  # a status edit or DM taking longer is dropped
-    probe_interval_s: float = 1.0  # while listeners back off, try one of them this often
 
 
 class SyncEngine:
@@ -375,25 +359,11 @@ class SyncEngine:
 
     async def _reads(self, host: PlayerState, change: HostChange) -> dict[int, PlayerState]:
         """First reads of unknown listeners (always), plus drift checks when nothing changed."""
-        now = self._clock.now()
-        members = self.listeners.members
-        unknown = [
-            uid
-            for uid, m in members.items()
-            if not m.busy and needs_read(m.view(None), now, self._config.sync)
-        ]
+        unknown, drift = self.listeners.to_read(self._clock.now(), self._config.sync)
         picked: list[int] = []
         if not change:
-            candidates = [
-                DriftCandidate(uid, m.last_checked, m.last_commanded, True)
-                for uid, m in members.items()
-                if m.state.status in (ListenerStatus.ATTACHED, ListenerStatus.ERROR)
-                and m.retry_at <= now
-                and not m.busy
-                and uid not in unknown
-            ]
             picked, self._budget = pick_drift_checks(
-                candidates, host, now, self._budget, self._config.drift
+                drift, host, self._clock.now(), self._budget, self._config.drift
             )
         return await self.listeners.read(unknown + picked, self._config.fanout_wait_s)
 

@@ -41,10 +41,12 @@ from core.sync.planner import (
     Seek,
     SyncConfig,
     belief_after,
+    needs_read,
     plan_listener,
 )
 from core.sync.ports import PlayerClient, observation, pick_device
 from core.sync.reporter import Reporter
+from core.sync.schedule import DriftCandidate
 from core.sync.state import PlayerState
 from storage.base import SessionStore
 from storage.records import ListenerStatus, Session
@@ -135,6 +137,24 @@ class Listeners:
         return tasks
 
     # -- reads -------------------------------------------------------------------------------
+
+    def to_read(self, now: float, sync: SyncConfig) -> tuple[list[int], list[DriftCandidate]]:
+        """Listeners to read before planning (nothing known of them: outside the drift
+        budget), and the candidates for this round's budgeted drift checks."""
+        unknown = [
+            uid
+            for uid, m in self.members.items()
+            if not m.busy and needs_read(m.view(None), now, sync)
+        ]
+        drift = [
+            DriftCandidate(uid, m.last_checked, m.last_commanded, True)
+            for uid, m in self.members.items()
+            if m.state.status in (ListenerStatus.ATTACHED, ListenerStatus.ERROR)
+            and m.retry_at <= now
+            and not m.busy
+            and uid not in unknown
+        ]
+        return unknown, drift
 
     async def read(self, uids: list[int], wait_s: float) -> dict[int, PlayerState]:
         """Read these listeners' players at once; a read later than `wait_s` is dropped."""

@@ -33,10 +33,16 @@ from tests.fakes.spotify import FakeSpotify
 HOST, LISTENERS = 11, (12, 13, 14)
 
 
+LOG: Path | None = None  # --log FILE: the bot processes' output, to see where time goes
+
+
 async def spawn(folder: Path) -> asyncio.subprocess.Process:
+    out = LOG.open("ab") if LOG is not None else asyncio.subprocess.DEVNULL
+    if LOG is not None:
+        LOG.open("a").write(f"--- spawned at {time.time():.3f}\n")
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", cwd=folder, env=child_env(),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        stdout=out, stderr=out,
     )  # fmt: skip
 
 
@@ -55,7 +61,7 @@ def write_env(folder: Path, discord: FakeDiscord, spotify: FakeSpotify, key: str
                 f"TOKEN_ENCRYPTION_KEY={key}",
                 f"HTTP_PORT={free_port()}",
                 f"STORAGE_URL=sqlite:///{folder / 'gamenight.db'}",
-                "LOG_LEVEL=WARNING",
+                f"LOG_LEVEL={'INFO' if LOG is not None else 'WARNING'}",
             ]
         )
     )
@@ -101,7 +107,10 @@ async def wait(check: object, within: float) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--log", type=Path, default=None)
     args = parser.parse_args()
+    global LOG  # noqa: PLW0603  # a bench script's one switch
+    LOG = args.log
     results: dict[str, list[float]] = {"kill -9": [], "SIGTERM": []}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
