@@ -78,7 +78,6 @@ async def start_sync(settings: Settings, services: Services, bot: GameNightBot) 
     # One monotonic clock for the engines and the Spotify client's call stamps.
     clock = Clock(now=spotify.timer)
     holder = instance_id(data_folder(settings.storage_url), settings.instance_id)
-    shared = not settings.storage_url.startswith("sqlite")
     log.info("sync leases held as instance %s", holder)
 
     def engine(guild_id: int) -> SyncEngine:
@@ -90,7 +89,6 @@ async def start_sync(settings: Settings, services: Services, bot: GameNightBot) 
             config=config,
             leases=store,
             holder=holder,
-            shared_leases=shared,
             hold=lambda: spotify.limiter.blocked_for,
             clock=clock,
             health=services.sync_health,

@@ -112,6 +112,11 @@ class StreamCache(Protocol):
 class LeaseStore(Protocol):
     """Named leases with an owner token: one holder at a time, lost when not renewed."""
 
+    @property
+    def leases_shared(self) -> bool:
+        """Whether other processes can hold these leases (Redis), or only this one (SQLite)."""
+        ...
+
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
         """Take the lease when free, expired, or already this holder's (a restarted process
         with the same instance identity gets its own leases back at once)."""

@@ -554,6 +554,8 @@ class RedisStorage:
 
     # --- leases ----------------------------------------------------------------------------
 
+    leases_shared = True  # every process on this Redis
+
     @_redis_errors
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
         return bool(await self._acquire(keys=[self._k("lease", name)], args=[holder, _ms(ttl)]))

@@ -439,6 +439,8 @@ class SQLiteStorage:
 
     # --- leases ----------------------------------------------------------------------------
 
+    leases_shared = False  # one process per database file
+
     @_sqlite_errors
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
         now = time.time()

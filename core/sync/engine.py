@@ -84,14 +84,12 @@ class SyncEngine:
         config: EngineConfig | None = None,
         leases: LeaseStore | None = None,
         holder: str = "local",
-        shared_leases: bool = True,
         hold: Callable[[], float] | None = None,
         clock: Clock | None = None,
         health: SyncHealth | None = None,
     ) -> None:
         """`hold` says how long the Spotify app must not call (the client's shared limiter,
-        `SpotifyClient.limiter.blocked_for`); `holder` is this process's stable identity;
-        `shared_leases` False when no other process can use the store (SQLite)."""
+        `SpotifyClient.limiter.blocked_for`); `holder` is this process's stable identity."""
         self.guild_id = guild_id
         self._client = client
         self._sessions = sessions
@@ -112,7 +110,6 @@ class SyncEngine:
             holder,
             ttl_s=config.lease_ttl_s,
             clock=clock.now,
-            shared=shared_leases,
             on_change=self.wake,
         )
         self.listeners = Listeners(

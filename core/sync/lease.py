@@ -10,9 +10,10 @@ instead of waiting out the TTL.
 Fencing: `valid()` says whether this process may still command the guild, by its own monotonic
 clock: the lease counts from when the last successful renewal was *sent*, less a margin, so it
 is never believed past the moment the store lets it go. The command path checks it right before
-each Spotify request leaves. With a store only this process uses (SQLite), a failed write cannot
-hand the guild to anyone else: the lease is kept and syncing goes on from memory (`shared` is
-False); with Redis it lapses like any lease whose renewals do not get through.
+each Spotify request leaves. With a store only this process uses (SQLite,
+`LeaseStore.leases_shared` False), a failed write cannot hand the guild to anyone else: the
+lease is kept and syncing goes on from memory; with Redis it lapses like any lease whose
+renewals do not get through.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from storage.base import LeaseStore
 
 log = logging.getLogger(__name__)
 
+LOCAL_TTL_S = 20.0  # lease TTL on a store no other process uses (SQLite)
+
 
 class GuildLease:
     def __init__(
@@ -36,15 +39,16 @@ class GuildLease:
         *,
         ttl_s: float,
         clock: Callable[[], float],
-        shared: bool = True,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self.name = name
         self.holder = holder
-        self._ttl = ttl_s
+        self._shared = store is not None and store.leases_shared
+        # Nobody else can hold a lease of a store only this process uses: renew it rarely (a
+        # restarted process gets its own back at once anyway, by its stable identity).
+        self._ttl = ttl_s if self._shared else max(ttl_s, LOCAL_TTL_S)
         self._clock = clock
-        self._shared = shared
         self._on_change = on_change
         self._held = store is None
         self._valid_until = float("inf") if store is None else float("-inf")

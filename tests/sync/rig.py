@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from core.spotify.client import SpotifyClient
+from core.sync.clock import Clock
 from core.sync.engine import EngineConfig, SyncEngine
 from core.sync.reporter import PlaybackReport
 from storage.base import Storage
@@ -94,7 +95,7 @@ class Rig:
         *,
         store: Storage | None = None,
         holder: str = "rig",
-        shared_leases: bool = True,
+        clock: Clock | None = None,
         **overrides: object,
     ) -> SyncEngine:
         """An engine like the composition root builds (closed by the test fixture)."""
@@ -107,8 +108,8 @@ class Rig:
             config=replace(self.config, **overrides),  # type: ignore[arg-type]  # knobs by name
             leases=store,
             holder=holder,
-            shared_leases=shared_leases,
             hold=lambda: self.client.limiter.blocked_for,
+            clock=clock,
         )
         self.engines.append(engine)
         return engine

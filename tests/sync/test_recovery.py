@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+from core.sync.changes import Change
 from core.sync.clock import Clock
 from core.sync.engine import HOST_RELINK
 from core.sync.reporter import PlaybackReport
+from core.sync.supervisor import GuildEngines
 from storage.records import ListenerStatus as S
 from tests.sync.conftest import until
 from tests.sync.rig import Rig
@@ -171,7 +173,7 @@ async def test_failing_sqlite_writes_degrade_instead_of_stopping_sync(rig: Rig) 
     queue = await setup(rig)
     host = rig.player(HOST)
     host.load(queue, position_ms=5_000)
-    engine = rig.engine(GUILD, shared_leases=False)  # SQLite: one process
+    engine = rig.engine(GUILD)
     await engine.start()
     await until(lambda: rig.in_sync(HOST, ANN) and rig.in_sync(HOST, BEN))
     db = rig.store._db  # type: ignore[attr-defined]  # a real write failure, as on a full disk
@@ -206,3 +208,50 @@ def test_the_clock_converts_between_monotonic_and_wall_time() -> None:
     clock = Clock(now=lambda: 100.0, wall=lambda: 1_700_000_000.0)
     assert clock.to_wall(98.0) == 1_699_999_998.0
     assert clock.from_wall(1_699_999_998.0) == 98.0
+
+
+async def test_a_wall_clock_step_changes_no_interval(rig: Rig) -> None:
+    queue = await setup(rig)
+    host = rig.player(HOST)
+    host.load(queue, position_ms=5_000)
+    step = [0.0]
+    clock = Clock(wall=lambda: time.time() + step[0])
+    engine = rig.engine(GUILD, clock=clock)
+    await engine.start()
+    await until(lambda: rig.in_sync(HOST, ANN) and rig.in_sync(HOST, BEN))
+    step[0] = -3600.0  # NTP steps the wall clock back an hour
+    for _ in range(2):
+        host.next()
+        await until(lambda: rig.in_sync(HOST, ANN) and rig.in_sync(HOST, BEN), within=3)
+    session = await rig.store.get_session(GUILD)
+    assert session is not None and session.snapshot is not None
+    assert abs(session.snapshot.at - (time.time() - 3600)) < 30  # stored: wall time
+
+
+async def test_a_closed_supervisor_starts_no_loop(rig: Rig) -> None:
+    await setup(rig)
+    engines = GuildEngines(rig.engine)
+    await engines.aclose()
+    assert await engines.start(GUILD) is None  # a late session hook during shutdown
+    assert not any(e.running for e in rig.engines)
+
+
+async def test_a_snapshot_written_across_a_hand_over_is_not_the_new_hosts(rig: Rig) -> None:
+    queue = await setup(rig)
+    rig.player(HOST).load(queue, position_ms=5_000)
+    first = rig.engine(GUILD)
+    await first.start()
+    await until(lambda: rig.in_sync(HOST, ANN))
+    await first.aclose()
+    # Ann becomes host; a round of the old loop that began before it stores Hana's snapshot.
+    await rig.store.remove_listener(GUILD, ANN)
+    await rig.store.update_session(GUILD, {"host_user_id": ANN})
+    stale = await rig.store.get_session(GUILD)
+    assert stale is not None and stale.snapshot is not None
+    assert stale.snapshot.host_user_id == HOST
+    rig.player(ANN).pause()
+    engine = rig.engine(GUILD)
+    await engine.start()
+    await until(lambda: bool(engine.last_change))
+    # Ann's player is new to the loop (STARTED), not Hana's paused (PAUSE).
+    assert Change.STARTED in engine.last_change
