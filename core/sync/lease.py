@@ -123,6 +123,10 @@ class GuildLease:
             async with asyncio.timeout(self._ttl / 2):
                 if self._held:
                     ok = await store.renew_lease(self.name, self.holder, self._ttl)
+                    if not ok and not self._shared:
+                        # Renewed too late (a loaded loop) on a store nobody else uses: it is
+                        # still ours to take, and nobody commanded meanwhile.
+                        ok = await store.acquire_lease(self.name, self.holder, self._ttl)
                 else:
                     ok = await store.acquire_lease(self.name, self.holder, self._ttl)
         except Exception as error:

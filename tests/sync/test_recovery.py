@@ -242,6 +242,12 @@ async def test_a_snapshot_written_across_a_hand_over_is_not_the_new_hosts(rig: R
     first = rig.engine(GUILD)
     await first.start()
     await until(lambda: rig.in_sync(HOST, ANN))
+
+    async def stored() -> bool:
+        session = await rig.store.get_session(GUILD)
+        return session is not None and session.snapshot is not None
+
+    await until(stored)
     await first.aclose()
     # Ann becomes host; a round of the old loop that began before it stores Hana's snapshot.
     await rig.store.remove_listener(GUILD, ANN)
