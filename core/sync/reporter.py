@@ -166,7 +166,7 @@ class Reporter:
         task = self._task
         if task is None or task is asyncio.current_task():
             return
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(drain_s):
                 await asyncio.shield(task)
         if not task.done():

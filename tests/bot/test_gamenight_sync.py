@@ -132,3 +132,23 @@ async def test_a_host_resync_tells_nobody_twice_and_shows_nobody_falsely_in_sync
     assert len(device_dms(world, noa)) == 1
     assert not any(f"<@{pat.user_id}> — 🟢" in text for text in seen)
     assert not any(f"<@{noa.user_id}> — 🟢" in text for text in seen)
+
+
+async def test_only_the_start_posts_a_status_message(world: World) -> None:
+    """A sync round's first report racing the start's own post (seen with a slow Discord)
+    must not post a second message with live buttons."""
+    channel = world.discord.default_guild.text_channel_id
+    async with world.run() as app:
+        host = await linked(world, "hana")
+        board = app.bot.board
+        assert board is not None
+        guild = world.discord.default_guild.id
+        session = await app.services.sessions.start(guild, host.user_id, channel)
+        posted = len(world.discord.channel_messages(channel))
+        # The engine's report arrives before the start's post went out:
+        await asyncio.gather(*(board.refresh(session) for _ in range(3)))
+        assert len(world.discord.channel_messages(channel)) == posted  # nothing to edit yet
+        messageable = app.bot.get_partial_messageable(channel)
+        await asyncio.gather(board.post(session, messageable), board.refresh(session))
+        await asyncio.sleep(0.3)
+        assert len(world.discord.channel_messages(channel)) == posted + 1
