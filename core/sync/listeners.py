@@ -353,8 +353,11 @@ class Listeners:
         if isinstance(error, RateLimited):
             self._rate_limited(error)
         if isinstance(error, TimeoutError):
-            # It may still land (a request already on the wire): unknown until read again.
+            # It may still land (a request already on the wire): unknown until read again,
+            # and given as long again to land first, so a second command cannot be overtaken
+            # by the late one (which would restart them at a stale position).
             listener.belief = None
+            listener.commanded_at = self._clock.now() + self._timeout
         else:
             listener.belief = belief_after(view, action, host, None, self._sync)
         listener.retry_at = verdict.retry_at

@@ -14,7 +14,7 @@ from core.sync.supervisor import GuildEngines
 from storage.records import ListenerStatus as S
 from tests.sync.conftest import until
 from tests.sync.rig import Rig
-from tests.sync.test_engine import ANN, BEN, GUILD, HOST, has_status, setup
+from tests.sync.test_engine import ANN, BEN, GUILD, HOST, has_status, plays, setup
 
 MORE = (4, 5, 6, 7, 8)  # with Ann and Ben: seven listeners
 
@@ -261,3 +261,15 @@ async def test_a_snapshot_written_across_a_hand_over_is_not_the_new_hosts(rig: R
     await until(lambda: bool(engine.last_change))
     # Ann's player is new to the loop (STARTED), not Hana's paused (PAUSE).
     assert Change.STARTED in engine.last_change
+
+
+async def test_a_timed_out_play_is_not_overtaken_by_a_second_one(rig: Rig) -> None:
+    queue = await setup(rig, ANN)
+    rig.player(HOST).load(queue, position_ms=5_000)
+    # Ann's first play hangs past the engine's timeout, then Spotify carries it out anyway.
+    rig.fake.hang(path="/v1/me/player/play", account="ann", seconds=1.6)
+    await rig.engine(GUILD, call_timeout_s=1.0).start()
+    await until(lambda: plays(rig, ANN) == 1)
+    await asyncio.sleep(1.5)  # timed out at 1 s; the late play lands at 1.6 s
+    assert plays(rig, ANN) == 1  # no second play that the late one would overtake
+    await until(lambda: rig.in_sync(HOST, ANN), within=8)
