@@ -123,8 +123,10 @@ async def main() -> None:
         proc = await spawn(folder)
         try:
             await wait(lambda: following(spotify), 60)
-            for how, sig in (("kill -9", signal.SIGKILL), ("SIGTERM", signal.SIGTERM)):
-                for _ in range(args.runs):
+            # Interleaved, so a load spike on the machine does not land on one kind only.
+            kinds = (("kill -9", signal.SIGKILL), ("SIGTERM", signal.SIGTERM))
+            for _ in range(args.runs):
+                for how, sig in kinds:
                     await asyncio.sleep(1.0)  # steady state
                     proc.send_signal(sig)
                     await proc.wait()
