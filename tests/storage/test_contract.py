@@ -443,3 +443,11 @@ async def test_a_lease_is_renewed_by_its_holder_and_lapses_for_others(store: Sto
         await asyncio.sleep(0.15)
         assert await store.renew_lease("guild:4", "proc-a", 0.3)
         assert not await store.acquire_lease("guild:4", "proc-b", 0.3)
+
+
+async def test_a_store_says_whether_other_processes_share_its_leases(
+    store: Storage, backend: str
+) -> None:
+    # A loop on a store nobody else uses keeps syncing when a lease write fails (SQLite);
+    # on Redis a lease it cannot renew lapses, as another process may take the guild.
+    assert store.leases_shared is (backend == "redis")
