@@ -94,7 +94,9 @@ async def start_sync(settings: Settings, services: Services, bot: GameNightBot) 
             health=services.sync_health,
         )
 
-    sync = SyncSupervisor(GuildEngines(engine), store, store)
+    # Every second: a session started by another process (another shard) gets a waiting loop
+    # here soon, ready to take the guild over within a lease TTL if that process dies.
+    sync = SyncSupervisor(GuildEngines(engine), store, store, rescan_s=1.0)
     services.sessions.subscribe(sync)
     await sync.start()
     return sync
