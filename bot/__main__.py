@@ -55,7 +55,7 @@ from bot.web.linking import Person, WhoIs, add_link_routes
 from bot.web.listen import ListenLinks, add_listen_routes
 from bot.web.quota_metrics import register_quota_metrics
 from bot.web.server import ServerLimits, start_http
-from bot.web.services import METRICS
+from bot.web.services import METRICS, SYNC_HEALTH
 from core.linking import Linker, LinkOutcome
 from core.listen import ListenAlong
 from core.sessions import SessionService
@@ -111,6 +111,7 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot | None) ->
                 "Join a game night with /gamenight join.",
             )
 
+    app[SYNC_HEALTH] = services.sync_health
     register_quota_metrics(app[METRICS], services.spotify.quota.status)
     who, discord_oauth = _link_identity(settings, bot)
     add_link_routes(

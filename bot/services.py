@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -18,6 +18,7 @@ from core.linking import Linker
 from core.resolver import Resolver, ResolverConfig, build_resolver
 from core.sessions import SessionService
 from core.spotify import SpotifyClient, SpotifyConfig
+from core.sync.health import SyncHealth
 from core.youtube import YouTubeConfig
 from core.ytargs import parse_extractor_args
 from storage.base import Storage
@@ -32,6 +33,7 @@ class Services:
     sessions: SessionService
     resolver: Resolver
     listen: ListenLinks  # the browser listen-along page
+    sync_health: SyncHealth = field(default_factory=SyncHealth)  # read by /healthcheck
 
 
 def spotify_config(settings: Settings) -> SpotifyConfig:

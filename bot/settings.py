@@ -80,7 +80,6 @@ class Settings:
     # Redis, each runs some shard ids of the same shard count (shard_ids None: all of them).
     discord_shard_count: int | None = None
     discord_shard_ids: tuple[int, ...] | None = None
-    sync_lease_ttl_s: float = 15.0  # a dead process's guilds move on within about this long
     # (hostile, #13) the HTTP server's limits against slow or hostile clients (bot.web.server)
     http_header_timeout_s: float = 10.0
     http_body_timeout_s: float = 20.0
@@ -99,6 +98,8 @@ class Settings:
     relay_url_ttl_s: float = 6 * 3600.0  # how long a relay URL from POST /song plays
     song_raw_urls: bool = False  # POST /song answers YouTube's URL itself (same network only)
     force_cooldown_s: float = 600.0  # a track is re-matched on request at most this often
+    instance_id: str | None = None  # sync lease holder name; None: kept in the data folder
+    sync_lease_ttl_s: float = 1.5  # a dead process's guilds move to another within about this
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -397,9 +398,6 @@ def load_settings(
         discord_shard_ids=r.parsed(
             "DISCORD_SHARD_IDS", None, _shard_ids, "comma-separated shard ids, e.g. 0 or 0,1"
         ),
-        sync_lease_ttl_s=r.parsed(
-            "SYNC_LEASE_TTL", 15.0, _positive_float, "seconds a guild's sync lease lasts, e.g. 15"
-        ),
         http_header_timeout_s=r.parsed(
             "HTTP_HEADER_TIMEOUT", 10.0, _positive_float, "seconds to send request headers"
         ),
@@ -444,6 +442,10 @@ def load_settings(
         song_raw_urls=r.parsed("SONG_RAW_URLS", False, _bool, "true or false"),
         force_cooldown_s=r.parsed(
             "FORCE_COOLDOWN", 600.0, _non_negative_float, "seconds between forced re-matches"
+        ),
+        instance_id=r.raw("INSTANCE_ID"),
+        sync_lease_ttl_s=r.parsed(
+            "SYNC_LEASE_TTL", 1.5, _positive_float, "seconds a sync lease lasts unrenewed, e.g. 1.5"
         ),
     )
     _check_shards(settings, r.problems)

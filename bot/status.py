@@ -1,10 +1,12 @@
 """The status message of a game night: an embed kept current, with Join / Leave buttons.
 
 `StatusBoard` posts the message when a session starts and edits it whenever the session
-changes (it is a `SessionHooks`), or when the sync engine reports new playback
-(`show_playback`). If someone deleted the message, the next update posts a fresh one. The
-buttons are a persistent view (fixed custom_ids, registered at start-up), so they keep working
-on messages posted before a restart.
+changes (it is a `SessionWatcher`), or when the sync engine reports new playback
+(`show_playback`). One code path creates a message (`_create`, under the guild's lock): the
+start's `post`, or an update that finds the message deleted. An update that comes before the
+start posted anything edits nothing and posts nothing, so a fast first sync round cannot leave
+a second message with live buttons behind. The buttons are a persistent view (fixed
+custom_ids, registered at start-up), so they keep working on messages posted before a restart.
 """
 
 from __future__ import annotations
@@ -59,7 +61,12 @@ def listener_line(state: ListenerState) -> str:
 
 
 def render_status(
-    session: Session, track: TrackInfo | None, is_playing: bool, browser_listeners: int = 0
+    session: Session,
+    track: TrackInfo | None,
+    is_playing: bool,
+    browser_listeners: int = 0,
+    *,
+    host_unreadable: bool = False,
 ) -> discord.Embed:
     """The status embed: host, what's playing (with art), every listener's state, and how many
     listen along in a browser (/gamenight listen)."""
@@ -67,6 +74,8 @@ def render_status(
     embed.description = f"Hosted by <@{session.host_user_id}>. Press **Join** to listen along."
     if track is not None:
         state = "▶️ Playing" if is_playing else "⏸️ Paused"
+        if host_unreadable:  # neither: the host's link is dead, listeners keep what they play
+            state = "⚠️ Can't read the host's Spotify"
         value = f"{state}: **{track.name}**"
         if track.artists:
             value += f"\n{', '.join(track.artists)}"
@@ -92,7 +101,7 @@ def render_status(
     return embed
 
 
-def render_ended(session: Session, reason: str) -> discord.Embed:
+def render_ended(session: Session | None, reason: str) -> discord.Embed:
     embed = discord.Embed(title="🎮 Game night is over", colour=ENDED_COLOUR)
     embed.description = _END_REASONS.get(reason, "This game night has ended.")
     embed.description += " Start another with /gamenight start."
@@ -100,7 +109,7 @@ def render_ended(session: Session, reason: str) -> discord.Embed:
 
 
 class StatusBoard:
-    """Keeps each session's status message current; implements `SessionHooks`."""
+    """Keeps each session's status message current; implements `SessionWatcher`."""
 
     def __init__(
         self,
@@ -117,12 +126,24 @@ class StatusBoard:
         self._audience = audience  # browsers on the listen page, by guild
         self._audience_refresh: dict[int, asyncio.Task[None]] = {}
         self._track_cache: dict[str, TrackInfo] = {}
-        self._playback: dict[int, tuple[TrackInfo | None, bool]] = {}  # from the sync engine
+        self._playback: dict[int, tuple[TrackInfo | None, bool, bool]] = {}  # from the engine
+        self._locks: dict[int, asyncio.Lock] = {}  # one writer of a guild's message at a time
         # Where each guild's message is, kept after the session record is gone, so an end
         # reported after deletion (the sync engine's idle timeout) can still be shown.
         self._messages: dict[int, tuple[int, int]] = {}
 
-    # --- SessionHooks -------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Cancel the pending audience refreshes (the bot is closing)."""
+        tasks = list(self._audience_refresh.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._audience_refresh.clear()
+
+    def _lock(self, guild_id: int) -> asyncio.Lock:
+        return self._locks.setdefault(guild_id, asyncio.Lock())
+
+    # --- SessionWatcher -----------------------------------------------------------------
 
     async def session_started(self, session: Session) -> None:
         if session.status_message_id is not None:  # resumed after a restart
@@ -146,12 +167,30 @@ class StatusBoard:
 
     # --- for the sync engine ------------------------------------------------------------
 
-    async def show_playback(self, guild_id: int, track: TrackInfo | None, is_playing: bool) -> None:
+    async def show_playback(
+        self,
+        guild_id: int,
+        track: TrackInfo | None,
+        is_playing: bool,
+        host_unreadable: bool = False,
+    ) -> None:
         """The host's playback changed: show it."""
-        self._playback[guild_id] = (track, is_playing)
+        self._playback[guild_id] = (track, is_playing, host_unreadable)
         session = await self._sessions.find(guild_id)
         if session is not None:
             await self.refresh(session)
+
+    async def mark_gone(self, guild_id: int) -> None:
+        """The session vanished without a reported end: no live buttons may stay behind."""
+        self._playback.pop(guild_id, None)
+        where = self._messages.pop(guild_id, None)
+        if where is None:
+            return  # its end was shown already (or it never had a message here)
+        message = self._client.get_partial_messageable(where[0]).get_partial_message(where[1])
+        try:
+            await message.edit(embed=render_ended(None, "gone"), view=None)
+        except discord.HTTPException as exc:
+            log.info("guild %s: could not mark the status message ended: %s", guild_id, exc)
 
     # --- for the listen page ------------------------------------------------------------
 
@@ -179,50 +218,61 @@ class StatusBoard:
 
     async def post(self, session: Session, channel: discord.abc.Messageable) -> discord.Message:
         """Post the status message for a new session and remember where it is."""
-        track, playing = await self.now_playing(session)
-        message = await channel.send(
-            embed=render_status(session, track, playing, self.browser_listeners(session)),
-            view=self._buttons(),
+        async with self._lock(session.guild_id):
+            return await self._create(session, channel)
+
+    async def _create(self, session: Session, channel: discord.abc.Messageable) -> discord.Message:
+        """The one place a status message is created (callers hold the guild's lock)."""
+        track, playing, unreadable = await self._now(session)
+        embed = render_status(
+            session, track, playing, self.browser_listeners(session), host_unreadable=unreadable
         )
-        await self._sessions.set_status_message(session.guild_id, message.channel.id, message.id)
+        message = await channel.send(embed=embed, view=self._buttons())
         self._messages[session.guild_id] = (message.channel.id, message.id)
+        await self._sessions.set_status_message(session.guild_id, message.channel.id, message.id)
         return message
 
     async def refresh(self, session: Session) -> None:
         """Edit the status message; post a new one if it was deleted. Never raises."""
-        if session.channel_id is None:
-            return
-        track, playing = await self.now_playing(session)
-        embed = render_status(session, track, playing, self.browser_listeners(session))
-        channel = self._client.get_partial_messageable(session.channel_id)
-        try:
-            if session.status_message_id is not None:
+        async with self._lock(session.guild_id):
+            # Re-read under the lock: a message posted meanwhile (the start) is the one to edit.
+            session = await self._sessions.find(session.guild_id) or session
+            message_id = session.status_message_id
+            if message_id is None and session.guild_id in self._messages:
+                message_id = self._messages[session.guild_id][1]
+            if session.channel_id is None or message_id is None:
+                return  # not posted yet: the start posts it, showing what is current then
+            track, playing, unreadable = await self._now(session)
+            embed = render_status(
+                session, track, playing, self.browser_listeners(session), host_unreadable=unreadable
+            )
+            channel = self._client.get_partial_messageable(session.channel_id)
+            try:
                 try:
-                    await channel.get_partial_message(session.status_message_id).edit(
+                    await channel.get_partial_message(message_id).edit(
                         embed=embed, view=self._buttons()
                     )
-                    self._messages[session.guild_id] = (
-                        session.channel_id,
-                        session.status_message_id,
-                    )
+                    self._messages[session.guild_id] = (session.channel_id, message_id)
                     return
                 except discord.NotFound:
                     log.info("guild %s: status message gone, posting a new one", session.guild_id)
-            message = await channel.send(embed=embed, view=self._buttons())
-            await self._sessions.set_status_message(
-                session.guild_id, session.channel_id, message.id
-            )
-            self._messages[session.guild_id] = (session.channel_id, message.id)
-        except discord.HTTPException as exc:
-            log.warning("guild %s: could not update the status message: %s", session.guild_id, exc)
+                await self._create(session, channel)
+            except discord.HTTPException as exc:
+                log.warning(
+                    "guild %s: could not update the status message: %s", session.guild_id, exc
+                )
 
     async def now_playing(self, session: Session) -> tuple[TrackInfo | None, bool]:
+        track, playing, _ = await self._now(session)
+        return track, playing
+
+    async def _now(self, session: Session) -> tuple[TrackInfo | None, bool, bool]:
         if session.guild_id in self._playback:
             return self._playback[session.guild_id]
         snapshot = session.snapshot
         if snapshot is None or snapshot.track_id is None:
-            return None, False
-        return await self._track(snapshot.track_id), snapshot.is_playing
+            return None, False, False
+        return await self._track(snapshot.track_id), snapshot.is_playing, False
 
     async def _track(self, track_id: str) -> TrackInfo | None:
         if track_id in self._track_cache:

@@ -1,27 +1,28 @@
-"""The sync engine wired into the bot: Discord side of its events, and its construction.
+"""The sync engine wired into the bot: its Discord side, and its construction.
 
-`start_sync` builds one `SessionSync` (core/sync/runner.py) whose engines command Spotify
-through the shared `SpotifyClient`, store state in the configured storage (with a per-guild
-lease, so several processes on one Redis run each guild's loop exactly once), and report
-through `DiscordSyncEvents`: playback and listener states go to the status message (the
-engine already rate-limits those), things a user must fix go to them by DM, and a session the
-engine ends (idle host) is ended through `SessionService`, so every hook and the message hear.
+`start_sync` builds one `SyncSupervisor` (core/sync/supervisor.py) whose engines command
+Spotify through the shared `SpotifyClient`, store state in the configured storage (with a
+per-guild lease held under this process's stable instance identity, so several processes on
+one Redis run each guild's loop exactly once and a restarted process gets its guilds back at
+once), and report through `DiscordAnnouncer`: playback and listener states go to the status
+message, things a user must fix go to them by DM, and a session the engine ends (idle host) is
+ended through `SessionService`, so every watcher and the message hear. Each engine's
+`Reporter` calls these from its own task with a timeout: none of them is on a sync round.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
 from typing import TYPE_CHECKING
 
+from bot.instance import data_folder, instance_id
 from core.sessions import SessionService
-from core.sync.engine import EngineConfig, SyncEngine, SyncEngines
+from core.sync.clock import Clock
+from core.sync.engine import EngineConfig, SyncEngine
 from core.sync.planner import SyncConfig
-from core.sync.ports import SessionStatus
-from core.sync.runner import SessionSync
+from core.sync.reporter import PlaybackReport
 from core.sync.schedule import DriftConfig, PollConfig
+from core.sync.supervisor import GuildEngines, SyncSupervisor
 
 if TYPE_CHECKING:
     from bot.client import GameNightBot
@@ -31,17 +32,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class DiscordSyncEvents:
-    """`SyncEvents` for the bot: the status board, DMs, and ending sessions properly."""
+class DiscordAnnouncer:
+    """`Announcer` for the bot: the status board, DMs, and ending sessions properly."""
 
     def __init__(self, bot: GameNightBot, sessions: SessionService) -> None:
         self._bot = bot
         self._sessions = sessions
 
-    async def status_changed(self, status: SessionStatus) -> None:
+    async def status_changed(self, report: PlaybackReport) -> None:
         board = self._bot.board
         if board is not None:  # None only before the bot's setup_hook ran
-            await board.show_playback(status.guild_id, status.track, status.is_playing)
+            await board.show_playback(
+                report.guild_id, report.track, report.is_playing, report.host_unreadable
+            )
 
     async def notify_user(self, guild_id: int, user_id: int, message: str) -> None:
         guild = self._bot.get_guild(guild_id)
@@ -50,6 +53,11 @@ class DiscordSyncEvents:
 
     async def session_ended(self, guild_id: int, reason: str) -> None:
         await self._sessions.end(guild_id, reason)
+
+    async def session_gone(self, guild_id: int) -> None:
+        board = self._bot.board
+        if board is not None:
+            await board.mark_gone(guild_id)
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -62,28 +70,33 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
-async def start_sync(settings: Settings, services: Services, bot: GameNightBot) -> SessionSync:
+async def start_sync(settings: Settings, services: Services, bot: GameNightBot) -> SyncSupervisor:
     """Build the engines and subscribe them to session changes (close with `aclose`)."""
     config = engine_config(settings)
-    events = DiscordSyncEvents(bot, services.sessions)
+    announcer = DiscordAnnouncer(bot, services.sessions)
     spotify, store = services.spotify, services.storage
-    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    # One monotonic clock for the engines and the Spotify client's call stamps.
+    clock = Clock(now=spotify.timer)
+    holder = instance_id(data_folder(settings.storage_url), settings.instance_id)
+    log.info("sync leases held as instance %s", holder)
 
     def engine(guild_id: int) -> SyncEngine:
         return SyncEngine(
             guild_id,
             client=spotify,
             sessions=store,
-            events=events,
+            announcer=announcer,
             config=config,
             leases=store,
             holder=holder,
-            hold=lambda: spotify.limiter.blocked_for,
+            hold=lambda: spotify.blocked_for,  # Retry-After and quota holds
+            clock=clock,
+            health=services.sync_health,
         )
 
-    # Look for sessions without a loop here (another process's, to take over when its lease
-    # lapses) as often as a waiting loop retries the lease, and no less often than before.
-    sync = SessionSync(SyncEngines(engine), store, rescan_s=min(5.0, config.lease_ttl_s / 3))
+    # Every second: a session started by another process (another shard) gets a waiting loop
+    # here soon, ready to take the guild over within a lease TTL if that process dies.
+    sync = SyncSupervisor(GuildEngines(engine), store, store, rescan_s=1.0)
     services.sessions.subscribe(sync)
     await sync.start()
     return sync

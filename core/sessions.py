@@ -5,7 +5,7 @@ host or someone who can manage the server stops it or hands it over. The rules l
 no Discord in sight: the bot turns commands and buttons into these calls, and the refusals
 (`SessionRefused`, `NotLinked`) carry the message the user sees.
 
-`SessionHooks` is the seam for whatever runs alongside a session (the sync engine, the status
+`SessionWatcher` is the seam for whatever runs alongside a session (the sync engine, the status
 message): they hear about every start, change and end, after it is stored.
 """
 
@@ -64,7 +64,7 @@ class HostCannot(SessionRefused):
     """The host asked for something only a listener does (join, leave)."""
 
 
-class SessionHooks(Protocol):
+class SessionWatcher(Protocol):
     """Told about sessions after each change is stored; failures are logged, never raised.
 
     The sync engine's runner implements this to start a loop per session (`session_started`,
@@ -78,6 +78,9 @@ class SessionHooks(Protocol):
     async def session_changed(self, session: Session) -> None: ...
 
     async def session_ended(self, session: Session, reason: str) -> None: ...
+
+
+HOST_RESYNCS = frozenset({ListenerStatus.ATTACHED, ListenerStatus.DETACHED, ListenerStatus.ERROR})
 
 
 @dataclass(frozen=True)
@@ -99,14 +102,14 @@ class SessionService:
         self._sessions = sessions
         self._links = links
         self._clock = clock
-        self._hooks: list[SessionHooks] = []
+        self._hooks: list[SessionWatcher] = []  # told after each change is stored
         # Serialises read-modify-write sequences per guild within this process.
         self._locks: dict[int, asyncio.Lock] = {}
 
-    def subscribe(self, hooks: SessionHooks) -> None:
+    def subscribe(self, hooks: SessionWatcher) -> None:
         self._hooks.append(hooks)
 
-    def unsubscribe(self, hooks: SessionHooks) -> None:
+    def unsubscribe(self, hooks: SessionWatcher) -> None:
         if hooks in self._hooks:
             self._hooks.remove(hooks)
 
@@ -246,7 +249,11 @@ class SessionService:
         async with self._lock(guild_id):
             session = await self.get(guild_id)
             if user_id == session.host_user_id:
-                targets = list(session.listeners.values())
+                # Everyone who can follow (each is read again before being commanded, so one
+                # who drifted unnoticed is caught too); a listener waiting for Premium, a
+                # relink or an open Spotify is not "in sync" because the host asked, and
+                # re-attaching them would tell them the same thing again.
+                targets = [s for s in session.listeners.values() if s.status in HOST_RESYNCS]
             elif user_id in session.listeners:
                 targets = [session.listeners[user_id]]
             else:

@@ -6,7 +6,7 @@ on the narrow Protocol they need (a `LinkStore`, a `StreamCache`, ...), never on
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypedDict
 
@@ -120,9 +120,24 @@ class StreamCache(Protocol):
 class LeaseStore(Protocol):
     """Named leases with an owner token: one holder at a time, lost when not renewed."""
 
-    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool: ...
+    @property
+    def leases_shared(self) -> bool:
+        """Whether other processes can hold these leases (Redis), or only this one (SQLite)."""
+        ...
+
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take the lease when free, expired, or already this holder's (a restarted process
+        with the same instance identity gets its own leases back at once)."""
+        ...
+
     async def renew_lease(self, name: str, holder: str, ttl: float) -> bool: ...
-    async def release_lease(self, name: str, holder: str) -> bool: ...
+    async def release_lease(self, name: str, holder: str) -> bool:
+        """Give it up; every `lease_releases` iterator (in any process) then yields its name."""
+        ...
+
+    def lease_releases(self) -> AsyncIterator[str]:
+        """Names of leases released from now on, so a waiting process takes over at once."""
+        ...
 
 
 class CounterStore(Protocol):

@@ -74,7 +74,7 @@ class ListenerState:
 
 @dataclass(frozen=True)
 class HostSnapshot:
-    """The host's playback as last observed. `at` is the local clock at the request midpoint."""
+    """The host's playback as last observed. `at` is wall time at the request midpoint."""
 
     track_id: str | None
     position_ms: int
@@ -82,6 +82,7 @@ class HostSnapshot:
     at: float
     duration_ms: int = 0
     device_id: str | None = None
+    host_user_id: int | None = None  # whose player this was (None: written before it was kept)
 
 
 @dataclass(frozen=True)

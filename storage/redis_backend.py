@@ -153,9 +153,11 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
+# ARGV[2] the release channel, ARGV[3] the lease name: waiting processes take over at once.
 _RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
 
@@ -613,6 +615,8 @@ class RedisStorage:
 
     # --- leases ----------------------------------------------------------------------------
 
+    leases_shared = True  # every process on this Redis
+
     @_redis_errors
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
         return bool(await self._acquire(keys=[self._k("lease", name)], args=[holder, _ms(ttl)]))
@@ -623,7 +627,25 @@ class RedisStorage:
 
     @_redis_errors
     async def release_lease(self, name: str, holder: str) -> bool:
-        return bool(await self._release(keys=[self._k("lease", name)], args=[holder]))
+        channel = self._k("lease-released")
+        return bool(
+            await self._release(keys=[self._k("lease", name)], args=[holder, channel, name])
+        )
+
+    async def lease_releases(self) -> AsyncIterator[str]:
+        """Names of leases released from now on, by any process (Redis pub/sub: a message
+        published while nobody listens is lost, so waiting holders also retry on a timer)."""
+        pubsub = self._r.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self._k("lease-released"))
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    data = message["data"]
+                    yield data.decode() if isinstance(data, bytes) else str(data)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StorageUnavailable(f"Redis at {self.url} is unreachable: {exc}") from exc
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py's stubs lack it
 
     # --- named locks: redis-py's Lock (SET NX PX + token-checked release) ---------------
 

@@ -98,6 +98,8 @@ class SQLiteStorage:
         self._named_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        # Lease releases for this process's waiters (SQLite serves one process).
+        self._released: set[asyncio.Queue[str]] = set()
         self.path = path
         self.url = f"sqlite:///{path}"
         self.shared_across_processes = False  # one process owns the file
@@ -470,6 +472,8 @@ class SQLiteStorage:
 
     # --- leases ----------------------------------------------------------------------------
 
+    leases_shared = False  # one process per database file
+
     @_sqlite_errors
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
         now = time.time()
@@ -491,7 +495,21 @@ class SQLiteStorage:
     @_sqlite_errors
     async def release_lease(self, name: str, holder: str) -> bool:
         sql = "DELETE FROM leases WHERE name=? AND holder=?"
-        return await self._write(sql, (name, holder)) == 1
+        released = await self._write(sql, (name, holder)) == 1
+        if released:
+            for queue in self._released:
+                queue.put_nowait(name)
+        return released
+
+    async def lease_releases(self) -> AsyncIterator[str]:
+        """Names of leases released from now on (in this process: SQLite serves one)."""
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._released.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._released.discard(queue)
 
     # --- named locks (one process owns a SQLite file: an asyncio.Lock is enough) -----------
 

@@ -83,6 +83,7 @@ class GameNight(commands.GroupCog, group_name="gamenight"):
     async def cog_unload(self) -> None:
         self.sessions.unsubscribe(self.board)
         self.buttons.stop()
+        await self.board.aclose()
 
     # --- commands -----------------------------------------------------------------------
 
@@ -170,8 +171,12 @@ class GameNight(commands.GroupCog, group_name="gamenight"):
         """Follow the host again after you played something else (host: everyone)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         done = await self.sessions.resync(_guild_id(interaction), interaction.user.id)
-        if interaction.user.id == done.session.host_user_id:
-            text = f"Re-syncing all {len(done.user_ids)} listener(s) to your playback."
+        if interaction.user.id == done.session.host_user_id and not done.user_ids:
+            text = "Everyone who can follow you already does: nobody to re-sync."
+        elif interaction.user.id == done.session.host_user_id:
+            # A listener who must act (Premium, /link, open Spotify) was told so once and is
+            # not counted or pestered again.
+            text = f"Re-syncing {len(done.user_ids)} listener(s) to your playback."
         else:
             text = "Re-syncing you to the host's playback."
         await interaction.followup.send(text, ephemeral=True)

@@ -18,6 +18,7 @@ from bot.web.metrics import WebMetrics
 from bot.web.ratelimit import RateLimiter
 from bot.web.signing import RelaySigner
 from core.resolver import ResolverStats
+from core.sync.health import SyncHealth
 from core.tracks import TrackInfo
 from storage.records import CachedStream
 
@@ -79,3 +80,4 @@ MAX_BODY = web.AppKey("max_body", int)
 BODY_TIMEOUT = web.AppKey("body_timeout_s", float)  # to receive a whole request body
 LIMITER = web.AppKey("limiter", RateLimiter)
 METRICS = web.AppKey("metrics", WebMetrics)
+SYNC_HEALTH = web.AppKey("sync_health", SyncHealth)  # set when sync loops run in this process

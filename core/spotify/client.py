@@ -67,7 +67,10 @@ class SpotifyClient:
         clock: Callable[[], float] = time.time,
         counters: CounterStore | None = None,
         locks: RefreshLocks | None = None,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock` is wall time (token expiry is stored); `timer` stamps each call's send and
+        answer times, on the same monotonic clock as the sync engine (`timer` is shared)."""
         self.config = config
         self._clock = clock
         # The storage backend counts calls and keeps holds (persisted; shared on Redis).
@@ -81,12 +84,13 @@ class SpotifyClient:
         # process (SQLite) keeps it in memory and saves a write per call.
         shared = counters if counters is not None and counters.shared_across_processes else None
         self.limiter = limiter or AppLimiter(config.rate_limit, config.rate_window, store=shared)
+        self.timer = timer
         self.pool = SpotipyPool(
             config.api_base,
             max_workers=config.max_workers,
             call_timeout=config.call_timeout,
             socket_timeout=config.call_timeout + config.socket_grace,
-            clock=clock,
+            clock=timer,
         )
         self.tokens = UserTokens(
             links, self.accounts, margin=config.refresh_margin, clock=clock, locks=locks
@@ -182,7 +186,7 @@ class SpotifyClient:
         self,
         discord_user_id: int,
         track_uri: str | None,
-        position_ms: int | None = None,
+        position_ms: int | Callable[[], int] | None = None,
         device_id: str | None = None,
         *,
         priority: CallPriority = CallPriority.COMMAND,
@@ -191,12 +195,15 @@ class SpotifyClient:
 
         Spotify may answer 202 while the device wakes up: the command was accepted and audio
         starts a moment later; reads can show the old state meanwhile (the engine allows
-        for both)."""
+        for both). A callable `position_ms` is called in the worker thread right before the
+        request is sent (the sync engine's position at that moment); what it raises, nothing
+        is sent."""
         uris = [track_uri] if track_uri is not None else None
-        position = max(0, int(position_ms)) if position_ms is not None else None
         await self._user(
             discord_user_id,
-            lambda sp: sp.start_playback(device_id=device_id, uris=uris, position_ms=position),
+            lambda sp: sp.start_playback(
+                device_id=device_id, uris=uris, position_ms=_position(position_ms)
+            ),
             command=True,
             priority=priority,
         )
@@ -213,14 +220,16 @@ class SpotifyClient:
     async def seek(
         self,
         discord_user_id: int,
-        position_ms: int,
+        position_ms: int | Callable[[], int],
         device_id: str | None = None,
         *,
         priority: CallPriority = CallPriority.COMMAND,
     ) -> None:
-        position = max(0, int(position_ms))
         await self._user(
-            discord_user_id, lambda sp: sp.seek_track(position, device_id), True, priority
+            discord_user_id,
+            lambda sp: sp.seek_track(_position(position_ms) or 0, device_id),
+            True,
+            priority,
         )
 
     async def next_track(
@@ -342,3 +351,10 @@ class SpotifyClient:
 
 def _next_page(page: JSON) -> Call[JSON | None]:
     return lambda sp: sp.next(page)
+
+
+def _position(position_ms: int | Callable[[], int] | None) -> int | None:
+    """A command's position, computed now if it is a function (see `play`)."""
+    if callable(position_ms):
+        position_ms = position_ms()
+    return max(0, int(position_ms)) if position_ms is not None else None

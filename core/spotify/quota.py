@@ -26,6 +26,7 @@ from core.errors import BudgetRefused, QuotaHeld
 from core.spotify.counters import MemoryCounters
 from core.spotify.errors import resume_text
 from storage.base import CounterStore
+from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class QuotaGovernor:
         self._spent = 0
         self._held_until: float | None = None
         self._hold_checked = -math.inf
+        self._store_failing = False
 
     # --- synchronous view ---------------------------------------------------------------
 
@@ -161,11 +163,31 @@ class QuotaGovernor:
         held = self.held_until()
         if held is not None:
             raise _held(held, now)
-        hit = await self._store.hit_counter(COUNTER, now, self.window, self.limit_for(priority))
+        try:
+            hit = await self._store.hit_counter(COUNTER, now, self.window, self.limit_for(priority))
+        except StorageError as exc:
+            # A failing store (a full disk, Redis gone) must not stop every Spotify call with
+            # it: count here meanwhile; the store's own count takes over when it answers.
+            self._store_failed(exc)
+            if self._spent >= self.limit_for(priority):
+                raise _refused(priority, self.window) from None
+            self._spent += 1
+            return
+        self._store_answered()
         self._spent = hit.count
         if not hit.recorded:
             wait = (hit.oldest + self.window - now) if hit.oldest is not None else self.window
             raise _refused(priority, wait)
+
+    def _store_failed(self, exc: StorageError) -> None:
+        if not self._store_failing:
+            log.warning("cannot record Spotify calls in storage (%s): counting in memory", exc)
+        self._store_failing = True
+
+    def _store_answered(self) -> None:
+        if self._store_failing:
+            log.info("recording Spotify calls in storage again")
+        self._store_failing = False
 
     async def hold(self, retry_after: float) -> float:
         """Spotify answered QUOTA_EXCEEDED: hold every call of every process until then."""
@@ -180,7 +202,11 @@ class QuotaGovernor:
 
     async def _read_hold(self, now: float) -> None:
         self._hold_checked = now
-        hold = await self._store.get_hold(HOLD, now)
+        try:
+            hold = await self._store.get_hold(HOLD, now)
+        except StorageError as exc:
+            self._store_failed(exc)  # keep the hold this process knows of
+            return
         self._held_until = hold.until if hold is not None else None
 
 

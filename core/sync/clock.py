@@ -14,6 +14,8 @@ grows with it.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.sync.state import PlayerState
@@ -60,3 +62,25 @@ def extrapolate(host: PlayerState, at: float) -> int:
 def landing_position(host: PlayerState, sent_at: float, latency: Latency) -> int:
     """The position to put in a command sent at `sent_at`, so it matches the host on arrival."""
     return host.position_at(sent_at + latency.one_way_s)
+
+
+@dataclass(frozen=True)
+class Clock:
+    """The engine's time: one monotonic clock for every in-process interval (timeouts, back-offs,
+    the drift budget, positions), and the wall clock only where a time is stored or shown.
+
+    A wall-clock step (NTP, a suspended VM) would otherwise freeze or rush every interval by the
+    size of the step. The Spotify client stamps its reads with the same monotonic clock
+    (`SpotifyClient.timer`), so an observation's `at` and the engine's `now` agree.
+    """
+
+    now: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+
+    def to_wall(self, at: float) -> float:
+        """A monotonic instant as wall time, to store (a host snapshot's `at`)."""
+        return self.wall() - (self.now() - at)
+
+    def from_wall(self, wall_at: float) -> float:
+        """A stored wall time as a monotonic instant (a resumed snapshot, `host_active_at`)."""
+        return self.now() - (self.wall() - wall_at)

@@ -1,26 +1,31 @@
-"""SyncEngine: one asyncio task per session that mirrors the host onto every listener.
+"""SyncEngine: one guild's sync loop, mirroring the host onto every listener.
 
-Each round:
+Each round (`step`):
  1. re-read the session from storage (the bot writes joins, leaves, resyncs and host changes
     there, possibly from another process) and adopt what changed;
  2. read the host's player, timed locally -> `PlayerState`; `detect` names the change;
- 3. when the host did not change, spend a little of the API budget reading some listeners
-    (drift checks, and first reads of listeners we know nothing about);
- 4. `plan` one action per listener and fan the commands out at once, each in its own task with
-    its own timeout. The round waits for them at most `fanout_wait_s`: a listener whose call
-    hangs keeps its task (and is left out of planning until it ends) while the loop goes on
-    polling and commanding everyone else, so one slow or failing listener never delays others;
- 5. fold results back: new beliefs, latency samples, statuses (stored, shown, told once);
- 6. persist the host snapshot; sleep `next_poll_delay` (or until woken).
+ 3. read the listeners we know nothing about (joined, resynced, restarted, reopened Spotify),
+    whatever the change and outside the drift budget; when the host did not change, spend a
+    little of the budget on drift checks of the others;
+ 4. `plan` one action per listener and hand them to `Listeners.fan_out`, which sends them at
+    once, each in its own task with its own timeout, and waits at most `fanout_wait_s`;
+ 5. persist the host snapshot, hand a status report to the `Reporter`; sleep `next_poll_delay`
+    (or until woken).
+
+The round never awaits Discord (the `Reporter` has its own task) and never renews the lease
+(the `GuildLease` has its own task); it awaits only storage and Spotify, each bounded.
 
 Rate limiting is app-wide: while the Spotify client's shared limiter holds every call
-(Retry-After, `hold`), a round makes no call at all and sleeps until the hold ends; the next
-round reconciles everyone with the host's state at that moment, so nothing is lost meanwhile.
-A 429 marked QUOTA_EXCEEDED is told to the host (at most every `QUOTA_NOTICE_EVERY_S`).
+(Retry-After, `hold`), a round makes no call at all and sleeps until the hold ends. A 429
+marked QUOTA_EXCEEDED is told to the host (at most every `QUOTA_NOTICE_EVERY_S`).
 
-With a `LeaseStore`, the loop only commands while it holds the guild's lease, renewed every
-round, so exactly one process runs a guild's loop; `SyncEngines.resume_all`, called every few
-seconds, starts a loop for a guild whose lease another process stopped renewing.
+Recovery: per-listener back-off after transient failures is cut short by a host change, and
+while listeners back off one of them is probed every `probe_interval_s`; the first command
+that gets through clears everyone's back-off, so an outage's end is caught within a second.
+
+Module map: planner/changes/schedule/failures/state/clock are the pure decisions; listeners.py
+is the listener command path; lease.py the guild lease; reporter.py the reporting;
+supervisor.py runs one engine per guild.
 """
 
 from __future__ import annotations
@@ -28,37 +33,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
 
-from core.errors import NoActiveDevice, NotFound, NotLinked, RateLimited, TokenRevoked
+from core.errors import NotLinked, RateLimited, TokenRevoked
 from core.sync.changes import Change, HostChange, detect
-from core.sync.clock import Latency
-from core.sync.failures import NO_DEVICE_RETRY_S, Verdict, classify
-from core.sync.planner import (
-    Action,
-    Command,
-    ListenerView,
-    Mark,
-    Nothing,
-    Pause,
-    Play,
-    Resume,
-    Seek,
-    SyncConfig,
-    belief_after,
-    plan,
-    plan_listener,
-)
-from core.sync.ports import PlayerClient, SessionStatus, SyncEvents, observation, pick_device
+from core.sync.clock import Clock
+from core.sync.config import EngineConfig
+from core.sync.health import SyncHealth
+from core.sync.lease import GuildLease
+from core.sync.listeners import Listeners
+from core.sync.planner import plan
+from core.sync.ports import PlayerClient, observation
+from core.sync.reporter import Announcer, PlaybackReport, Reporter
 from core.sync.schedule import (
     Budget,
-    DriftCandidate,
-    DriftConfig,
-    PollConfig,
     RatePressure,
     host_idle_expired,
     next_poll_delay,
@@ -67,9 +56,11 @@ from core.sync.schedule import (
 from core.sync.state import PlayerState
 from core.tracks import TrackInfo
 from storage.base import LeaseStore, SessionStore
-from storage.records import ListenerState, ListenerStatus, Session
+from storage.records import Session
 
 log = logging.getLogger(__name__)
+
+__all__ = ["HOST_RELINK", "HOST_UNLINKED", "QUOTA_NOTICE", "EngineConfig", "SyncEngine"]
 
 QUOTA_NOTICE_EVERY_S = 600.0
 QUOTA_NOTICE = (
@@ -78,57 +69,6 @@ QUOTA_NOTICE = (
 )
 HOST_RELINK = "Your Spotify link expired — run /link again to host"
 HOST_UNLINKED = "Your Spotify isn't linked any more — run /link again to host"
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    poll: PollConfig = field(default_factory=PollConfig)
-    sync: SyncConfig = field(default_factory=SyncConfig)
-    drift: DriftConfig = field(default_factory=DriftConfig)
-    call_timeout_s: float = 3.0  # per Spotify call; a listener past it is retried later
-    host_idle_timeout_s: float = 1800.0  # 0 disables
-    status_interval_s: float = 3.0  # at most one status message edit this often
-    persist_interval_s: float = 10.0  # snapshot written at least this often (and on changes)
-    lease_ttl_s: float = 15.0
-    fanout_wait_s: float = 1.0  # a round waits this long for its commands, then moves on
-
-
-@dataclass
-class _Listener:
-    """The engine's working memory about one listener (the stored part is `state`)."""
-
-    state: ListenerState
-    belief: PlayerState | None = None
-    latency: Latency = field(default_factory=Latency)
-    device_id: str | None = None
-    retry_at: float = 0.0
-    failures: int = 0
-    last_checked: float = 0.0
-    last_commanded: float = 0.0
-    told: set[ListenerStatus] = field(default_factory=set)
-    inflight: asyncio.Task[None] | None = None  # a command still out (the round moved on)
-
-    @property
-    def busy(self) -> bool:
-        return self.inflight is not None and not self.inflight.done()
-
-    def view(self, observed: PlayerState | None) -> ListenerView:
-        return ListenerView(
-            user_id=self.state.user_id,
-            status=self.state.status,
-            belief=self.belief,
-            observed=observed,
-            latency=self.latency,
-            device_id=self.device_id,
-            retry_at=self.retry_at,
-        )
-
-    def forget(self) -> None:
-        """Back to knowing nothing (resync, lease regained): the next round reads them first."""
-        self.belief = None
-        self.retry_at = 0.0
-        self.failures = 0
-        self.last_checked = 0.0
 
 
 class SyncEngine:
@@ -140,50 +80,83 @@ class SyncEngine:
         *,
         client: PlayerClient,
         sessions: SessionStore,
-        events: SyncEvents,
+        announcer: Announcer,
         config: EngineConfig | None = None,
         leases: LeaseStore | None = None,
-        holder: str | None = None,
+        holder: str = "local",
         hold: Callable[[], float] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
+        health: SyncHealth | None = None,
     ) -> None:
         """`hold` says how long the Spotify app must not call (the client's shared limiter,
-        `SpotifyClient.limiter.blocked_for`); without it only 429s this engine saw count."""
+        `SpotifyClient.limiter.blocked_for`); `holder` is this process's stable identity."""
         self.guild_id = guild_id
         self._client = client
         self._sessions = sessions
-        self._events = events
-        self._config = config or EngineConfig()
-        self._leases = leases
-        self._holder = holder or uuid.uuid4().hex
-        self._clock = clock
+        self._config = config = config or EngineConfig()
+        self._clock = clock = clock or Clock()
         self._hold = hold
+        self.health = health or SyncHealth(clock.now)
+        self.reporter = Reporter(
+            guild_id,
+            announcer,
+            clock=clock.now,
+            interval_s=config.status_interval_s,
+            timeout_s=config.report_timeout_s,
+        )
+        self.lease = GuildLease(
+            leases,
+            f"sync:{guild_id}",
+            holder,
+            ttl_s=config.lease_ttl_s,
+            clock=clock.now,
+            on_change=self.wake,
+        )
+        self.listeners = Listeners(
+            guild_id,
+            client=client,
+            sessions=sessions,
+            reporter=self.reporter,
+            lease=self.lease,
+            clock=clock,
+            sync=config.sync,
+            call_timeout_s=config.call_timeout_s,
+            rate_limited=self._rate_limited,
+            held=self._held,
+            write_failed=self._write_failed,
+            status_changed=self._mark_status,
+            recovered=self._recovered,
+        )
+        self._lease_generation = self.lease.generation
         self._quota_told_at = float("-inf")
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._listeners: dict[int, _Listener] = {}
+        self._session: Session | None = None  # as last read (kept when storage fails)
         self._host_id: int | None = None
         self._host: PlayerState | None = None  # latest host observation
+        self._host_unreadable = False
         self._track: TrackInfo | None = None
         self._host_told = False  # the host was told their link is dead
         self._host_active_at = 0.0
         self._pressure = RatePressure()
         self._budget = Budget.per_minute(
-            self._config.drift.calls_per_minute, self._config.drift.burst, clock()
+            config.drift.calls_per_minute, config.drift.burst, clock.now()
         )
-        self._lease_held = self._leases is None
-        self._lease_renewed = 0.0
-        self._persisted_at = 0.0
+        self._persisted_at = float("-inf")
         self._status_dirty = True
-        self._status_at = 0.0
         self.last_change = HostChange()
-        self.calls: Counter[str] = Counter()  # Spotify calls by kind, for metrics and benchmarks
         self.ended: str | None = None  # why the loop ended ("stopped", "idle"), once it has
+
+    @property
+    def calls(self) -> Counter[str]:
+        """Spotify calls by kind, for metrics and benchmarks."""
+        return self.listeners.calls
 
     # -- lifetime --------------------------------------------------------------------------
 
     async def start(self) -> None:
         if self._task is None:
+            self.lease.start()
             self._task = asyncio.create_task(self._run(), name=f"sync-{self.guild_id}")
 
     async def aclose(self) -> None:
@@ -194,21 +167,14 @@ class SyncEngine:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        inflight = [lst.inflight for lst in self._listeners.values() if lst.busy]
-        for command in inflight:
-            if command is not None:
-                command.cancel()
-        await asyncio.gather(*(c for c in inflight if c is not None), return_exceptions=True)
-        await self._release_lease()
-
-    async def _release_lease(self) -> None:
-        if self._leases is not None and self._lease_held:
-            with contextlib.suppress(Exception):
-                await self._leases.release_lease(self._lease_name, self._holder)
-            self._lease_held = False
+        inflight = self.listeners.cancel_all()
+        await asyncio.gather(*inflight, return_exceptions=True)
+        await self.lease.aclose()
+        await self.reporter.aclose()
+        self.health.forget(self.guild_id)
 
     def wake(self) -> None:
-        """Run the next round now (a join, leave or resync was just stored)."""
+        """Run the next round now (a join, leave or resync was stored; the lease changed)."""
         self._wake.set()
 
     async def wait_closed(self) -> None:
@@ -226,12 +192,12 @@ class SyncEngine:
             except Exception:
                 log.exception("sync round failed for guild %s", self.guild_id)
                 delay = self._config.poll.interval_s
+            self.health.round_done(self.guild_id)
             if delay is None:
-                await self._release_lease()
+                if self.ended == "idle":
+                    await self._delete_ended()
+                await self.lease.aclose()
                 return
-            if self._leases is not None:
-                # However long the wait (Retry-After, idle host), renew the lease in time.
-                delay = min(delay, self._config.lease_ttl_s / 3)
             # Not asyncio.wait_for: on 3.11 it swallows a cancel that comes as the wait ends
             # (woken or timed out), and the loop would go on after aclose() cancelled it.
             with contextlib.suppress(TimeoutError):
@@ -243,12 +209,19 @@ class SyncEngine:
 
     async def step(self) -> float | None:
         """One round; the delay until the next, or None when the session is over."""
-        started = self._clock()
-        if not await self._hold_lease():
-            return self._config.lease_ttl_s / 3
-        session = await self._sessions.get_session(self.guild_id)
+        started = self._clock.now()
+        if not self.lease.valid() and not await self.lease.check():
+            return self.lease.retry_s  # the lease's own task wakes us when it is ours
+        if self.lease.generation != self._lease_generation:
+            # (Re)acquired: another process may have commanded everyone meanwhile.
+            self._lease_generation = self.lease.generation
+            self._host_id = None
+            for listener in self.listeners.members.values():
+                listener.forget()
+        session = await self._read_session()
         if session is None:
             self.ended = "stopped"
+            self.reporter.gone()  # a stop reported by the bot already marked it; else we do
             return None
         self._adopt(session)
         held = self._held()
@@ -256,20 +229,28 @@ class SyncEngine:
             return held  # Retry-After holds the whole app: no call before it ends
 
         host = await self._read_host(session.host_user_id)
-        now = self._clock()
-        if host is None:  # the read failed: look again soon, or when Retry-After allows
+        now = self._clock.now()
+        if host is None:  # unreadable: look again soon, or when Retry-After allows
+            if host_idle_expired(self._host_active_at, now, self._config.host_idle_timeout_s):
+                self._end("idle")  # a dead host link counts as idle, never as "paused"
+                return None
+            self._report(session.host_user_id)
             retry = self._config.poll.interval_s * self._pressure.factor(now)
             return max(retry, self._pressure.wait_s(now))
         change = detect(self._host, host, self._config.sync.seek_tolerance_ms)
         if host.is_playing:
             self._host_active_at = now
         if host_idle_expired(self._host_active_at, now, self._config.host_idle_timeout_s):
-            await self._end("idle")
+            self._end("idle")
             return None
+        if change:
+            self._recovered()  # the host moved on: nobody waits out an old back-off
 
-        observed = {} if change else await self._drift_checks(host)
-        actions = plan(host, self._views(observed), self._clock(), self._config.sync)
-        await self._fan_out(actions, host, observed)
+        observed = await self._reads(host, change)
+        self.listeners.probe(now, self._config.probe_interval_s)
+        views = self.listeners.views(observed)
+        actions = plan(host, views, self._clock.now(), self._config.sync)
+        await self.listeners.fan_out(actions, host, observed, self._config.fanout_wait_s)
 
         self._host = host
         self.last_change = change
@@ -277,19 +258,38 @@ class SyncEngine:
             log.debug("guild %s host change: %s", self.guild_id, change.describe())
             self._status_dirty |= bool(change.kinds - {Change.SEEK, Change.DEVICE})
         await self._persist(host, force=bool(change))
-        await self._flush_status(session.host_user_id)
+        self._report(session.host_user_id)
         # Counted from the round's start, so host reads keep a steady cadence however long
         # the round took (a late read is a late detection of whatever the host did).
         delay = next_poll_delay(host, started, self._config.poll, self._pressure)
-        return max(self._config.poll.min_s, delay - (self._clock() - started))
+        return max(self._config.poll.min_s, delay - (self._clock.now() - started))
+
+    async def _read_session(self) -> Session | None:
+        try:
+            session = await self._sessions.get_session(self.guild_id)
+        except Exception as error:
+            if self._session is None:
+                raise
+            self._write_failed("reading the session", error)
+            return self._session  # keep syncing from memory until storage answers
+        self._session = session
+        return session
 
     def _adopt(self, session: Session) -> None:
         if self._host_id is None:  # first round: resume from what storage remembers
-            self._host = PlayerState.from_snapshot(session.snapshot) if session.snapshot else None
-            self._host_active_at = session.host_active_at or session.created_at
+            snapshot = session.snapshot
+            theirs = snapshot is not None and snapshot.host_user_id in (None, session.host_user_id)
+            self._host = (
+                PlayerState.from_snapshot(snapshot, self._clock.from_wall(snapshot.at))
+                if snapshot is not None and theirs
+                else None
+            )
+            wall = session.host_active_at or session.created_at
+            self._host_active_at = self._clock.from_wall(wall)
         elif session.host_user_id != self._host_id:
             self._host = None  # a new host: their player has no history with us
-            self._host_active_at = self._clock()
+            self._host_active_at = self._clock.now()
+            self._host_told = False
             # The one edit of ours a hand-over needs: the old host's track must go even when
             # the new host plays nothing (no host change would mark it then).
             self._status_dirty = True
@@ -297,56 +297,17 @@ class SyncEngine:
 
         # Joins, leaves and resyncs are not marked for a status edit: SessionService stored
         # them and has already told the status board, which shows what storage holds.
-        stored = {uid: s for uid, s in session.listeners.items() if uid != session.host_user_id}
-        for uid in self._listeners.keys() - stored.keys():
-            gone = self._listeners.pop(uid)
-            if gone.inflight is not None:
-                gone.inflight.cancel()  # they left: a late failure must not re-add them
-        for uid, state in stored.items():
-            mine = self._listeners.get(uid)
-            if mine is None:
-                self._listeners[uid] = _Listener(state, device_id=state.device_id)
-            elif state.status != mine.state.status:
-                # Someone else wrote it: /gamenight resync (ATTACHED), or the bot's view.
-                if state.status is ListenerStatus.ATTACHED:
-                    mine.forget()
-                    mine.told.clear()
-                mine.state = state
-
-    def _views(self, observed: Mapping[int, PlayerState]) -> dict[int, ListenerView]:
-        """Every listener without a command still out (its result will update the belief)."""
-        return {
-            uid: lst.view(observed.get(uid)) for uid, lst in self._listeners.items() if not lst.busy
-        }
+        self.listeners.adopt(session)
 
     def _held(self) -> float:
         """Seconds before any Spotify call may go out (Retry-After, app-wide)."""
-        held = self._pressure.wait_s(self._clock())
+        held = self._pressure.wait_s(self._clock.now())
         if self._hold is not None:
             held = max(held, self._hold())
         return held
 
-    async def _fan_out(
-        self, actions: Mapping[int, Action], host: PlayerState, observed: Mapping[int, PlayerState]
-    ) -> None:
-        """Every listener's action at once; wait for them at most `fanout_wait_s`."""
-        tasks: list[asyncio.Task[None]] = []
-        for uid, action in actions.items():
-            if isinstance(action, Nothing):  # no I/O: no task
-                listener = self._listeners[uid]
-                view = listener.view(observed.get(uid))
-                listener.belief = belief_after(view, action, host, None, self._config.sync)
-                continue
-            task = asyncio.create_task(
-                self._apply(uid, action, host, observed.get(uid)), name=f"sync-{uid}"
-            )
-            self._listeners[uid].inflight = task
-            tasks.append(task)
-        if tasks:
-            await asyncio.wait(tasks, timeout=self._config.fanout_wait_s)
-
-    async def _rate_limited(self, error: RateLimited) -> None:
-        now = self._clock()
+    def _rate_limited(self, error: RateLimited) -> None:
+        now = self._clock.now()
         self._pressure = self._pressure.hit(now, error.retry_after)
         if not error.quota_exceeded or self._host_id is None:
             return
@@ -354,365 +315,110 @@ class SyncEngine:
             return
         self._quota_told_at = now
         log.warning("guild %s: Spotify quota exceeded; telling the host", self.guild_id)
-        try:
-            await self._events.notify_user(self.guild_id, self._host_id, QUOTA_NOTICE)
-        except Exception:
-            log.exception("guild %s: telling the host about the quota failed", self.guild_id)
+        self.reporter.tell(self._host_id, QUOTA_NOTICE)
 
-    # -- Spotify calls ---------------------------------------------------------------------
+    def _recovered(self) -> None:
+        """Spotify answers commands again (or the host moved on): end every back-off now."""
+        if self.listeners.end_back_offs():
+            self.wake()
+
+    # -- reads -----------------------------------------------------------------------------
 
     async def _read_host(self, host_id: int) -> PlayerState | None:
-        requested = self._clock()
+        """The host's player; None when it could not be read (the round then changes nothing:
+        an unreadable host is not an idle one, and nobody is paused for it)."""
+        requested = self._clock.now()
         try:
             async with asyncio.timeout(self._config.call_timeout_s):
                 self.calls["host_read"] += 1
                 playback = await self._client.playback(host_id)
         except RateLimited as error:
-            await self._rate_limited(error)
+            self._rate_limited(error)
             return None
         except (TokenRevoked, NotLinked) as error:
-            # Only they can fix it (/link): tell them once and count them as idle, so the idle
-            # timeout still ends a session nobody can sync.
-            await self._notify_once_host(host_id, unlinked=isinstance(error, NotLinked))
-            return PlayerState.idle(requested)
+            # Only they can fix it (/link): tell them once; listeners keep what they play.
+            self._host_unreadable = True
+            if not self._host_told:
+                self._host_told = True
+                self._status_dirty = True
+                unlinked = isinstance(error, NotLinked)
+                self.reporter.tell(host_id, HOST_UNLINKED if unlinked else HOST_RELINK)
+            return None
         except Exception as error:
             log.warning("guild %s: host read failed: %r", self.guild_id, error)
             return None
+        if self._host_unreadable:
+            self._host_unreadable = False
+            self._status_dirty = True
         self._host_told = False
         self._track = playback.track if playback is not None else None
-        return observation(playback, requested, self._clock())
+        return observation(playback, requested, self._clock.now())
 
-    async def _notify_once_host(self, host_id: int, *, unlinked: bool) -> None:
-        if self._host_told:
-            return
-        self._host_told = True
-        with contextlib.suppress(Exception):
-            await self._events.notify_user(
-                self.guild_id, host_id, HOST_UNLINKED if unlinked else HOST_RELINK
+    async def _reads(self, host: PlayerState, change: HostChange) -> dict[int, PlayerState]:
+        """First reads of unknown listeners (always), plus drift checks when nothing changed."""
+        unknown, drift = self.listeners.to_read(self._clock.now(), self._config.sync)
+        picked: list[int] = []
+        if not change:
+            picked, self._budget = pick_drift_checks(
+                drift, host, self._clock.now(), self._budget, self._config.drift
             )
+        return await self.listeners.read(unknown + picked, self._config.fanout_wait_s)
 
-    async def _drift_checks(self, host: PlayerState) -> dict[int, PlayerState]:
-        now = self._clock()
-        candidates = [
-            DriftCandidate(uid, lst.last_checked, lst.last_commanded, lst.belief is not None)
-            for uid, lst in self._listeners.items()
-            if lst.state.status in (ListenerStatus.ATTACHED, ListenerStatus.ERROR)
-            and lst.retry_at <= now
-            and not lst.busy
-        ]
-        picked, self._budget = pick_drift_checks(
-            candidates, host, now, self._budget, self._config.drift
-        )
-        if not picked:
-            return {}
-        reads = {uid: asyncio.create_task(self._read_listener(uid)) for uid in picked}
-        _, late = await asyncio.wait(reads.values(), timeout=self._config.fanout_wait_s)
-        for task in late:
-            task.cancel()  # a read that late is stale anyway; the round goes on without it
-        return {
-            uid: seen
-            for uid, task in reads.items()
-            if task not in late and (seen := task.result()) is not None
-        }
+    # -- state, storage, reports -------------------------------------------------------------
 
-    async def _read_listener(self, uid: int) -> PlayerState | None:
-        requested = self._clock()
-        try:
-            async with asyncio.timeout(self._config.call_timeout_s):
-                self.calls["listener_read"] += 1
-                playback = await self._client.playback(uid)
-        except RateLimited as error:
-            await self._rate_limited(error)
-            return None
-        except Exception as error:
-            log.info("guild %s: reading listener %s failed: %r", self.guild_id, uid, error)
-            return None
-        answered = self._clock()
-        listener = self._listeners[uid]
-        listener.last_checked = answered
-        listener.latency = listener.latency.observe(answered - requested)
-        return observation(playback, requested, answered)
-
-    async def _send(self, uid: int, action: Command) -> None:
-        match action:
-            case Play() | Resume():
-                self.calls["play"] += 1
-                await self._client.play(uid, action.track_uri, action.position_ms, action.device_id)
-            case Seek():
-                self.calls["seek"] += 1
-                await self._client.seek(uid, action.position_ms, action.device_id)
-            case Pause():
-                self.calls["pause"] += 1
-                await self._client.pause(uid, action.device_id)
-
-    async def _apply(
-        self, uid: int, action: Command | Mark, host: PlayerState, observed: PlayerState | None
-    ) -> None:
-        """Carry out one listener's action; never raises (one listener never stops a round)."""
-        listener = self._listeners[uid]
-        view = listener.view(observed)
-        match action:
-            case Mark():  # the belief stays: a Mark changes nothing on their player
-                no_device = action.status is ListenerStatus.NO_DEVICE
-                if no_device:
-                    listener.retry_at = self._clock() + NO_DEVICE_RETRY_S
-                await self._set_status(listener, action.status, action.detail, tell=no_device)
-            case _:
-                await self._command(listener, view, action, host)
-
-    async def _command(
-        self, listener: _Listener, view: ListenerView, action: Command, host: PlayerState
-    ) -> None:
-        uid = listener.state.user_id
-        device_tried = False
-        while True:
-            sent = self._clock()
-            try:
-                async with asyncio.timeout(self._config.call_timeout_s):
-                    await self._send(uid, action)
-            except Exception as caught:
-                now = self._clock()
-                error: Exception = caught
-                if isinstance(caught, TimeoutError) and (held := self._held()) > 0:
-                    # It timed out waiting in the app's limiter, not on the listener's Spotify.
-                    error = RateLimited("held by Retry-After", retry_after=held)
-                verdict = classify(
-                    error, action, now=now, failures=listener.failures, device_tried=device_tried
-                )
-                if verdict.pick_device and not device_tried:
-                    device_tried = True
-                    retarget = await self._retarget(listener, view, host)
-                    if retarget is not None:
-                        view, action = retarget
-                        continue
-                    verdict = classify(
-                        NoActiveDevice("no device"), action, now=now, device_tried=True
-                    )
-                await self._failed(listener, view, action, host, error=error, verdict=verdict)
-                return
-            rtt = self._clock() - sent
-            listener.latency = listener.latency.observe(rtt)
-            listener.belief = belief_after(view, action, host, sent + rtt / 2, self._config.sync)
-            listener.last_commanded = sent + rtt / 2
-            listener.failures = 0
-            listener.retry_at = 0.0
-            if listener.state.status is not ListenerStatus.ATTACHED:
-                await self._set_status(listener, ListenerStatus.ATTACHED, "", tell=False)
-            return
-
-    async def _retarget(
-        self, listener: _Listener, view: ListenerView, host: PlayerState
-    ) -> tuple[ListenerView, Command] | None:
-        """Aim at one of the listener's devices; the command re-planned for it, if any."""
-        listener.device_id = await self._find_device(listener.state.user_id)
-        if listener.device_id is None:
-            return None
-        view = replace(view, device_id=listener.device_id)
-        action = plan_listener(host, view, self._clock(), self._config.sync)
-        if isinstance(action, Nothing | Mark):
-            return None
-        return view, action
-
-    async def _failed(
-        self,
-        listener: _Listener,
-        view: ListenerView,
-        action: Command,
-        host: PlayerState,
-        *,
-        error: Exception,
-        verdict: Verdict,
-    ) -> None:
-        now = self._clock()
-        if verdict.done:
-            listener.belief = belief_after(view, action, host, now, self._config.sync)
-            return
-        log.info("guild %s: %s to %s failed: %r", self.guild_id, action, view.user_id, error)
-        if isinstance(error, NotFound):
-            listener.device_id = None
-        if isinstance(error, RateLimited):
-            await self._rate_limited(error)
-        listener.belief = belief_after(view, action, host, None, self._config.sync)
-        listener.retry_at = verdict.retry_at
-        if verdict.transient:
-            listener.failures += 1
-        if verdict.status is not None:
-            await self._set_status(listener, verdict.status, verdict.detail, tell=verdict.tell_user)
-
-    async def _find_device(self, uid: int) -> str | None:
-        try:
-            async with asyncio.timeout(self._config.call_timeout_s):
-                self.calls["devices"] += 1
-                return pick_device(await self._client.devices(uid))
-        except Exception as error:
-            log.info("guild %s: listing devices of %s failed: %r", self.guild_id, uid, error)
-            return None
-
-    # -- state, storage, Discord -----------------------------------------------------------
-
-    async def _set_status(
-        self, listener: _Listener, status: ListenerStatus, detail: str, *, tell: bool
-    ) -> None:
-        uid = listener.state.user_id
-        if self._listeners.get(uid) is not listener:
-            return  # they left while the command was out
-        listener.state = replace(
-            listener.state,
-            status=status,
-            detail=detail,
-            updated_at=self._clock(),
-            device_id=listener.device_id,
-        )
+    def _mark_status(self) -> None:
         self._status_dirty = True
-        if status is ListenerStatus.ATTACHED:
-            listener.told.clear()
-        try:
-            # Not put_listener: they may have left since this round read the session, and a
-            # late status write must not add them back (they would be commanded again).
-            present = await self._sessions.update_listener(self.guild_id, listener.state)
-        except Exception:
-            log.exception("guild %s: storing listener %s failed", self.guild_id, uid)
-        else:
-            if not present:
-                self._listeners.pop(uid, None)
-                return
-        if tell and status not in listener.told:
-            listener.told.add(status)
-            try:
-                await self._events.notify_user(self.guild_id, uid, detail)
-            except Exception:
-                log.exception("guild %s: telling %s failed", self.guild_id, uid)
+
+    def _write_failed(self, what: str, error: Exception) -> None:
+        self.health.storage_failed(self.guild_id, what, error)
 
     async def _persist(self, host: PlayerState, *, force: bool) -> None:
-        now = self._clock()
+        now = self._clock.now()
         if not force and now - self._persisted_at < self._config.persist_interval_s:
             return
+        snapshot = host.to_snapshot(self._clock.to_wall(host.at), self._host_id)
         try:
             await self._sessions.update_session(
                 self.guild_id,
-                {"snapshot": host.to_snapshot(), "host_active_at": self._host_active_at},
+                {
+                    "snapshot": snapshot,
+                    "host_active_at": self._clock.to_wall(self._host_active_at),
+                },
             )
-            self._persisted_at = now
-        except Exception:
-            log.exception("guild %s: storing the host snapshot failed", self.guild_id)
+        except Exception as error:
+            self._write_failed("storing the host snapshot", error)
+            return
+        self._persisted_at = now
+        self.health.storage_ok()
 
-    async def _flush_status(self, host_id: int) -> None:
-        now = self._clock()
-        if not self._status_dirty or now - self._status_at < self._config.status_interval_s:
+    def _report(self, host_id: int) -> None:
+        if not self._status_dirty:
             return
         self._status_dirty = False
-        self._status_at = now
         host = self._host
-        status = SessionStatus(
-            guild_id=self.guild_id,
-            host_user_id=host_id,
-            track=self._track,
-            is_playing=bool(host and host.is_playing),
-            listeners=tuple(lst.state for lst in self._listeners.values()),
+        self.reporter.show(
+            PlaybackReport(
+                guild_id=self.guild_id,
+                host_user_id=host_id,
+                track=self._track,
+                is_playing=bool(host and host.is_playing) and not self._host_unreadable,
+                listeners=tuple(m.state for m in self.listeners.members.values()),
+                host_unreadable=self._host_unreadable,
+            )
         )
-        try:
-            await self._events.status_changed(status)
-        except Exception:
-            log.exception("guild %s: updating the status message failed", self.guild_id)
 
-    async def _end(self, reason: str) -> None:
-        self.ended = reason
-        log.info("guild %s: session ended (%s)", self.guild_id, reason)
-        # The bot ends it first (SessionService.end: deleted, every hook told, the message
-        # edited); deleting here as well covers a bot that could not.
-        try:
-            await self._events.session_ended(self.guild_id, reason)
-        except Exception:
-            log.exception("guild %s: reporting the end failed", self.guild_id)
+    async def _delete_ended(self) -> None:
+        """After the bot heard of the end (it deletes the session and edits the message),
+        delete it here too in case it could not."""
+        await self.reporter.aclose(drain_s=self._config.report_timeout_s)
         try:
             await self._sessions.delete_session(self.guild_id)
-        except Exception:
-            log.exception("guild %s: deleting the session failed", self.guild_id)
+        except Exception as error:
+            self._write_failed("deleting the ended session", error)
 
-    # -- lease -----------------------------------------------------------------------------
-
-    @property
-    def _lease_name(self) -> str:
-        return f"sync:{self.guild_id}"
-
-    async def _hold_lease(self) -> bool:
-        if self._leases is None:
-            return True
-        now = self._clock()
-        ttl = self._config.lease_ttl_s
-        if self._lease_held and now - self._lease_renewed < ttl / 3:
-            return True
-        try:
-            if self._lease_held:
-                held = await self._leases.renew_lease(self._lease_name, self._holder, ttl)
-            else:
-                held = await self._leases.acquire_lease(self._lease_name, self._holder, ttl)
-        except Exception:
-            log.exception("guild %s: lease check failed", self.guild_id)
-            held = False
-        if held and not self._lease_held:
-            # Another process may have commanded everyone meanwhile: start from scratch.
-            self._host_id = None
-            for listener in self._listeners.values():
-                listener.forget()
-        elif self._lease_held and not held:
-            log.warning("guild %s: lost the sync lease", self.guild_id)
-        self._lease_held = held
-        if held:
-            self._lease_renewed = now
-        return held
-
-
-class SyncEngines:
-    """Every session's engine in this process, one per guild.
-
-    The composition root builds it with a factory (client, storage, events, config bound) and
-    calls `resume_all()` at start-up, and again every few seconds when several processes share
-    Redis storage so that a guild whose process died is taken over once its lease runs out.
-    """
-
-    def __init__(self, factory: Callable[[int], SyncEngine]) -> None:
-        self._factory = factory
-        self._engines: dict[int, SyncEngine] = {}
-
-    def get(self, guild_id: int) -> SyncEngine | None:
-        engine = self._engines.get(guild_id)
-        return engine if engine is not None and engine.running else None
-
-    async def start(self, guild_id: int) -> SyncEngine:
-        """Run the loop for a stored session (idempotent)."""
-        engine = self.get(guild_id)
-        if engine is not None:
-            return engine
-        # No await between the check above and the new engine running: a session hook and
-        # the rescan starting the same guild meanwhile would each run a loop (one holder, so
-        # the lease would not stop the second). The stale one is closed once replaced.
-        stale = self._engines.pop(guild_id, None)
-        engine = self._engines[guild_id] = self._factory(guild_id)
-        await engine.start()
-        if stale is not None:
-            await stale.aclose()
-        return engine
-
-    def wake(self, guild_id: int) -> None:
-        """A join, leave, resync or host change was stored: act on it now."""
-        if (engine := self.get(guild_id)) is not None:
-            engine.wake()
-
-    async def stop(self, guild_id: int) -> None:
-        engine = self._engines.pop(guild_id, None)
-        if engine is not None:
-            await engine.aclose()
-
-    async def resume_all(self, sessions: SessionStore) -> int:
-        """Start loops for stored sessions that have none here; returns how many started."""
-        started = 0
-        for session in await sessions.list_sessions():
-            if self.get(session.guild_id) is None:
-                await self.start(session.guild_id)
-                started += 1
-        return started
-
-    async def aclose(self) -> None:
-        engines, self._engines = list(self._engines.values()), {}
-        await asyncio.gather(*(engine.aclose() for engine in engines))
+    def _end(self, reason: str) -> None:
+        self.ended = reason
+        log.info("guild %s: session ended (%s)", self.guild_id, reason)
+        # The bot ends it (SessionService.end: deleted, every hook told, the message edited),
+        # through the reporter's task, off the loop; `_delete_ended` covers a bot that could not.
+        self.reporter.end(reason)

@@ -82,6 +82,8 @@ Command = Play | Resume | Pause | Seek
 Action = Command | Nothing | Mark
 
 IDLE = Nothing()
+READ_FIRST = Nothing("read first")  # unknown: their player is read before it is commanded
+SETTLING = Nothing("settling")  # a command of ours may still be landing: look again later
 
 # -- Inputs -------------------------------------------------------------------------------------
 
@@ -109,8 +111,15 @@ class ListenerView:
     belief: PlayerState | None = None  # after our last accepted command; None: unknown
     observed: PlayerState | None = None  # a read of their player made this round, if any
     latency: Latency = field(default_factory=Latency)
-    device_id: str | None = None  # a device we had to pick for them (NoActiveDevice)
+    device_id: str | None = None  # a device picked for this very command (NoActiveDevice)
     retry_at: float = 0.0  # backing off after errors: no command before this
+    commanded_at: float = 0.0  # when our last command to them was sent (0: never)
+
+    @property
+    def trusted_belief(self) -> PlayerState | None:
+        """The belief, unless their device went away since (NO_DEVICE): whatever we left it
+        doing is gone, and a reopened Spotify must be read, not assumed in sync."""
+        return None if self.status is ListenerStatus.NO_DEVICE else self.belief
 
 
 # -- Planning -----------------------------------------------------------------------------------
@@ -137,6 +146,10 @@ def plan_listener(
     if (verdict := _verdict(view, config)) is not None:
         return verdict
     state, from_observation = _basis(view, config)
+    if state is None:
+        # Never command someone we know nothing about (a join, a restart, a regained lease,
+        # a reopened Spotify): a blind play restarts a listener who was in sync all along.
+        return SETTLING if view.observed is not None else READ_FIRST
     tolerance = config.drift_threshold_ms if from_observation else config.seek_tolerance_ms
     return _reconcile(host, state, view, now, tolerance)
 
@@ -160,22 +173,38 @@ def wandered(belief: PlayerState | None, observed: PlayerState, config: SyncConf
     return None
 
 
-def _settled(belief: PlayerState | None, observed: PlayerState, config: SyncConfig) -> bool:
-    # Spotify's read side lags its command side; an early read would look like wandering.
-    return belief is None or observed.at - belief.at >= config.settle_s
+def needs_read(view: ListenerView, now: float, config: SyncConfig = SyncConfig()) -> bool:
+    """Whether the engine must read this listener's player before planning for them: nothing
+    is known (or trusted) and no command of ours is still settling."""
+    return (
+        view.status not in PASSIVE
+        and now >= view.retry_at
+        and view.trusted_belief is None
+        and now - view.commanded_at >= config.settle_s
+    )
+
+
+def _settled(view: ListenerView, observed: PlayerState, config: SyncConfig) -> bool:
+    # Spotify's read side lags its command side (a read right after a command can show the old
+    # state, and a 202 means the device is still waking): within the settle window after our
+    # last command the belief wins over a contradicting read.
+    since = view.commanded_at
+    if view.trusted_belief is not None:
+        since = max(since, view.trusted_belief.at)
+    return observed.at - since >= config.settle_s
 
 
 def _verdict(view: ListenerView, config: SyncConfig) -> Mark | None:
-    if view.observed is None or not _settled(view.belief, view.observed, config):
+    if view.observed is None or not _settled(view, view.observed, config):
         return None
-    return wandered(view.belief, view.observed, config)
+    return wandered(view.trusted_belief, view.observed, config)
 
 
 def _basis(view: ListenerView, config: SyncConfig) -> tuple[PlayerState | None, bool]:
     """The listener state decisions start from, and whether it is an observation."""
-    if view.observed is not None and _settled(view.belief, view.observed, config):
+    if view.observed is not None and _settled(view, view.observed, config):
         return view.observed, True
-    return view.belief, False
+    return view.trusted_belief, False
 
 
 def _near_end(belief: PlayerState, at: float, config: SyncConfig) -> bool:
@@ -191,11 +220,11 @@ def _reconcile(
     tolerance_ms: int,
 ) -> Action:
     device = view.device_id
+    if state is not None and state.device_id is not None and state.device_id != device:
+        device = None  # they moved to another device: follow them there, never pull them back
+    if state is None:
+        return READ_FIRST
     if not (host.is_playing and host.track_uri):
-        if state is None:
-            # Unknown (fresh join, restart) while the host is silent: make sure they are too.
-            # Pausing a paused player answers "Restriction violated", which counts as done.
-            return Pause(device)
         return Pause(device) if state.is_playing else IDLE
 
     target = landing_position(host, now, view.latency)
@@ -225,6 +254,8 @@ def belief_after(
     """
     basis, _ = _basis(view, config)
     if isinstance(action, Mark):
+        return view.belief
+    if action == SETTLING:
         return view.belief
     if isinstance(action, Nothing) or landed_at is None:
         return basis

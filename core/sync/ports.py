@@ -1,20 +1,17 @@
 """What the sync engine needs from the outside world, as narrow Protocols.
 
 `PlayerClient` is the slice of `core.spotify.client.SpotifyClient` the engine calls (that class
-satisfies it structurally; see SPOTIFY_API.md), and `SyncEvents` is what the bot supplies to show
-the engine's work in Discord (the status message, private notices). Core never imports discord:
-the bot implements `SyncEvents`.
+satisfies it structurally; see SPOTIFY_API.md). What the bot supplies to show the engine's work
+in Discord is `core.sync.reporter.Announcer`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from core.sync.state import PlayerState
 from core.tracks import TrackInfo
-from storage.records import ListenerState
 
 
 class DeviceLike(Protocol):
@@ -53,41 +50,21 @@ class PlayerClient(Protocol):
         self,
         discord_user_id: int,
         track_uri: str | None,
-        position_ms: int | None = None,
+        position_ms: int | Callable[[], int] | None = None,
         device_id: str | None = None,
-    ) -> None: ...
+    ) -> None:
+        """A callable position is called right before the request is sent (in the client's
+        worker thread); whatever it raises is raised here, and nothing is sent."""
+        ...
+
     async def pause(self, discord_user_id: int, device_id: str | None = None) -> None: ...
     async def seek(
-        self, discord_user_id: int, position_ms: int, device_id: str | None = None
+        self,
+        discord_user_id: int,
+        position_ms: int | Callable[[], int],
+        device_id: str | None = None,
     ) -> None: ...
     async def devices(self, discord_user_id: int) -> Sequence[DeviceLike]: ...
-
-
-@dataclass(frozen=True)
-class SessionStatus:
-    """What the status message shows; sent at most once per `status_interval_s`."""
-
-    guild_id: int
-    host_user_id: int
-    track: TrackInfo | None
-    is_playing: bool
-    listeners: tuple[ListenerState, ...]
-
-
-class SyncEvents(Protocol):
-    async def status_changed(self, status: SessionStatus) -> None:
-        """Edit the session's status message."""
-        ...
-
-    async def notify_user(self, guild_id: int, user_id: int, message: str) -> None:
-        """Tell one user, privately, something only they can fix (relink, open Spotify)."""
-        ...
-
-    async def session_ended(self, guild_id: int, reason: str) -> None:
-        """The engine ended the session on its own (host idle): end it for everyone
-        (`SessionService.end`) and say so in the channel. Called from inside the engine's loop,
-        which returns right after; the engine deletes the stored session if it is still there."""
-        ...
 
 
 def observation(

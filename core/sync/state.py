@@ -4,7 +4,8 @@ One type serves the host observation, a listener observation and what we believe
 player does after our last command: all three are "track T at position P at local time AT,
 playing or not", and every sync decision compares two of them at the same instant.
 
-Times are local wall-clock seconds from the engine's injectable clock. `at` is never Spotify's
+Times are seconds of the engine's monotonic clock (`core.sync.clock.Clock`); a snapshot stores
+wall time, converted on the way in and out. `at` is never Spotify's
 `timestamp` field (that is when the *state* last changed on Spotify's side, not when it was
 fetched): for an observation it is the midpoint of our request, the best estimate of when
 Spotify computed `progress_ms` given a symmetric network path.
@@ -84,23 +85,28 @@ class PlayerState:
         """The same state re-expressed at another instant (position advanced if playing)."""
         return replace(self, position_ms=self.position_at(at), at=at)
 
-    def to_snapshot(self) -> HostSnapshot:
+    def to_snapshot(self, wall_at: float, host_user_id: int | None = None) -> HostSnapshot:
+        """Stored with wall time `wall_at` (this state's `at` on the wall clock) and the host
+        it was read from, so a snapshot written across a hand-over is not taken for the new
+        host's."""
         return HostSnapshot(
             track_id=self.track_id,
             position_ms=self.position_ms,
             is_playing=self.is_playing,
-            at=self.at,
+            at=wall_at,
             duration_ms=self.duration_ms,
             device_id=self.device_id,
+            host_user_id=host_user_id,
         )
 
     @classmethod
-    def from_snapshot(cls, snapshot: HostSnapshot) -> PlayerState:
+    def from_snapshot(cls, snapshot: HostSnapshot, at: float) -> PlayerState:
+        """`at`: the snapshot's wall time on this process's monotonic clock."""
         return cls(
             track_id=snapshot.track_id,
             position_ms=snapshot.position_ms,
             is_playing=snapshot.is_playing,
-            at=snapshot.at,
+            at=at,
             duration_ms=snapshot.duration_ms,
             device_id=snapshot.device_id,
         )

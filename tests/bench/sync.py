@@ -42,8 +42,9 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from core.spotify import SpotifyClient, SpotifyConfig
-from core.sync.engine import SyncEngine, SyncEngines
-from core.sync.ports import SessionStatus
+from core.sync.engine import SyncEngine
+from core.sync.reporter import PlaybackReport as SessionStatus
+from core.sync.supervisor import GuildEngines as SyncEngines
 from storage import Storage, TokenCipher, open_storage
 from storage.records import ListenerState, Session, SpotifyLink
 from tests.bench.baseline_loop import run_baseline
@@ -82,6 +83,9 @@ class NullEvents:
         pass
 
     async def session_ended(self, guild_id: int, reason: str) -> None:
+        pass
+
+    async def session_gone(self, guild_id: int) -> None:
         pass
 
 
@@ -284,7 +288,7 @@ async def engines_running(w: World) -> AsyncIterator[SyncEngines]:
     client = w.client
 
     def factory(guild_id: int) -> SyncEngine:
-        return SyncEngine(guild_id, client=client, sessions=w.store, events=events,
+        return SyncEngine(guild_id, client=client, sessions=w.store, announcer=events,
                           leases=w.store, hold=lambda: client.limiter.blocked_for)  # fmt: skip
 
     engines = SyncEngines(factory)

@@ -85,7 +85,7 @@ async def test_session_lifecycle_and_refusals(world: World) -> None:
         assert "not in this game night" in await say(world, "gamenight leave", stranger)
 
         assert "Re-syncing you" in await say(world, "gamenight resync", kim)
-        assert "all 1 listener" in await say(world, "gamenight resync", host)
+        assert "Re-syncing 1 listener" in await say(world, "gamenight resync", host)
 
         assert "left the game night" in await say(world, "gamenight leave", kim)
         assert "Listeners (0)" in world.discord.message(board.id).text

@@ -531,3 +531,34 @@ async def test_writes_cancelled_at_any_step_are_whole_or_absent(
         kept = await reopened.get_session(5000 + steps)
         assert kept is not None and set(kept.listeners) == {1}
         assert await reopened.get_link(steps + 1) is not None
+
+
+async def test_a_released_lease_is_announced_to_waiters(store: Storage) -> None:
+    releases = store.lease_releases()
+    first = asyncio.ensure_future(anext(releases))
+    await asyncio.sleep(0.2)  # subscribed before the release (pub/sub keeps no history)
+    assert await store.acquire_lease("guild:3", "proc-a", 5)
+    assert not await store.release_lease("guild:3", "proc-b")  # not theirs: nothing announced
+    assert await store.release_lease("guild:3", "proc-a")
+    try:
+        async with asyncio.timeout(2):
+            assert await first == "guild:3"
+    finally:
+        first.cancel()
+        await releases.aclose()
+
+
+async def test_a_lease_is_renewed_by_its_holder_and_lapses_for_others(store: Storage) -> None:
+    assert await store.acquire_lease("guild:4", "proc-a", 0.3)
+    for _ in range(3):  # renewals keep it past its first TTL
+        await asyncio.sleep(0.15)
+        assert await store.renew_lease("guild:4", "proc-a", 0.3)
+        assert not await store.acquire_lease("guild:4", "proc-b", 0.3)
+
+
+async def test_a_store_says_whether_other_processes_share_its_leases(
+    store: Storage, backend: str
+) -> None:
+    # A loop on a store nobody else uses keeps syncing when a lease write fails (SQLite);
+    # on Redis a lease it cannot renew lapses, as another process may take the guild.
+    assert store.leases_shared is (backend == "redis")

@@ -30,6 +30,9 @@ TEST_CONFIG = EngineConfig(
 )
 
 
+READ_LAG_S = 0.4  # under TEST_CONFIG's settle window, as the real lag is under the default's
+
+
 def spotify_config(fake: FakeSpotify, **overrides: float) -> SpotifyConfig:
     return SpotifyConfig(
         fake.app.client_id,
@@ -45,6 +48,7 @@ def spotify_config(fake: FakeSpotify, **overrides: float) -> SpotifyConfig:
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     async with FakeSpotify() as fake, aiohttp.ClientSession() as http:
         fake.set_latency(0.02, jitter=0.01)
+        fake.lag.read_lag = READ_LAG_S  # Spotify's read side lags its command side
         store = await open_storage(f"sqlite:///{tmp_path}/sync.db", TokenCipher.generate())
         client = SpotifyClient(spotify_config(fake), store, http)
         world = Rig(fake, store, client, TEST_CONFIG)

@@ -13,8 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from core.spotify.client import SpotifyClient
+from core.sync.clock import Clock
 from core.sync.engine import EngineConfig, SyncEngine
-from core.sync.ports import SessionStatus
+from core.sync.reporter import PlaybackReport
 from storage.base import Storage
 from storage.records import ListenerState, Session, SpotifyLink
 from tests.fakes.spotify import FakeSpotify
@@ -22,22 +23,26 @@ from tests.fakes.spotify_catalog import FakeDevice, FakePlayer
 
 
 class RecordedEvents:
-    """`SyncEvents` that remembers what the engine reported (the bot's side is tested in
+    """An `Announcer` that remembers what the engine reported (the bot's side is tested in
     tests/bot/test_gamenight_sync.py against the fake Discord)."""
 
     def __init__(self) -> None:
-        self.statuses: list[SessionStatus] = []
+        self.statuses: list[PlaybackReport] = []
         self.notices: list[tuple[int, str]] = []
         self.ended: list[tuple[int, str]] = []
+        self.gone: list[int] = []
 
-    async def status_changed(self, status: SessionStatus) -> None:
-        self.statuses.append(status)
+    async def status_changed(self, report: PlaybackReport) -> None:
+        self.statuses.append(report)
 
     async def notify_user(self, guild_id: int, user_id: int, message: str) -> None:
         self.notices.append((user_id, message))
 
     async def session_ended(self, guild_id: int, reason: str) -> None:
         self.ended.append((guild_id, reason))
+
+    async def session_gone(self, guild_id: int) -> None:
+        self.gone.append(guild_id)
 
 
 @dataclass
@@ -89,7 +94,8 @@ class Rig:
         guild_id: int,
         *,
         store: Storage | None = None,
-        holder: str | None = None,
+        holder: str = "rig",
+        clock: Clock | None = None,
         **overrides: object,
     ) -> SyncEngine:
         """An engine like the composition root builds (closed by the test fixture)."""
@@ -98,11 +104,12 @@ class Rig:
             guild_id,
             client=self.client,
             sessions=store,
-            events=self.events,
+            announcer=self.events,
             config=replace(self.config, **overrides),  # type: ignore[arg-type]  # knobs by name
             leases=store,
             holder=holder,
             hold=lambda: self.client.limiter.blocked_for,
+            clock=clock,
         )
         self.engines.append(engine)
         return engine

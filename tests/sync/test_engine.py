@@ -7,12 +7,14 @@ listeners' fake players, what the fake Spotify received, storage and the reporte
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
 from core.sessions import SessionService
 from core.sync.changes import Change
-from core.sync.engine import HOST_UNLINKED, QUOTA_NOTICE, SyncEngines
+from core.sync.engine import HOST_UNLINKED, QUOTA_NOTICE
+from core.sync.supervisor import GuildEngines
 from storage.records import LinkStatus
 from storage.records import ListenerStatus as S
 from tests.fakes.spotify_catalog import FakeDevice
@@ -285,14 +287,14 @@ async def test_a_restarted_process_resumes_without_restarting_listeners(rig: Rig
     queue = await setup(rig)
     host = rig.player(HOST)
     host.load(queue, position_ms=50_000)
-    first = SyncEngines(rig.engine)
+    first = GuildEngines(rig.engine)
     assert await first.resume_all(rig.store) == 1
     await until(lambda: rig.in_sync(HOST, ANN) and rig.in_sync(HOST, BEN))
     await asyncio.sleep(0.5)  # the snapshot is stored
     await first.aclose()  # the process goes away
 
     commanded = plays(rig, ANN), plays(rig, BEN)
-    second = SyncEngines(rig.engine)
+    second = GuildEngines(rig.engine)
     assert await second.resume_all(rig.store) == 1
     engine = second.get(GUILD)
     assert engine is not None
@@ -370,6 +372,10 @@ async def test_a_resync_does_not_add_back_a_listener_who_left_meanwhile(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await setup(rig)
+    stored = await rig.store.get_session(GUILD)
+    assert stored is not None
+    for state in stored.listeners.values():  # both wandered off
+        await rig.store.update_listener(GUILD, replace(state, status=S.DETACHED))
     read = rig.store.get_session
 
     async def read_then_leave(guild_id: int) -> object:
@@ -388,7 +394,7 @@ async def test_starting_a_guild_twice_at_once_runs_one_engine(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await setup(rig)
-    engines = SyncEngines(rig.engine)
+    engines = GuildEngines(rig.engine)
     stale = await engines.start(GUILD)
     await stale.aclose()  # its loop is over, but it is still on the books
     close = stale.aclose

@@ -7,6 +7,7 @@ share the fake Spotify, as two bot processes of one Spotify app would.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -14,8 +15,7 @@ import aiohttp
 import pytest
 
 from core.spotify import SpotifyClient
-from core.sync.engine import SyncEngines
-from core.sync.runner import SessionSync
+from core.sync.supervisor import GuildEngines, SyncSupervisor
 from storage import Storage, TokenCipher, open_storage
 from tests.fakes.spotify import FakeSpotify
 from tests.sync.conftest import TEST_CONFIG, spotify_config, until
@@ -55,13 +55,13 @@ async def test_two_processes_run_one_loop_and_the_survivor_takes_over(
 
     # Process A hears about the session (session_started) and starts its loop.
     store_a: Storage = await open_storage(url, cipher)
-    engines_a = SyncEngines(lambda guild: rig.engine(guild, store=store_a, holder="A"))
+    engines_a = GuildEngines(lambda guild: rig.engine(guild, store=store_a, holder="A"))
     await engines_a.start(GUILD)
     await until(lambda: rig.in_sync(HOST, ANN) and rig.in_sync(HOST, BEN))
     # Process B never heard of it: its rescan finds it and starts a loop, which waits.
     store_b: Storage = await open_storage(url, cipher)
-    sync_b = SessionSync(
-        SyncEngines(lambda guild: rig.engine(guild, store=store_b, holder="B")),
+    sync_b = SyncSupervisor(
+        GuildEngines(lambda guild: rig.engine(guild, store=store_b, holder="B")),
         store_b,
         rescan_s=0.2,
     )
@@ -77,16 +77,88 @@ async def test_two_processes_run_one_loop_and_the_survivor_takes_over(
         assert engine_a.calls["host_read"] > 0
         assert engine_b.calls.total() == 0  # exactly one loop talks to Spotify
 
-        # Process A dies: its Redis connection goes away, its lease is never renewed again.
+        # Process A loses Redis: its lease is never renewed again. It goes on from memory only
+        # while its lease is certainly still its own, then sends nothing (fencing).
         await store_a.aclose()
+        await until(lambda: engine_b.lease.held, within=3 * TEST_CONFIG.lease_ttl_s)
+        assert not engine_a.lease.valid()
         a_calls = engine_a.calls.total()
         host.next()
         await until(lambda: engine_b.calls["play"] >= 2, within=3 * TEST_CONFIG.lease_ttl_s)
         await until(lambda: rig.in_sync(HOST, ANN) and rig.in_sync(HOST, BEN))
         assert rig.player(ANN).now().track_id == queue[2]
-        # At most what a round already past its storage read sends (host read + two plays).
-        assert engine_a.calls.total() <= a_calls + 3
+        assert engine_a.calls.total() == a_calls
     finally:
         await sync_b.aclose()
         await engines_a.aclose()
         await store_b.aclose()
+
+
+async def test_a_clean_shutdown_hands_the_guild_over_within_a_second(
+    redis_rig: tuple[Rig, str, TokenCipher],
+) -> None:
+    rig, url, cipher = redis_rig
+    for uid, name in ((HOST, "host"), (ANN, "ann"), (BEN, "ben")):
+        await rig.link(uid, name)
+    await rig.session(GUILD, HOST, (ANN, BEN))
+    queue = [t.id for t in rig.fake.catalog[:4]]
+    host = rig.player(HOST)
+    host.load(queue, position_ms=20_000)
+    stores = [await open_storage(url, cipher) for _ in range(2)]
+    # A long lease: only the release announcement can make the hand-over fast.
+    slow = {"lease_ttl_s": 30.0}
+    supervisors = [
+        SyncSupervisor(
+            GuildEngines(lambda g, s=store, h=name: rig.engine(g, store=s, holder=h, **slow)),
+            store,
+            store,
+            rescan_s=0.2,
+        )
+        for store, name in zip(stores, "AB", strict=True)
+    ]
+    a, b = supervisors
+    try:
+        await a.start()
+        await a.engines.start(GUILD)
+        await until(lambda: rig.in_sync(HOST, ANN) and rig.in_sync(HOST, BEN))
+        await b.start()
+        await until(lambda: b.engines.get(GUILD) is not None)
+        engine_b = b.engines.get(GUILD)
+        assert engine_b is not None
+        await asyncio.sleep(0.5)
+        assert engine_b.calls.total() == 0
+
+        await a.aclose()  # SIGTERM: the loop stops and releases its lease
+        released = time.monotonic()
+        host.next()
+        await until(lambda: engine_b.lease.held, within=3)
+        assert time.monotonic() - released < 1.0
+        await until(lambda: rig.in_sync(HOST, ANN) and rig.in_sync(HOST, BEN), within=3)
+    finally:
+        await b.aclose()
+        await a.aclose()
+        for store in stores:
+            await store.aclose()
+
+
+async def test_a_loop_whose_lease_was_taken_sends_nothing(
+    redis_rig: tuple[Rig, str, TokenCipher],
+) -> None:
+    rig, _, _ = redis_rig
+    for uid, name in ((HOST, "host"), (ANN, "ann"), (BEN, "ben")):
+        await rig.link(uid, name)
+    await rig.session(GUILD, HOST, (ANN, BEN))
+    queue = [t.id for t in rig.fake.catalog[:4]]
+    rig.player(HOST).load(queue, position_ms=20_000)
+    engine = rig.engine(GUILD, holder="A")
+    await engine.start()
+    await until(lambda: rig.in_sync(HOST, ANN) and rig.in_sync(HOST, BEN))
+    # Another process got the guild (A was partitioned past its TTL, say).
+    assert await rig.store.release_lease(f"sync:{GUILD}", "A")
+    assert await rig.store.acquire_lease(f"sync:{GUILD}", "B", 60)
+    await until(lambda: not engine.lease.valid(), within=3)
+    sent = engine.calls["play"] + engine.calls["seek"] + engine.calls["pause"]
+    rig.player(HOST).next()
+    await asyncio.sleep(1.5)
+    assert engine.calls["play"] + engine.calls["seek"] + engine.calls["pause"] == sent
+    assert rig.player(ANN).now().track_id == queue[0]

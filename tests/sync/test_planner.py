@@ -6,6 +6,8 @@ import pytest
 
 from core.sync.clock import Latency
 from core.sync.planner import (
+    READ_FIRST,
+    SETTLING,
     Action,
     ListenerView,
     Mark,
@@ -16,6 +18,7 @@ from core.sync.planner import (
     Seek,
     SyncConfig,
     belief_after,
+    needs_read,
     plan,
     plan_listener,
 )
@@ -55,8 +58,9 @@ def view(
     retry_at: float = 0.0,
     device: str | None = None,
     latency: Latency = LAT,
+    commanded_at: float = 0.0,
 ) -> ListenerView:
-    return ListenerView(7, status, belief, observed, latency, device, retry_at)
+    return ListenerView(7, status, belief, observed, latency, device, retry_at, commanded_at)
 
 
 IN_SYNC = st(pos=59_500, at=100.0)  # commanded at 100.0 -> at 60 500 now, like the host
@@ -64,7 +68,7 @@ COMMANDED = 96.0  # a belief from a command long enough ago that observations ar
 
 ROWS: list[tuple[str, PlayerState, ListenerView, Action]] = [
     # --- commands from beliefs --------------------------------------------------------------
-    ("joined, host playing", HOST, view(), Play(URI_A, 60_600)),
+    ("joined, host playing: read first", HOST, view(), READ_FIRST),
     ("in sync", HOST, view(IN_SYNC), Nothing()),
     ("host skipped", HOST, view(st(B, 10_000, at=99.0)), Play(URI_A, 60_600)),
     ("host resumed", HOST, view(st(pos=40_000, playing=False)), Resume(URI_A, 60_600)),
@@ -74,12 +78,31 @@ ROWS: list[tuple[str, PlayerState, ListenerView, Action]] = [
     ("1.1 s off: seek", HOST, view(st(pos=61_600)), Seek(60_600)),
     ("host paused", HOST_PAUSED, view(IN_SYNC), Pause()),
     ("host paused, listener too", HOST_PAUSED, view(st(playing=False)), Nothing()),
-    ("host paused, listener unknown", HOST_PAUSED, view(), Pause()),
+    ("host paused, listener unknown: read first", HOST_PAUSED, view(), READ_FIRST),
     ("host stopped", HOST_IDLE, view(IN_SYNC), Pause()),
     ("host stopped, listener paused", HOST_IDLE, view(st(playing=False)), Nothing()),
-    ("host stopped, listener unknown", HOST_IDLE, view(), Pause()),
-    ("slow listener lands later", HOST, view(latency=Latency(0.3, 0.01, 9)), Play(URI_A, 60_800)),
-    ("picked device is used", HOST, view(device="tv"), Play(URI_A, 60_600, "tv")),
+    ("host stopped, listener unknown: read first", HOST_IDLE, view(), READ_FIRST),
+    (
+        "slow listener lands later",
+        HOST,
+        view(st(B), latency=Latency(0.3, 0.01, 9)),
+        Play(URI_A, 60_800),
+    ),
+    ("picked device is used", HOST, view(st(B), device="tv"), Play(URI_A, 60_600, "tv")),
+    (
+        "user moved device: follow them, never pull them back",
+        HOST,
+        view(
+            st(pos=55_500, at=COMMANDED, dev="laptop"), st(pos=58_500, dev="phone"), device="laptop"
+        ),
+        Seek(60_600),
+    ),
+    (
+        "user moved device, in sync there",
+        HOST,
+        view(st(at=COMMANDED, dev="laptop"), st(pos=60_400, dev="phone"), device="laptop"),
+        Nothing(),
+    ),
     ("both at track end", st(pos=200_000, at=100.5), view(st(pos=199_000, at=99.0)), Nothing()),
     # --- statuses ----------------------------------------------------------------------------
     ("detached: left alone", HOST, view(st(B), status=S.DETACHED), Nothing("status detached")),
@@ -91,7 +114,25 @@ ROWS: list[tuple[str, PlayerState, ListenerView, Action]] = [
         Nothing("status premium_required"),
     ),
     ("no device, waiting", HOST, view(status=S.NO_DEVICE, retry_at=110), Nothing("backing off")),
-    ("no device, retry due", HOST, view(status=S.NO_DEVICE, retry_at=100), Play(URI_A, 60_600)),
+    ("no device, retry due: read first", HOST, view(status=S.NO_DEVICE, retry_at=100), READ_FIRST),
+    (
+        "no device with a retained belief: read first",
+        HOST,
+        view(IN_SYNC, status=S.NO_DEVICE, retry_at=100),
+        READ_FIRST,
+    ),
+    (
+        "no device, reopened Spotify on the old track, paused",
+        HOST,
+        view(IN_SYNC, st(B, 5_000, playing=False), status=S.NO_DEVICE, retry_at=100),
+        Play(URI_A, 60_600),
+    ),
+    (
+        "no device, still nothing active",
+        HOST,
+        view(IN_SYNC, PlayerState.idle(NOW), status=S.NO_DEVICE, retry_at=100),
+        Play(URI_A, 60_600),
+    ),
     (
         "error, backing off",
         HOST,
@@ -177,6 +218,25 @@ ROWS: list[tuple[str, PlayerState, ListenerView, Action]] = [
     ("restart: observed paused", HOST, view(None, st(playing=False)), Resume(URI_A, 60_600)),
     ("restart: host paused, listener plays", HOST_PAUSED, view(None, st()), Pause()),
     ("restart: all quiet", HOST_PAUSED, view(None, PlayerState.idle(NOW)), Nothing()),
+    (
+        "resync while the host is paused: their own track is paused",
+        HOST_PAUSED,
+        view(None, st(X, 3_000)),
+        Pause(),
+    ),
+    # --- Spotify's read-after-write lag: the belief wins inside the settle window ------------
+    (
+        "read just after our play still shows the old track",
+        HOST,
+        view(st(pos=60_400, at=100.9), st(B, 10_000, at=NOW), commanded_at=100.8),
+        Nothing(),
+    ),
+    (
+        "a timed-out command may still land: no second command",
+        HOST,
+        view(None, st(B, 10_000, at=NOW), commanded_at=100.0),
+        SETTLING,
+    ),
 ]
 
 
@@ -194,7 +254,7 @@ def test_plan_covers_every_listener_independently() -> None:
         3: ListenerView(3, S.DETACHED),
     }
     assert plan(HOST, views, NOW) == {
-        1: Play(URI_A, 60_600),
+        1: READ_FIRST,
         2: Nothing(),
         3: Nothing("status detached"),
     }
@@ -251,3 +311,19 @@ def test_a_lost_command_is_planned_again() -> None:
     assert plan_listener(HOST, listener, NOW + 1) == Play(URI_A, 61_600)
     accepted = belief_after(listener, Play(URI_A, 61_600), HOST, NOW + 1.1)
     assert plan_listener(HOST, ListenerView(7, belief=accepted, latency=LAT), NOW + 2) == Nothing()
+
+
+@pytest.mark.parametrize(
+    ("listener", "expected"),
+    [
+        (view(), True),
+        (view(IN_SYNC), False),
+        (view(IN_SYNC, status=S.NO_DEVICE), True),
+        (view(status=S.NO_DEVICE, retry_at=110), False),
+        (view(status=S.DETACHED), False),
+        (view(status=S.PREMIUM_REQUIRED), False),
+        (view(commanded_at=100.5), False),  # a command of ours may still be landing
+    ],
+)
+def test_needs_read(listener: ListenerView, expected: bool) -> None:
+    assert needs_read(listener, NOW) is expected

@@ -12,8 +12,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
-from bot.web import RateLimit
+from bot.web import RateLimit, create_app
+from bot.web.services import SYNC_HEALTH
+from core.sync.health import SyncHealth
 from tests.fakes.youtube import FakeYouTube
 from tests.pwa import PWA_ORIGIN, TRACK_ID, track_body
 from tests.web.conftest import VIDEO_ID, Api, seed_stream
@@ -462,3 +465,36 @@ async def test_each_app_has_its_own_registry(api_factory: Any) -> None:
     await first.post_song(track_body())
     text = await (await second.client.get("/metrics")).text()
     assert 'route="/song"' not in text
+
+
+async def test_healthcheck_reports_sync_write_failures_and_stalled_loops(api: Api) -> None:
+    now = [100.0]
+    health = SyncHealth(lambda: now[0], stall_after_s=30)
+    app = create_app(storage=api.storage, resolver=api.resolver)
+    app[SYNC_HEALTH] = health  # as the composition root does when sync loops run
+    async with TestClient(TestServer(app)) as client:
+        await _health_cycle(client, health, now)
+
+
+async def _health_cycle(
+    client: TestClient[web.Request, web.Application], health: SyncHealth, now: list[float]
+) -> None:
+    health.round_done(1)
+    health.round_done(2)
+    ok = await client.get("/healthcheck")
+    assert ok.status == 200
+    assert "sync loops: 2" in await ok.text()
+
+    health.storage_failed(1, "storing the host snapshot", OSError("disk full"))
+    now[0] += 12
+    health.round_done(1)
+    health.round_done(2)
+    degraded = await client.get("/healthcheck")
+    assert degraded.status == 200  # syncing goes on from memory: say so, stay in service
+    assert "storage writes failing for 12 s (1 failed)" in await degraded.text()
+
+    now[0] += 40
+    health.round_done(1)  # guild 2's loop is stuck
+    stalled = await client.get("/healthcheck")
+    assert stalled.status == 503
+    assert "stalled sync loops: 1" in await stalled.text()

@@ -1,0 +1,91 @@
+"""One listener as the engine knows them, and the position a command carries.
+
+`Listener` is the engine's working memory about one listener; `PositionAt` computes a play or
+seek position at the moment the Spotify client sends the request (see core/sync/listeners.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from core.sync.clock import Clock, Latency, landing_position
+from core.sync.lease import GuildLease
+from core.sync.planner import ListenerView
+from core.sync.state import PlayerState
+from storage.records import ListenerState, ListenerStatus
+
+
+class StaleCommand(Exception):
+    """A command withheld at the moment of sending: timed out already, or the lease is gone."""
+
+
+@dataclass
+class Listener:
+    """The engine's working memory about one listener (the stored part is `state`)."""
+
+    state: ListenerState
+    belief: PlayerState | None = None
+    latency: Latency = field(default_factory=Latency)
+    device_id: str | None = None  # picked for the command in progress only
+    retry_at: float = 0.0
+    failures: int = 0  # transient failures in a row
+    last_checked: float = 0.0
+    last_commanded: float = 0.0  # when our last accepted command landed
+    commanded_at: float = 0.0  # when our last command was sent, accepted or not
+    told: set[ListenerStatus] = field(default_factory=set)
+    inflight: asyncio.Task[None] | None = None  # a command still out (the round moved on)
+
+    @property
+    def busy(self) -> bool:
+        return self.inflight is not None and not self.inflight.done()
+
+    @property
+    def backing_off(self) -> bool:
+        """Waiting after transient failures (an outage, a hang) rather than for the user."""
+        return self.failures > 0
+
+    def view(self, observed: PlayerState | None) -> ListenerView:
+        return ListenerView(
+            user_id=self.state.user_id,
+            status=self.state.status,
+            belief=self.belief,
+            observed=observed,
+            latency=self.latency,
+            device_id=self.device_id,
+            retry_at=self.retry_at,
+            commanded_at=self.commanded_at,
+        )
+
+    def forget(self) -> None:
+        """Back to knowing nothing (resync, lease regained): the next round reads them first.
+        What they were told stays told."""
+        self.belief = None
+        self.retry_at = 0.0
+        self.failures = 0
+        self.last_checked = 0.0
+
+
+class PositionAt:
+    """The position for a command, computed by the client right before the request is sent.
+
+    Called in the client's worker thread: it reads only immutable values and the clock. It
+    raises `StaleCommand` instead when the command's deadline has passed or the lease is no
+    longer valid, so such a command never leaves."""
+
+    def __init__(
+        self, host: PlayerState, latency: Latency, clock: Clock, deadline: float, lease: GuildLease
+    ) -> None:
+        self._host, self._latency, self._clock = host, latency, clock
+        self._deadline, self._lease = deadline, lease
+        self.sent: tuple[float, int] | None = None  # (when, position) once computed
+
+    def __call__(self) -> int:
+        now = self._clock.now()
+        if now >= self._deadline:
+            raise StaleCommand("timed out before it was sent")
+        if not self._lease.valid():
+            raise StaleCommand("the sync lease is no longer ours")
+        position = landing_position(self._host, now, self._latency)
+        self.sent = (now, position)
+        return position
