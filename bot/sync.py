@@ -16,6 +16,7 @@ import socket
 import uuid
 from typing import TYPE_CHECKING
 
+from bot.replies import for_discord
 from core.sessions import SessionService
 from core.sync.engine import EngineConfig, SyncEngine, SyncEngines
 from core.sync.planner import SyncConfig
@@ -46,7 +47,7 @@ class DiscordSyncEvents:
     async def notify_user(self, guild_id: int, user_id: int, message: str) -> None:
         guild = self._bot.get_guild(guild_id)
         where = f" in {guild.name}" if guild is not None else ""
-        await self._bot.dm(user_id, f"🎮 Game night{where}: {message}")
+        await self._bot.dm(user_id, f"🎮 Game night{where}: {for_discord(message)}")
 
     async def session_ended(self, guild_id: int, reason: str) -> None:
         await self._sessions.end(guild_id, reason)
@@ -78,7 +79,7 @@ async def start_sync(settings: Settings, services: Services, bot: GameNightBot) 
             config=config,
             leases=store,
             holder=holder,
-            hold=lambda: spotify.limiter.blocked_for,
+            hold=lambda: spotify.blocked_for,  # Retry-After and the QUOTA_EXCEEDED hold
         )
 
     # Look for sessions without a loop here (another process's, to take over when its lease

@@ -34,7 +34,15 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from core.errors import NoActiveDevice, NotFound, NotLinked, RateLimited, TokenRevoked
+from core.errors import (
+    BudgetRefused,
+    NoActiveDevice,
+    NotFound,
+    NotLinked,
+    QuotaHeld,
+    RateLimited,
+    TokenRevoked,
+)
 from core.sync.changes import Change, HostChange, detect
 from core.sync.clock import Latency
 from core.sync.failures import NO_DEVICE_RETRY_S, Verdict, classify
@@ -65,6 +73,7 @@ from core.sync.schedule import (
     pick_drift_checks,
 )
 from core.sync.state import PlayerState
+from core.timetext import TimedText
 from core.tracks import TrackInfo
 from storage.base import LeaseStore, SessionStore
 from storage.records import ListenerState, ListenerStatus, Session
@@ -74,7 +83,7 @@ log = logging.getLogger(__name__)
 QUOTA_NOTICE_EVERY_S = 600.0
 QUOTA_NOTICE = (
     "Spotify says this bot has used up its API quota for now, so syncing is paused. "
-    "It resumes by itself when Spotify allows it again."
+    "It resumes by itself at {time}, when Spotify allows it again."
 )
 HOST_RELINK = "Your Spotify link expired — run /link again to host"
 HOST_UNLINKED = "Your Spotify isn't linked any more — run /link again to host"
@@ -148,7 +157,8 @@ class SyncEngine:
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`hold` says how long the Spotify app must not call (the client's shared limiter,
-        `SpotifyClient.limiter.blocked_for`); without it only 429s this engine saw count."""
+        `SpotifyClient.blocked_for`: Retry-After and QUOTA_EXCEEDED holds); without it only
+        429s this engine saw count."""
         self.guild_id = guild_id
         self._client = client
         self._sessions = sessions
@@ -355,7 +365,7 @@ class SyncEngine:
         self._quota_told_at = now
         log.warning("guild %s: Spotify quota exceeded; telling the host", self.guild_id)
         try:
-            await self._events.notify_user(self.guild_id, self._host_id, QUOTA_NOTICE)
+            await self._events.notify_user(self.guild_id, self._host_id, quota_notice(error))
         except Exception:
             log.exception("guild %s: telling the host about the quota failed", self.guild_id)
 
@@ -369,6 +379,8 @@ class SyncEngine:
                 playback = await self._client.playback(host_id)
         except RateLimited as error:
             await self._rate_limited(error)
+            return None
+        except BudgetRefused:  # our own budget: nothing was sent, no hold; skip this beat
             return None
         except (TokenRevoked, NotLinked) as error:
             # Only they can fix it (/link): tell them once and count them as idle, so the idle
@@ -423,6 +435,8 @@ class SyncEngine:
                 playback = await self._client.playback(uid)
         except RateLimited as error:
             await self._rate_limited(error)
+            return None
+        except BudgetRefused:  # our own budget: nothing was sent, no hold; skip this beat
             return None
         except Exception as error:
             log.info("guild %s: reading listener %s failed: %r", self.guild_id, uid, error)
@@ -716,3 +730,9 @@ class SyncEngines:
     async def aclose(self) -> None:
         engines, self._engines = list(self._engines.values()), {}
         await asyncio.gather(*(engine.aclose() for engine in engines))
+
+
+def quota_notice(error: RateLimited) -> TimedText:
+    """QUOTA_NOTICE naming when calls resume (the bot shows it in the host's own zone)."""
+    wall = error.resume_at if isinstance(error, QuotaHeld) else time.time() + error.retry_after
+    return TimedText(QUOTA_NOTICE, wall)
