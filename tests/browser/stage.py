@@ -19,7 +19,7 @@ from bot.web import RateLimit, create_app
 from bot.web.listen import add_listen_routes
 from core.listen import ListenAlong, ListenConfig
 from core.resolver import build_resolver
-from core.spotify import SpotifyClient
+from core.spotify import SpotifyClient, StoreLocks
 from storage import open_storage
 from storage.base import Storage
 from storage.crypto import TokenCipher
@@ -124,7 +124,9 @@ async def stage(tmp_path: Path) -> AsyncIterator[Stage]:
         storage = await open_storage(f"sqlite:///{tmp_path / 'listen.db'}", TokenCipher.generate())
         stack.push_async_callback(storage.aclose)
         http = await stack.enter_async_context(aiohttp.ClientSession())
-        client = SpotifyClient(config_for(spotify), storage, http)
+        client = SpotifyClient(
+            config_for(spotify), storage, http, counters=storage, locks=StoreLocks(storage)
+        )
         stack.push_async_callback(client.aclose)
         resolver = build_resolver(
             storage,
