@@ -103,6 +103,7 @@ class SpotifyClient:
         self.app_token = AppToken(self.accounts, margin=config.refresh_margin, clock=clock)
 
     async def aclose(self) -> None:
+        await self.tokens.aclose()
         self.pool.close()
 
     @property

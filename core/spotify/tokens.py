@@ -155,6 +155,12 @@ class UserTokens:
                 return await self._load(user_id)
             return updated
 
+    async def aclose(self, timeout: float = 10.0) -> None:
+        """Let refreshes whose callers left finish storing what Spotify answered (a rotated
+        refresh token is the only valid one), for at most `timeout` seconds."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout)
+
     async def set_status(self, link: SpotifyLink, status: LinkStatus) -> None:
         if link.status != status:
             await self._links.set_link_status(link.discord_user_id, status, link.linked_at)
