@@ -39,6 +39,7 @@ NOT_LINKED = "You haven't linked Spotify yet: run /link."
 # A refresh takes at most a token call (seconds); a holder that died frees the lock by then.
 LOCK_TTL = 20.0
 LOCK_WAIT = 20.0
+CLOSE_WAIT = 10.0  # at shutdown, for refreshes still storing their answer
 
 
 class RefreshLocks(Protocol):
@@ -155,11 +156,11 @@ class UserTokens:
                 return await self._load(user_id)
             return updated
 
-    async def aclose(self, timeout: float = 10.0) -> None:
+    async def aclose(self) -> None:
         """Let refreshes whose callers left finish storing what Spotify answered (a rotated
-        refresh token is the only valid one), for at most `timeout` seconds."""
+        refresh token is the only valid one), for at most CLOSE_WAIT seconds."""
         if self._running:
-            await asyncio.wait(set(self._running), timeout=timeout)
+            await asyncio.wait(set(self._running), timeout=CLOSE_WAIT)
 
     async def set_status(self, link: SpotifyLink, status: LinkStatus) -> None:
         if link.status != status:
