@@ -16,6 +16,7 @@ import discord
 from discord import app_commands
 
 from core.errors import STORAGE_DOWN, UserFacingError
+from core.timetext import render_times
 from storage.errors import StorageError, StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,22 @@ async def send_private(interaction: discord.Interaction[Any], content: str, **kw
         await interaction.response.send_message(content, ephemeral=True, **kwargs)
 
 
+def discord_time(at: float) -> str:
+    """A wall-clock time as Discord shows it: in each reader's own zone, with "in 14 hours"."""
+    return f"<t:{int(at)}:t> (<t:{int(at)}:R>)"
+
+
+def for_discord(text: str) -> str:
+    """`text` with a time it names (a core TimedText) in the reader's zone, not the server's."""
+    return render_times(text, discord_time)
+
+
 def user_message(error: BaseException) -> str | None:
     """The message a user should see for `error`, or None for an unexpected failure."""
     if isinstance(error, app_commands.CommandInvokeError | app_commands.TransformerError):
         error = error.__cause__ or error
     if isinstance(error, UserFacingError):
-        return error.message
+        return for_discord(error.message)
     if isinstance(error, StorageError):
         return STORAGE_DOWN
     if isinstance(error, app_commands.NoPrivateMessage):

@@ -17,7 +17,7 @@ from bot.web.signing import RelaySigner, derive_secret
 from core.linking import Linker
 from core.resolver import Resolver, ResolverConfig, build_resolver
 from core.sessions import SessionService
-from core.spotify import SpotifyClient, SpotifyConfig
+from core.spotify import SpotifyClient, SpotifyConfig, StoreLocks
 from core.sync.health import SyncHealth
 from core.youtube import YouTubeConfig
 from core.ytargs import parse_extractor_args
@@ -105,7 +105,12 @@ async def open_resources(
         settings.storage_url, settings.cipher(), max_streams=settings.stream_cache_max_entries
     )
     stack.push_async_callback(store.aclose)
-    spotify = SpotifyClient(spotify_config(settings), store, http)
+    # The storage backend counts every Spotify call and keeps the holds and the refresh lock,
+    # so the budget survives a restart and every process sharing it (shards, the indexer)
+    # spends one budget.
+    spotify = SpotifyClient(
+        spotify_config(settings), store, http, counters=store, locks=StoreLocks(store)
+    )
     stack.push_async_callback(spotify.aclose)
     resolver = build_resolver(
         store,

@@ -75,7 +75,7 @@ class Settings:
     spotify_workers: int = 32  # spotipy threads: a sync fan-out waiting for one lands late
     sync_drift_check_interval_s: float = 15.0  # read each listener this often while playing
     spotify_rate_limit: int = 150  # Web API calls per rolling 30 s, for the whole app
-    spotify_daily_budget: int = 3000  # calls per rolling 24 h for the developer account
+    spotify_daily_budget: int = 1200  # calls per rolling 24 h for the developer account
     # Sharding (#15): None runs one unsharded gateway session. With several processes on one
     # Redis, each runs some shard ids of the same shard count (shard_ids None: all of them).
     discord_shard_count: int | None = None
@@ -390,7 +390,7 @@ def load_settings(
             "SPOTIFY_RATE_LIMIT", 150, _positive_int, "Web API calls per 30 s, e.g. 150"
         ),
         spotify_daily_budget=r.parsed(
-            "SPOTIFY_DAILY_BUDGET", 3000, _positive_int, "Spotify calls per 24 h, e.g. 3000"
+            "SPOTIFY_DAILY_BUDGET", 1200, _positive_int, "Spotify calls per 24 h, e.g. 1200"
         ),
         discord_shard_count=r.parsed(
             "DISCORD_SHARD_COUNT", None, _positive_int, "the total number of shards, e.g. 2"

@@ -16,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from bot.instance import data_folder, instance_id
+from bot.replies import for_discord
 from core.sessions import SessionService
 from core.sync.clock import Clock
 from core.sync.engine import EngineConfig, SyncEngine
@@ -49,7 +50,7 @@ class DiscordAnnouncer:
     async def notify_user(self, guild_id: int, user_id: int, message: str) -> None:
         guild = self._bot.get_guild(guild_id)
         where = f" in {guild.name}" if guild is not None else ""
-        await self._bot.dm(user_id, f"🎮 Game night{where}: {message}")
+        await self._bot.dm(user_id, f"🎮 Game night{where}: {for_discord(message)}")
 
     async def session_ended(self, guild_id: int, reason: str) -> None:
         await self._sessions.end(guild_id, reason)

@@ -84,20 +84,27 @@ class RateLimited(SpotifyError):
 
 class QuotaHeld(RateLimited):
     """429 QUOTA_EXCEEDED: the developer account's quota is spent; every call waits until
-    `resume_at` (wall-clock epoch), typically 13-15 h. The engine tells the host once."""
+    `resume_at` (wall-clock epoch), typically 13-15 h. The engine tells the host once.
+    The message names the time as a `TimedText`, so Discord can show it in the reader's zone."""
 
     def __init__(self, message: str, resume_at: float, retry_after: float) -> None:
         super().__init__(message, retry_after=retry_after, quota_exceeded=True)
         self.resume_at = resume_at
 
 
-class BudgetRefused(RateLimited):
+class BudgetRefused(SpotifyError):
     """Our own budget keeps what is left for more important calls (see core.spotify.quota);
-    nothing was sent. Not an error to show loudly: the caller skips this beat."""
+    nothing was sent. Deliberately NOT a RateLimited: Spotify did not refuse anything and no
+    hold applies to other calls, so a caller skips this beat (and may try a more important
+    call) instead of waiting out `retry_after`, which is only when the oldest counted call
+    leaves the window (hours, on a daily budget)."""
+
+    http_status = 503
 
     def __init__(self, message: str, priority: int, retry_after: float) -> None:
-        super().__init__(message, retry_after=retry_after)
+        super().__init__(message)
         self.priority = priority
+        self.retry_after = retry_after
 
 
 class Forbidden(SpotifyError):

@@ -44,6 +44,7 @@ from core.errors import (
 )
 from core.resolver import still_usable
 from core.spotify.models import PlaylistRef
+from core.spotify.quota import CallPriority
 from core.tracks import TrackInfo
 from storage.base import StreamCache
 from storage.records import CachedStream
@@ -288,7 +289,7 @@ class Indexer:
                 f"{left} are left for background work in the bot's Spotify budget "
                 "(SPOTIFY_DAILY_BUDGET, over a rolling 24 h). Index fewer playlists, or wait "
                 "for older calls to age out of the window.",
-                priority=4,
+                priority=CallPriority.BACKGROUND,
                 retry_after=3600.0,
             )
 

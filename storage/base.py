@@ -147,8 +147,8 @@ class CounterStore(Protocol):
     daily quota) and records Retry-After holds, so N processes spend one budget, not N.
     Times are wall-clock epoch seconds supplied by the caller."""
 
-    # True when other processes may use the same store (Redis): limits that only matter
-    # across processes (the 30 s window) need not pay a storage write per call otherwise.
+    # True when other processes may use the same store (Redis; a SQLite file the indexer
+    # shares with the bot); False for a store in one process's memory.
     shared_across_processes: bool
 
     async def hit_counter(
@@ -174,9 +174,10 @@ class CounterStore(Protocol):
 
 class LockStore(Protocol):
     def named_lock(self, name: str, ttl: float, wait: float) -> AbstractAsyncContextManager[None]:
-        """A mutex over every process sharing this store (redis-py's Lock on Redis; an
-        asyncio.Lock on SQLite, which one process owns). Held at most `ttl` seconds (a
-        crashed holder frees it); StorageUnavailable after waiting `wait` seconds."""
+        """A mutex over every process sharing this store (redis-py's Lock on Redis; a lock
+        row on SQLite, whose file the indexer shares with the bot). Every acquisition is its
+        own holder, in this process too. Held at most `ttl` seconds (a crashed holder frees
+        it); StorageUnavailable after waiting `wait` seconds."""
         ...
 
 

@@ -80,4 +80,13 @@ MIGRATIONS: list[tuple[str, ...]] = [
             reason TEXT NOT NULL
         )""",
     ),
+    # branch quota2: named locks that span processes sharing the file (the indexer beside
+    # the bot), for the per-user Spotify token refresh.
+    (
+        """CREATE TABLE named_locks (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+    ),
 ]

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-import weakref
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -48,6 +48,8 @@ from storage.records import (
 )
 
 P = ParamSpec("P")
+
+LOCK_POLL_S = 0.05  # how often a waiter on a named lock looks again
 R = TypeVar("R")
 T = TypeVar("T")
 
@@ -95,14 +97,13 @@ class SQLiteStorage:
         # aiosqlite has no transaction object: this lock keeps transactions from interleaving
         # on the shared connection.
         self._tx_lock = asyncio.Lock()
-        self._named_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
-        # Lease releases for this process's waiters (SQLite serves one process).
+        # Lease releases for this process's waiters (SQLite leases serve one process).
         self._released: set[asyncio.Queue[str]] = set()
         self.path = path
         self.url = f"sqlite:///{path}"
-        self.shared_across_processes = False  # one process owns the file
+        # The indexer (`python -m bot index`) runs beside the bot on the same file: the
+        # Spotify window, holds and the refresh lock must span processes here too.
+        self.shared_across_processes = True
         self.outage = Outage(self.url)
 
     @classmethod
@@ -511,22 +512,43 @@ class SQLiteStorage:
         finally:
             self._released.discard(queue)
 
-    # --- named locks (one process owns a SQLite file: an asyncio.Lock is enough) -----------
+    # --- named locks: a row with an expiry, taken under BEGIN IMMEDIATE, polled -----------
+    # Other processes on the file (the indexer beside the bot) see the row; one that died
+    # holding it frees it when `expires_at` passes. Waiters in this process poll too: callers
+    # that want a queue in memory put a local lock in front (core.spotify.tokens.StoreLocks).
+
+    @_sqlite_errors
+    async def _take_lock(self, name: str, holder: str, ttl: float) -> bool:
+        now = time.time()
+        async with (
+            self._transaction() as db,
+            db.execute(
+                "INSERT INTO named_locks VALUES (?,?,?) ON CONFLICT(name) DO UPDATE SET "
+                "holder=excluded.holder, expires_at=excluded.expires_at "
+                "WHERE named_locks.expires_at <= ?",
+                (name, holder, now + ttl, now),
+            ) as cur,
+        ):
+            return cur.rowcount == 1
+
+    @_sqlite_errors
+    async def _drop_lock(self, name: str, holder: str) -> None:
+        await self._write("DELETE FROM named_locks WHERE name=? AND holder=?", (name, holder))
 
     @asynccontextmanager
     async def named_lock(self, name: str, ttl: float, wait: float) -> AsyncIterator[None]:
-        lock = self._named_locks.get(name)
-        if lock is None:
-            lock = self._named_locks[name] = asyncio.Lock()
-        try:
-            async with asyncio.timeout(wait):
-                await lock.acquire()
-        except TimeoutError:
-            raise StorageUnavailable(f"lock {name} stayed busy for {wait:.0f} s") from None
+        holder = uuid.uuid4().hex
+        deadline = time.monotonic() + wait
+        while not await self._take_lock(name, holder, ttl):
+            if time.monotonic() >= deadline:
+                raise StorageUnavailable(f"lock {name} stayed busy for {wait:.0f} s")
+            await asyncio.sleep(LOCK_POLL_S)
         try:
             yield
         finally:
-            lock.release()
+            # Only our own row: past its ttl another holder may have taken it.
+            with contextlib.suppress(StorageError):
+                await asyncio.shield(self._drop_lock(name, holder))
 
     # --- counters and holds (the Spotify call budget) ------------------------------------
 

@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.replies import report_error
+from bot.replies import for_discord, report_error
 from bot.status import StatusBoard, render_status
 from bot.web.listen import ListenLinks
 from core.errors import UserFacingError
@@ -142,7 +142,7 @@ class GameNight(commands.GroupCog, group_name="gamenight"):
         track, playing = await self.board.now_playing(session)
         lines = [self._where(session)]
         if self.quota is not None:  # "Spotify calls today: 312 of 3,000", shared by processes
-            lines.append((await self.quota.refresh()).line())
+            lines.append(for_discord((await self.quota.refresh()).line()))
         await interaction.followup.send(
             "\n".join(line for line in lines if line),
             embed=render_status(session, track, playing, self.board.browser_listeners(session)),

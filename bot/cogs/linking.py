@@ -10,6 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.replies import for_discord
 from core.errors import UserFacingError
 from core.linking import Linker
 from core.sessions import NotListening, SessionService
@@ -100,7 +101,7 @@ class Linking(commands.Cog):
                 profile = await self.profiles.profile(interaction.user.id)
                 health = f"✅ Spotify answers for {profile.display_name}"
             except UserFacingError as exc:
-                health = f"⚠️ {exc.message}"
+                health = f"⚠️ {for_discord(exc.message)}"
             embed.add_field(name="Health", value=health, inline=False)
         if link.status is LinkStatus.OK:
             embed.set_footer(

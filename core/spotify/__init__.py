@@ -5,6 +5,7 @@ from core.spotify.config import SCOPES, SpotifyConfig
 from core.spotify.limiter import AppLimiter
 from core.spotify.models import Device, Playback, PlaylistRef, Profile
 from core.spotify.quota import CallPriority, QuotaGovernor, QuotaStatus
+from core.spotify.tokens import StoreLocks
 
 __all__ = [
     "SCOPES",
@@ -18,4 +19,5 @@ __all__ = [
     "QuotaStatus",
     "SpotifyClient",
     "SpotifyConfig",
+    "StoreLocks",
 ]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import aiohttp
@@ -19,12 +19,22 @@ import aiohttp
 from core.errors import Misconfigured, RateLimited, SpotifyError, TokenRevoked, Upstream
 from core.spotify.config import SpotifyConfig
 from core.spotify.errors import rate_limited, retry_after
+from core.spotify.quota import CallPriority
 
 log = logging.getLogger(__name__)
 
-# Called before every token request (None: may it go out? raises if not) and with each 429:
-# the client's quota and limiter see token calls too.
-Gate = Callable[[RateLimited | None], Awaitable[None]]
+
+class Gate(Protocol):
+    """The client's quota and limiter, for token calls too (SpotifyClient is one)."""
+
+    async def before_token_call(self, priority: CallPriority) -> None:
+        """May a token request at `priority` go out now? Raises (nothing sent) if not."""
+        ...
+
+    async def token_call_limited(self, error: RateLimited) -> RateLimited:
+        """The token endpoint answered 429: record the hold; the error to raise."""
+        ...
+
 
 # Shown when the refresh token is dead: the token endpoint said so, or the link is marked.
 RELINK = "Your Spotify link has expired: run /link again."
@@ -75,25 +85,33 @@ class Accounts:
         return f"{self._config.accounts_base.rstrip('/')}/authorize?{urlencode(params)}"
 
     async def exchange_code(self, code: str) -> TokenGrant:
+        # A person is waiting on the callback page: a command's priority.
         grant = await self._grant(
             {
                 "grant_type": "authorization_code",
                 "code": code,
                 "redirect_uri": self._config.redirect_uri,
-            }
+            },
+            CallPriority.COMMAND,
         )
         if grant.refresh_token is None:
             raise Upstream("Spotify sent no refresh token.")
         return grant
 
-    async def refresh(self, refresh_token: str) -> TokenGrant:
-        """A new access token; TokenRevoked when the refresh token is dead (invalid_grant)."""
-        return await self._grant({"grant_type": "refresh_token", "refresh_token": refresh_token})
+    async def refresh(
+        self, refresh_token: str, priority: CallPriority = CallPriority.COMMAND
+    ) -> TokenGrant:
+        """A new access token; TokenRevoked when the refresh token is dead (invalid_grant).
+        `priority`: that of the call that needs the token (it spends the budget as one)."""
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        return await self._grant(form, priority)
 
-    async def client_token(self) -> TokenGrant:
-        return await self._grant({"grant_type": "client_credentials"})
+    async def client_token(self, priority: CallPriority = CallPriority.COMMAND) -> TokenGrant:
+        return await self._grant({"grant_type": "client_credentials"}, priority)
 
-    async def _grant(self, form: dict[str, str]) -> TokenGrant:
+    async def _grant(self, form: dict[str, str], priority: CallPriority) -> TokenGrant:
+        if self._gate is not None:
+            await self._gate.before_token_call(priority)
         sent_at = self._clock()
         body = await self._post(form)
         try:
@@ -113,8 +131,6 @@ class Accounts:
     async def _post(self, form: dict[str, str]) -> dict[str, Any]:
         grant_type = form["grant_type"]
         timeout = aiohttp.ClientTimeout(total=self._config.call_timeout)
-        if self._gate is not None:
-            await self._gate(None)
         try:
             async with self._http.post(
                 self._token_url, data=form, headers=self._headers, timeout=timeout
@@ -138,9 +154,9 @@ class Accounts:
         if status == 429:
             # The quota answer here has the Web API's shape: {"error": {"reason": ...}}.
             quota = isinstance(error, dict) and error.get("reason") == "QUOTA_EXCEEDED"
-            limited = rate_limited(retry_after(headers), quota)
+            limited = rate_limited(retry_after(headers), quota, self._clock())
             if self._gate is not None:
-                await self._gate(limited)
+                limited = await self._gate.token_call_limited(limited)
             raise limited
         if status >= 500 or not isinstance(body, dict):
             raise Upstream("Spotify is having trouble right now; try again shortly.", status=status)

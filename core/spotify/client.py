@@ -1,9 +1,11 @@
 """SpotifyClient: the async face of the Spotify Web API for the rest of Game Night.
 
-Every call: a token (the user's stored link, or the app's client-credentials token), a place
-in the account's daily budget at the call's priority (`quota`, core/spotify/quota.py: the one
-place every Spotify call of the process is counted, token calls included), a slot from the
-app's limiter, then spotipy in the bounded pool. A 401 refreshes the token (once, per
+Every call: a token (the user's stored link, or the app's client-credentials token, fetched
+at the call's priority), a slot from the app's limiter (Retry-After and the 30 s window), then
+a place in the account's daily budget at the call's priority (`quota`, core/spotify/quota.py:
+the one place every Spotify call of the process is counted, token calls included), then
+spotipy in the bounded pool. The budget is spent last, so a call the limiter refuses never
+goes out and costs nothing. A 401 refreshes the token (once, per
 user, however many calls saw it) and retries once; a 429 holds the whole app for Retry-After;
 everything else surfaces as the core.errors taxonomy. See docs/SPOTIFY_API.md for the contract.
 """
@@ -13,14 +15,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import aiohttp
 import spotipy
 
 from core.errors import (
     Forbidden,
+    NotAllowlisted,
     NotFound,
+    OwnerPremiumLapsed,
     PlaylistNotReadable,
     PremiumRequired,
     QuotaHeld,
@@ -30,7 +34,12 @@ from core.errors import (
 )
 from core.spotify.accounts import Accounts
 from core.spotify.config import SpotifyConfig
-from core.spotify.errors import PLAYLIST_NOT_FOUND, PLAYLIST_NOT_READABLE, from_exception
+from core.spotify.errors import (
+    PLAYLIST_NOT_FOUND,
+    PLAYLIST_NOT_READABLE,
+    from_exception,
+    quota_held,
+)
 from core.spotify.limiter import AppLimiter
 from core.spotify.models import (
     Device,
@@ -63,27 +72,26 @@ class SpotifyClient:
         links: LinkStore,
         http: aiohttp.ClientSession,
         *,
-        limiter: AppLimiter | None = None,
-        clock: Callable[[], float] = time.time,
         counters: CounterStore | None = None,
         locks: RefreshLocks | None = None,
+        limiter: AppLimiter | None = None,
+        clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`clock` is wall time (token expiry is stored); `timer` stamps each call's send and
-        answer times, on the same monotonic clock as the sync engine (`timer` is shared)."""
+        """`counters`: where calls are counted and holds kept (the storage backend: persisted,
+        shared by every process on it); None keeps them in this process's memory.
+        `locks`: the per-user refresh lock (`StoreLocks(storage)` across processes); None is
+        per process. `clock` is wall time (token expiry is stored); `timer` stamps each call's
+        send and answer times, on the same monotonic clock as the sync engine."""
         self.config = config
         self._clock = clock
-        # The storage backend counts calls and keeps holds (persisted; shared on Redis).
-        if counters is None and hasattr(links, "hit_counter"):
-            counters = cast(CounterStore, links)
         self.quota = QuotaGovernor(
             config.daily_budget, window=config.budget_window, store=counters, clock=clock
         )
-        self.accounts = Accounts(http, config, clock, gate=self._token_call)
-        # The 30 s window goes through storage only where processes share it (Redis); one
-        # process (SQLite) keeps it in memory and saves a write per call.
-        shared = counters if counters is not None and counters.shared_across_processes else None
-        self.limiter = limiter or AppLimiter(config.rate_limit, config.rate_window, store=shared)
+        self.accounts = Accounts(http, config, clock, gate=self)
+        self.limiter = limiter or AppLimiter(
+            config.rate_limit, config.rate_window, clock=clock, store=counters
+        )
         self.timer = timer
         self.pool = SpotipyPool(
             config.api_base,
@@ -98,6 +106,7 @@ class SpotifyClient:
         self.app_token = AppToken(self.accounts, margin=config.refresh_margin, clock=clock)
 
     async def aclose(self) -> None:
+        await self.tokens.aclose()
         self.pool.close()
 
     @property
@@ -110,30 +119,39 @@ class SpotifyClient:
 
     # --- plumbing -------------------------------------------------------------------------
 
-    async def _token_call(self, error: RateLimited | None) -> None:
-        """Accounts calls this before each token request (error None) and on its 429s."""
-        if error is None:
-            await self.quota.admit(CallPriority.COMMAND)  # a token is needed by any call
-        else:
-            await self._rate_limited(error)
+    async def _admit(self, priority: CallPriority) -> None:
+        """Everything a call must pass before it goes out, cheapest refusal first; the
+        budget is spent last, once nothing else can refuse the call."""
+        self.quota.precheck(priority)
+        await self.limiter.acquire(self.config.max_rate_wait)
+        await self.quota.admit(priority)
 
-    async def _rate_limited(self, error: RateLimited) -> None:
+    async def before_token_call(self, priority: CallPriority) -> None:
+        """Accounts' gate: a token request is a Spotify call like any other."""
+        await self._admit(priority)
+
+    async def token_call_limited(self, error: RateLimited) -> RateLimited:
+        return await self._rate_limited(error)
+
+    async def _rate_limited(self, error: RateLimited) -> RateLimited:
+        """Record a 429's hold; the error to raise (a QUOTA_EXCEEDED names the stored hold's
+        end, which may be later than this answer's if another process saw a longer one)."""
         if isinstance(error, QuotaHeld):
-            error.resume_at = await self.quota.hold(error.retry_after)
-        else:
-            await self.limiter.hold(error.retry_after)
+            until = await self.quota.hold(error.resume_at)
+            return error if until == error.resume_at else quota_held(until, self._clock())
+        await self.limiter.hold(error.retry_after)
+        return error
 
     async def _send(self, token: str, call: Call[T], priority: CallPriority) -> Timed[T]:
-        await self.quota.admit(priority)
-        await self.limiter.acquire(self.config.max_rate_wait)
+        await self._admit(priority)
         try:
             return await self.pool.call(token, call)
         except Exception as exc:
-            error = from_exception(exc)
+            error = from_exception(exc, now=self._clock())
             if error is None:
                 raise
             if isinstance(error, RateLimited):
-                await self._rate_limited(error)
+                error = await self._rate_limited(error)
             elif isinstance(error, Upstream):
                 log.warning("Spotify call failed: %s", error.status or type(exc).__name__)
             raise error from exc
@@ -147,12 +165,12 @@ class SpotifyClient:
     ) -> Timed[T]:
         """A call with the user's token: one refresh and one retry on 401."""
         self.quota.precheck(priority)
-        link = await self.tokens.current(user_id)
+        link = await self.tokens.current(user_id, priority)
         try:
             try:
                 result = await self._send(link.access_token, call, priority)
             except TokenExpired:
-                link = await self.tokens.refresh(user_id, link.access_token)
+                link = await self.tokens.refresh(user_id, link.access_token, priority)
                 result = await self._send(link.access_token, call, priority)
         except PremiumRequired:
             await self.tokens.set_status(link, LinkStatus.PREMIUM_REQUIRED)
@@ -164,11 +182,11 @@ class SpotifyClient:
 
     async def _app(self, call: Call[T], priority: CallPriority) -> T:
         self.quota.precheck(priority)
-        token = await self.app_token.current()
+        token = await self.app_token.current(priority)
         try:
             return (await self._send(token, call, priority)).value
         except TokenExpired:
-            token = await self.app_token.refresh(token)
+            token = await self.app_token.refresh(token, priority)
             return (await self._send(token, call, priority)).value
 
     # --- user calls -----------------------------------------------------------------------
@@ -315,8 +333,8 @@ class SpotifyClient:
                 discord_user_id,
                 priority,
             )
-        except PlaylistNotReadable:
-            raise
+        except (PlaylistNotReadable, NotAllowlisted, OwnerPremiumLapsed):
+            raise  # the app's or the user's standing, not this playlist's: their own message
         except Forbidden as exc:
             raise PlaylistNotReadable(PLAYLIST_NOT_READABLE) from exc
         except NotFound as exc:

@@ -36,9 +36,10 @@ class SpotifyConfig:
     max_rate_wait: float = 5.0
     # The developer account's quota (core/spotify/quota.py): calls per rolling window, counted
     # across every process. Spotify publishes no number; accounts report running dry after
-    # ~1,000-5,000 a day. 3,000 fits a 4-hour night with presence (<=150/h: 600) and one
-    # without (<=600/h paced: 2,400) with room for linking, /me and the indexer.
-    daily_budget: int = 3000
+    # ~1,000-5,000 a day. 1,200 stays under the lowest reports: a 4-hour night with presence
+    # (<=150/h: 600) fits with room for linking, /me and some indexing; without presence the
+    # engine paces its polls to the budget (about 250/h over 4 h), not to 600/h.
+    daily_budget: int = 1200
     budget_window: float = 24 * 3600.0
     # Refresh access tokens this long before they expire.
     refresh_margin: float = 60.0

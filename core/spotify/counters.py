@@ -1,11 +1,17 @@
-"""An in-memory CounterStore, for a SpotifyClient built without storage (one process, lost on
-restart). The real ones live in the storage backends; this one follows the same contract."""
+"""In-memory CounterStores: for a SpotifyClient built without storage (one process, lost on
+restart), and as the stand-in while the real one fails. The real ones live in the storage
+backends; these follow the same contract."""
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 
+from storage.base import CounterStore
+from storage.errors import StorageError
 from storage.records import CounterHit, Hold
+
+log = logging.getLogger(__name__)
 
 
 class MemoryCounters:
@@ -43,3 +49,58 @@ class MemoryCounters:
     async def get_hold(self, name: str, now: float) -> Hold | None:
         hold = self._holds.get(name)
         return hold if hold is not None and hold.until > now else None
+
+
+class FallbackCounters:
+    """A CounterStore that counts in memory while the real one fails (a full disk, Redis
+    gone), so the 30 s rate window never stops every Spotify call with the storage; it logs
+    the episode once and goes back to the real store when it answers."""
+
+    def __init__(self, store: CounterStore) -> None:
+        self._store = store
+        self._memory = MemoryCounters()
+        self._failing = False
+        self.shared_across_processes = store.shared_across_processes
+
+    async def hit_counter(
+        self, name: str, now: float, window: float, limit: int | None = None
+    ) -> CounterHit:
+        try:
+            hit = await self._store.hit_counter(name, now, window, limit)
+        except StorageError as exc:
+            self._failed(exc)
+            return await self._memory.hit_counter(name, now, window, limit)
+        self._answered()
+        return hit
+
+    async def count_counter(self, name: str, now: float, window: float) -> CounterHit:
+        try:
+            return await self._store.count_counter(name, now, window)
+        except StorageError as exc:
+            self._failed(exc)
+            return await self._memory.count_counter(name, now, window)
+
+    async def set_hold(self, name: str, until: float, reason: str) -> Hold:
+        held = await self._memory.set_hold(name, until, reason)  # known here whatever happens
+        try:
+            return await self._store.set_hold(name, until, reason)
+        except StorageError as exc:
+            self._failed(exc)
+            return held
+
+    async def get_hold(self, name: str, now: float) -> Hold | None:
+        try:
+            return await self._store.get_hold(name, now)
+        except StorageError as exc:
+            self._failed(exc)
+            return await self._memory.get_hold(name, now)
+
+    def _failed(self, exc: StorageError) -> None:
+        if not self._failing:
+            log.warning("Spotify call counters: storage failing (%s), counting in memory", exc)
+        self._failing = True
+
+    def _answered(self) -> None:
+        if self._failing:
+            log.info("Spotify call counters: storage answers again")
+        self._failing = False

@@ -7,7 +7,7 @@ status, `reason` and the message (prefixed with the URL) on SpotifyException.
 from __future__ import annotations
 
 import math
-import time
+import re
 from collections.abc import Mapping
 
 import requests
@@ -28,6 +28,7 @@ from core.errors import (
     TokenExpired,
     Upstream,
 )
+from core.timetext import TimedText
 
 # When a 429 comes without a usable Retry-After, wait this long rather than hammer.
 DEFAULT_RETRY_AFTER = 5.0
@@ -66,29 +67,46 @@ PLAYLIST_NOT_FOUND = (
 )
 
 
-def resume_text(resume_at: float) -> str:
-    """The local time calls resume, e.g. "14:05 CET" (plus the date when not today)."""
-    when = time.localtime(resume_at)
-    same_day = time.strftime("%Y-%m-%d", when) == time.strftime("%Y-%m-%d", time.localtime())
-    return time.strftime("%H:%M %Z" if same_day else "%a %H:%M %Z", when)
+QUOTA_HELD = "Spotify's daily quota for this bot is used up; Spotify calls resume at {time}."
 
 
-def rate_limited(seconds: float, quota_exceeded: bool) -> RateLimited:
+def quota_held(resume_at: float, now: float) -> QuotaHeld:
+    """The error for a QUOTA_EXCEEDED hold ending at `resume_at` (wall epoch); its message
+    names that time (a TimedText: the bot shows it in each reader's own zone)."""
+    return QuotaHeld(
+        TimedText(QUOTA_HELD, resume_at, now), resume_at=resume_at, retry_after=resume_at - now
+    )
+
+
+def rate_limited(seconds: float, quota_exceeded: bool, now: float) -> RateLimited:
+    """A 429's error; `now` is the caller's (injected) wall clock."""
     if quota_exceeded:
-        resume_at = time.time() + seconds
-        return QuotaHeld(
-            "Spotify's daily quota for this bot is used up; Spotify calls resume at "
-            f"{resume_text(resume_at)}.",
-            resume_at=resume_at,
-            retry_after=seconds,
-        )
+        return quota_held(now + seconds, now)
     return RateLimited(
         f"Spotify is busy; try again in {math.ceil(seconds)} s.", retry_after=seconds
     )
 
 
+# The allowlist refusal comes in more than one wording, sometimes as a plain-text body:
+# "User not registered in the Developer Dashboard" and "Check settings on
+# developer.spotify.com/dashboard, the user may not be registered." (shared/REALITY.md).
+_NOT_REGISTERED = re.compile(
+    r"not\s+(?:be\s+)?registered|developer\.spotify\.com/dashboard", re.IGNORECASE
+)
+
+
+def not_registered(message: str) -> bool:
+    """Whether a 403's message is the development-mode allowlist refusal."""
+    return _NOT_REGISTERED.search(message) is not None
+
+
 def from_status(
-    status: int, message: str, reason: str = "", headers: Mapping[str, str] | None = None
+    status: int,
+    message: str,
+    reason: str = "",
+    headers: Mapping[str, str] | None = None,
+    *,
+    now: float,
 ) -> SpotifyError:
     """The domain error for a Web API error answer."""
     text = message.lower()
@@ -102,7 +120,7 @@ def from_status(
         return ScopeMissing(SCOPE_RELINK)
     if status == 403 and "restriction violated" in text:
         return RestrictionViolated("Spotify refused that command for the current playback.")
-    if status == 403 and "not registered" in text:
+    if status == 403 and not_registered(message):
         return NotAllowlisted(NOT_ALLOWLISTED)
     if status == 403:
         return Forbidden("Spotify refused that request.")
@@ -112,18 +130,18 @@ def from_status(
         return NotFound("Spotify could not find that.")
     if status == 429:
         quota = reason == "QUOTA_EXCEEDED" or "quota" in text
-        return rate_limited(retry_after(headers), quota)
+        return rate_limited(retry_after(headers), quota, now)
     if status >= 500:
         return Upstream("Spotify is having trouble right now; try again shortly.", status=status)
     return SpotifyError(f"Spotify refused the request ({status}).")
 
 
-def from_exception(exc: BaseException) -> SpotifyError | None:
+def from_exception(exc: BaseException, *, now: float) -> SpotifyError | None:
     """The domain error for what a spotipy call raised; None if it is not Spotify's doing."""
     if isinstance(exc, SpotifyException):
         # spotipy prefixes the message with the URL and a newline.
         message = str(exc.msg or "").rpartition("\n")[2].strip()
-        return from_status(exc.http_status, message, exc.reason or "", exc.headers)
+        return from_status(exc.http_status, message, exc.reason or "", exc.headers, now=now)
     if isinstance(exc, requests.Timeout):
         return Upstream("Spotify did not answer in time.", timeout=True)
     if isinstance(exc, requests.RequestException):

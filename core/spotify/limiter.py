@@ -6,10 +6,11 @@ callers that would wait longer than they may get RateLimited at once instead. Be
 are admitted while fewer than `limit` went out in the last `window` seconds, so the app stays
 under its budget instead of discovering it through 429s.
 
-With a `store` (a storage backend's CounterStore) the window and the hold live there: on Redis
-every process shares one budget and a Retry-After seen by one holds them all (#15). Each
-acquire then reads the hold and records the call in one atomic step each; `clock` must be wall
-time so processes agree. Without a store both stay in this process's memory.
+The window and the hold live in a CounterStore: the storage backend's (on Redis, and on a
+SQLite file the indexer shares with the bot, every process spends one budget and a Retry-After
+seen by one holds them all, #15), or, without one, core.spotify.counters.MemoryCounters in this
+process. Each acquire reads the hold and records the call in one atomic step each; `clock` must
+be wall time so processes agree.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 
+from core.spotify.counters import FallbackCounters, MemoryCounters
 from core.spotify.errors import rate_limited
 from storage.base import CounterStore
 
@@ -43,10 +44,9 @@ class AppLimiter:
         self.window = window
         self._clock = clock
         self._sleep = sleep
-        self._sent: deque[float] = deque()
         self._blocked_until = 0.0
         self._quota_exceeded = False
-        self._store = store
+        self._store: CounterStore = MemoryCounters() if store is None else FallbackCounters(store)
         self._name = name
 
     @property
@@ -55,7 +55,8 @@ class AppLimiter:
         return max(0.0, self._blocked_until - self._clock())
 
     def penalize(self, retry_after: float, quota_exceeded: bool = False) -> None:
-        """A 429 arrived: hold every call of this app for `retry_after` seconds."""
+        """A 429 arrived: hold every call of this app for `retry_after` seconds (this
+        process only; `hold` shares it)."""
         until = self._clock() + retry_after
         if until > self._blocked_until:
             log.warning(
@@ -69,25 +70,14 @@ class AppLimiter:
     async def hold(self, retry_after: float, quota_exceeded: bool = False) -> None:
         """`penalize`, shared with every process using the same store."""
         self.penalize(retry_after, quota_exceeded)
-        if self._store is not None:
-            reason = "quota" if quota_exceeded else "rate_limit"
-            await self._store.set_hold(self._name, self._blocked_until, reason)
+        reason = "quota" if quota_exceeded else "rate_limit"
+        await self._store.set_hold(self._name, self._blocked_until, reason)
 
     async def _sync_hold(self) -> None:
-        if self._store is None:
-            return
         hold = await self._store.get_hold(self._name, self._clock())
         if hold is not None and hold.until > self._blocked_until:
             self._blocked_until = hold.until
             self._quota_exceeded = hold.reason == "quota"
-
-    async def _take_shared(self, now: float) -> float | None:
-        """Record a call in the shared window; None when admitted, else seconds to wait."""
-        assert self._store is not None
-        hit = await self._store.hit_counter(self._name, now, self.window, self.limit)
-        if hit.recorded:
-            return None
-        return max(0.01, (hit.oldest if hit.oldest is not None else now) + self.window - now)
 
     async def acquire(self, max_wait: float) -> None:
         """Wait for a send slot; RateLimited when that would take longer than `max_wait`."""
@@ -97,24 +87,15 @@ class AppLimiter:
             now = self._clock()
             if self._blocked_until > now:
                 wait = self._blocked_until - now
-                if now + wait > deadline:
-                    raise rate_limited(wait, self._quota_exceeded)
-            elif self._store is not None:
-                shared_wait = await self._take_shared(now)
-                if shared_wait is None:
-                    return
-                wait = shared_wait
-                if now + wait > deadline:
-                    raise rate_limited(wait, False)
+                quota = self._quota_exceeded
             else:
-                while self._sent and self._sent[0] <= now - self.window:
-                    self._sent.popleft()
-                if len(self._sent) < self.limit:
-                    # Check and record in one step: no await between them, so no over-admission.
-                    self._sent.append(now)
+                # Check and record in one atomic step: concurrent callers never over-admit.
+                hit = await self._store.hit_counter(self._name, now, self.window, self.limit)
+                if hit.recorded:
                     return
-                wait = self._sent[0] + self.window - now
-                if now + wait > deadline:
-                    raise rate_limited(wait, False)
+                oldest = hit.oldest if hit.oldest is not None else now
+                wait, quota = max(0.01, oldest + self.window - now), False
+            if now + wait > deadline:
+                raise rate_limited(wait, quota, now)
             # Re-check after sleeping: a 429 may have extended the hold meanwhile.
             await self._sleep(wait)

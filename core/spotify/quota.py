@@ -22,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from core.errors import BudgetRefused, QuotaHeld
+from core.errors import BudgetRefused
 from core.spotify.counters import MemoryCounters
-from core.spotify.errors import resume_text
+from core.spotify.errors import quota_held
+from core.timetext import TimedText, local_time
 from storage.base import CounterStore
 from storage.errors import StorageError
 
@@ -68,12 +69,14 @@ class QuotaStatus:
         return max(0, self.limit - self.spent)
 
     def line(self) -> str:
-        """One line for /gamenight status: "Spotify calls today: 312 of 2,000"."""
+        """One line for /gamenight status: "Spotify calls today: 312 of 1,200" (a TimedText
+        naming the resume time while Spotify's quota holds every call)."""
         span = "today" if self.window_s >= 20 * 3600 else f"in {self.window_s / 3600:g} h"
         text = f"Spotify calls {span}: {self.spent:,} of {self.limit:,}"
         if self.held_until is not None:
-            text += f" (Spotify's quota is used up; calls resume at {resume_text(self.held_until)})"
-        elif self.reason == "pressure":
+            held = " (Spotify's quota is used up; calls resume at {time})"
+            return TimedText(text + held, self.held_until)
+        if self.reason == "pressure":
             text += " (saving calls: fewer checks until the budget recovers)"
         return text
 
@@ -150,7 +153,7 @@ class QuotaGovernor:
         check before spending a token refresh on a call that would be refused anyway."""
         held = self.held_until()
         if held is not None:
-            raise _held(held, self._clock())
+            raise quota_held(held, self._clock())
         if self._spent >= self.limit_for(priority):
             raise _refused(priority, self.window)
 
@@ -162,7 +165,7 @@ class QuotaGovernor:
             await self._read_hold(now)
         held = self.held_until()
         if held is not None:
-            raise _held(held, now)
+            raise quota_held(held, now)
         try:
             hit = await self._store.hit_counter(COUNTER, now, self.window, self.limit_for(priority))
         except StorageError as exc:
@@ -189,13 +192,14 @@ class QuotaGovernor:
             log.info("recording Spotify calls in storage again")
         self._store_failing = False
 
-    async def hold(self, retry_after: float) -> float:
-        """Spotify answered QUOTA_EXCEEDED: hold every call of every process until then."""
-        stored = await self._store.set_hold(HOLD, self._clock() + retry_after, QUOTA_REASON)
+    async def hold(self, until: float) -> float:
+        """Spotify answered QUOTA_EXCEEDED: hold every call of every process until `until`
+        (wall epoch). Returns the hold in force: a later one another process stored wins."""
+        stored = await self._store.set_hold(HOLD, until, QUOTA_REASON)
         if self._held_until is None or stored.until > self._held_until:
             log.warning(
                 "Spotify quota exceeded: holding every Spotify call until %s",
-                resume_text(stored.until),
+                local_time(stored.until),
             )
         self._held_until = stored.until
         return stored.until
@@ -208,15 +212,6 @@ class QuotaGovernor:
             self._store_failed(exc)  # keep the hold this process knows of
             return
         self._held_until = hold.until if hold is not None else None
-
-
-def _held(until: float, now: float) -> QuotaHeld:
-    return QuotaHeld(
-        "Spotify's daily quota for this bot is used up; Spotify calls resume at "
-        f"{resume_text(until)}.",
-        resume_at=until,
-        retry_after=until - now,
-    )
 
 
 def _refused(priority: CallPriority, wait: float) -> BudgetRefused:

@@ -6,8 +6,14 @@ exactly one refresh goes out and the others use its result. A rotated refresh to
 invalid_grant marks the link NEEDS_RELINK, unless the stored link meanwhile carries a different
 refresh token (another process won a race and rotated it): then the stored link is used.
 
-The lock spans processes when the store offers one (`LockStore.named_lock`: redis-py's Lock
-on Redis; an asyncio.Lock on SQLite, which one process owns), else it is per process.
+The refresh (lock, token POST, storing the answer) runs as one task its callers only wait for
+(`asyncio.shield`): Spotify may rotate the refresh token, and a caller cancelled between
+Spotify's answer and our store (a sync round's timeout) would otherwise drop the only valid
+refresh token and leave the link needing a relink.
+
+The lock spans processes through the store (`StoreLocks`: `LockStore.named_lock`, redis-py's
+Lock on Redis, a lock row on SQLite, whose file the indexer shares with the bot); `LocalLocks`
+is per process, for a client without storage.
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
-from typing import Protocol, cast
+from typing import Protocol
 
 from core.errors import NotLinked, TokenRevoked
 from core.spotify.accounts import RELINK, Accounts, TokenGrant
+from core.spotify.quota import CallPriority
 from storage.base import LinkStore, LockStore
 from storage.records import LinkStatus, SpotifyLink
 
@@ -32,6 +39,7 @@ NOT_LINKED = "You haven't linked Spotify yet: run /link."
 # A refresh takes at most a token call (seconds); a holder that died frees the lock by then.
 LOCK_TTL = 20.0
 LOCK_WAIT = 20.0
+CLOSE_WAIT = 10.0  # at shutdown, for refreshes still storing their answer
 
 
 class RefreshLocks(Protocol):
@@ -54,8 +62,8 @@ class LocalLocks:
 
 
 class StoreLocks:
-    """The store's lock (across processes on Redis), behind a local one so a process's own
-    callers queue in memory and only one of them waits on the store."""
+    """The store's lock (across processes), behind a local one so a process's own callers
+    queue in memory and only one of them waits on the store."""
 
     def __init__(self, store: LockStore) -> None:
         self._store = store
@@ -89,10 +97,8 @@ class UserTokens:
         self._accounts = accounts
         self._margin = margin
         self._clock = clock
-        if locks is None:
-            has_lock = hasattr(links, "named_lock")
-            locks = StoreLocks(cast(LockStore, links)) if has_lock else LocalLocks()
-        self._locks: RefreshLocks = locks
+        self._locks: RefreshLocks = locks if locks is not None else LocalLocks()
+        self._running: set[asyncio.Task[SpotifyLink]] = set()
 
     async def _load(self, user_id: int) -> SpotifyLink:
         link = await self._links.get_link(user_id)
@@ -102,21 +108,33 @@ class UserTokens:
             raise TokenRevoked(RELINK)
         return link
 
-    async def current(self, user_id: int) -> SpotifyLink:
+    async def current(
+        self, user_id: int, priority: CallPriority = CallPriority.COMMAND
+    ) -> SpotifyLink:
         """The user's link with an access token that is not about to expire."""
         link = await self._load(user_id)
         fresh = _fresh(link.expires_at, self._margin, self._clock)
-        return link if fresh else await self.refresh(user_id, link.access_token)
+        return link if fresh else await self.refresh(user_id, link.access_token, priority)
 
-    async def refresh(self, user_id: int, stale_token: str) -> SpotifyLink:
-        """Replace `stale_token` (expired or refused); a no-op if someone already did."""
+    async def refresh(
+        self, user_id: int, stale_token: str, priority: CallPriority = CallPriority.COMMAND
+    ) -> SpotifyLink:
+        """Replace `stale_token` (expired or refused); a no-op if someone already did.
+
+        The caller only waits: cancelling it leaves the refresh running to its store."""
+        task = asyncio.create_task(self._refresh(user_id, stale_token, priority))
+        self._running.add(task)  # a strong reference while nobody may be awaiting it
+        task.add_done_callback(_forget(self._running))
+        return await asyncio.shield(task)
+
+    async def _refresh(self, user_id: int, stale_token: str, priority: CallPriority) -> SpotifyLink:
         async with self._locks(user_id):
             link = await self._load(user_id)
             fresh = _fresh(link.expires_at, self._margin, self._clock)
             if link.access_token != stale_token and fresh:
                 return link
             try:
-                grant = await self._accounts.refresh(link.refresh_token)
+                grant = await self._accounts.refresh(link.refresh_token, priority)
             except TokenRevoked:
                 stored = await self._links.get_link(user_id)
                 if stored is not None and stored.refresh_token != link.refresh_token:
@@ -138,9 +156,26 @@ class UserTokens:
                 return await self._load(user_id)
             return updated
 
+    async def aclose(self) -> None:
+        """Let refreshes whose callers left finish storing what Spotify answered (a rotated
+        refresh token is the only valid one), for at most CLOSE_WAIT seconds."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=CLOSE_WAIT)
+
     async def set_status(self, link: SpotifyLink, status: LinkStatus) -> None:
         if link.status != status:
             await self._links.set_link_status(link.discord_user_id, status, link.linked_at)
+
+
+def _forget(
+    running: set[asyncio.Task[SpotifyLink]],
+) -> Callable[[asyncio.Task[SpotifyLink]], None]:
+    def done(task: asyncio.Task[SpotifyLink]) -> None:
+        running.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a refresh whose caller left is not an asyncio error
+
+    return done
 
 
 class AppToken:
@@ -155,13 +190,15 @@ class AppToken:
         self._grant: TokenGrant | None = None
         self._lock = asyncio.Lock()
 
-    async def current(self) -> str:
+    async def current(self, priority: CallPriority = CallPriority.COMMAND) -> str:
         grant = self._grant
         if grant is not None and _fresh(grant.expires_at, self._margin, self._clock):
             return grant.access_token
-        return await self.refresh(grant.access_token if grant else None)
+        return await self.refresh(grant.access_token if grant else None, priority)
 
-    async def refresh(self, stale_token: str | None) -> str:
+    async def refresh(
+        self, stale_token: str | None, priority: CallPriority = CallPriority.COMMAND
+    ) -> str:
         async with self._lock:
             grant = self._grant
             if (
@@ -170,5 +207,5 @@ class AppToken:
                 and _fresh(grant.expires_at, self._margin, self._clock)
             ):
                 return grant.access_token
-            self._grant = await self._accounts.client_token()
+            self._grant = await self._accounts.client_token(priority)
             return self._grant.access_token

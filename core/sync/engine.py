@@ -33,10 +33,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 
-from core.errors import NotLinked, RateLimited, TokenRevoked
+from core.errors import BudgetRefused, NotLinked, QuotaHeld, RateLimited, TokenRevoked
 from core.sync.changes import Change, HostChange, detect
 from core.sync.clock import Clock
 from core.sync.config import EngineConfig
@@ -54,6 +55,7 @@ from core.sync.schedule import (
     pick_drift_checks,
 )
 from core.sync.state import PlayerState
+from core.timetext import TimedText
 from core.tracks import TrackInfo
 from storage.base import LeaseStore, SessionStore
 from storage.records import Session
@@ -65,7 +67,7 @@ __all__ = ["HOST_RELINK", "HOST_UNLINKED", "QUOTA_NOTICE", "EngineConfig", "Sync
 QUOTA_NOTICE_EVERY_S = 600.0
 QUOTA_NOTICE = (
     "Spotify says this bot has used up its API quota for now, so syncing is paused. "
-    "It resumes by itself when Spotify allows it again."
+    "It resumes by itself at {time}, when Spotify allows it again."
 )
 HOST_RELINK = "Your Spotify link expired — run /link again to host"
 HOST_UNLINKED = "Your Spotify isn't linked any more — run /link again to host"
@@ -89,7 +91,8 @@ class SyncEngine:
         health: SyncHealth | None = None,
     ) -> None:
         """`hold` says how long the Spotify app must not call (the client's shared limiter,
-        `SpotifyClient.limiter.blocked_for`); `holder` is this process's stable identity."""
+        `SpotifyClient.blocked_for`: Retry-After and QUOTA_EXCEEDED holds; without it only
+        429s this engine saw count); `holder` is this process's stable identity."""
         self.guild_id = guild_id
         self._client = client
         self._sessions = sessions
@@ -315,7 +318,7 @@ class SyncEngine:
             return
         self._quota_told_at = now
         log.warning("guild %s: Spotify quota exceeded; telling the host", self.guild_id)
-        self.reporter.tell(self._host_id, QUOTA_NOTICE)
+        self.reporter.tell(self._host_id, quota_notice(error))
 
     def _recovered(self) -> None:
         """Spotify answers commands again (or the host moved on): end every back-off now."""
@@ -334,6 +337,8 @@ class SyncEngine:
                 playback = await self._client.playback(host_id)
         except RateLimited as error:
             self._rate_limited(error)
+            return None
+        except BudgetRefused:  # our own budget: nothing was sent, no hold; skip this beat
             return None
         except (TokenRevoked, NotLinked) as error:
             # Only they can fix it (/link): tell them once; listeners keep what they play.
@@ -422,3 +427,10 @@ class SyncEngine:
         # The bot ends it (SessionService.end: deleted, every hook told, the message edited),
         # through the reporter's task, off the loop; `_delete_ended` covers a bot that could not.
         self.reporter.end(reason)
+
+
+def quota_notice(error: RateLimited) -> TimedText:
+    """QUOTA_NOTICE naming when calls resume (the bot shows it in the host's own zone)."""
+    # Wall time: it is shown to a person, not used to time anything here.
+    wall = error.resume_at if isinstance(error, QuotaHeld) else time.time() + error.retry_after
+    return TimedText(QUOTA_NOTICE, wall)

@@ -3,6 +3,9 @@
 The Spotify client has already refreshed an expired token and retried once; what reaches here
 is final for this round. Rate limiting is app-wide and handled by the engine's shared limiter
 and the poll schedule, so for the listener it is only "try again later", with no status change.
+Our own budget refusing a command (`BudgetRefused`: nothing was sent, it is no 429) is the same
+for the listener, but only for a short while: its `retry_after` is when the budget's oldest
+call leaves the rolling window, hours on a daily budget.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import (
+    BudgetRefused,
     NoActiveDevice,
     NotFound,
     NotLinked,
@@ -25,6 +29,7 @@ from storage.records import ListenerStatus
 NO_DEVICE_RETRY_S = 15.0  # how often to look again for a device once told to open Spotify
 ERROR_AFTER_FAILURES = 3  # transient failures in a row before the status says "error"
 MAX_BACKOFF_S = 30.0
+BUDGET_RECHECK_S = 60.0  # a budget refusal is checked again this soon (it costs no call)
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,8 @@ def classify(
         return Verdict(done=True)  # Spotify's answer to pausing a player that is not playing
     if isinstance(error, RateLimited):
         return Verdict(retry_at=now + error.retry_after)
+    if isinstance(error, BudgetRefused):
+        return Verdict(retry_at=now + min(error.retry_after, BUDGET_RECHECK_S))
     if isinstance(error, NotFound) and action.device_id is not None and not device_tried:
         # The device we picked for them is gone: forget it and look again right away.
         return Verdict(pick_device=True)

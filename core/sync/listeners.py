@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from core.errors import NoActiveDevice, RateLimited
+from core.errors import BudgetRefused, NoActiveDevice, RateLimited
 from core.sync.clock import Clock
 from core.sync.failures import NO_DEVICE_RETRY_S, Verdict, classify
 from core.sync.lease import GuildLease
@@ -178,6 +178,8 @@ class Listeners:
                 playback = await self._client.playback(uid)
         except RateLimited as error:
             self._rate_limited(error)
+            return None
+        except BudgetRefused:  # our own budget: nothing was sent, no hold; skip this beat
             return None
         except Exception as error:
             log.info("guild %s: reading listener %s failed: %r", self.guild_id, uid, error)

@@ -68,7 +68,7 @@ async def test_session_lifecycle_and_refusals(world: World) -> None:
         assert "Listeners (1)" in status
         # The Spotify budget, counted in storage across every call made so far (a sync call
         # may be counted and still on its way to the fake: 2 of slack).
-        shown = re.search(r"Spotify calls today: (\d+) of 3,000", status)
+        shown = re.search(r"Spotify calls today: (\d+) of 1,200", status)
         assert shown is not None and before <= int(shown[1]) <= calls() + 2
         before = calls()
         code, metrics = await world.browse(f"http://127.0.0.1:{world.settings.http_port}/metrics")
@@ -76,7 +76,7 @@ async def test_session_lifecycle_and_refusals(world: World) -> None:
         left = re.search(r"^gamenight_spotify_calls_left ([\d.]+)$", metrics, re.M)
         assert code == 200 and spent is not None and left is not None
         assert before - 2 <= float(spent[1]) <= calls() + 2  # as last seen by this process
-        assert float(spent[1]) + float(left[1]) == 3000
+        assert float(spent[1]) + float(left[1]) == 1200
 
         # Only the host or a server manager may stop it or hand it over.
         assert "Only the host" in await say(world, "gamenight stop", kim)

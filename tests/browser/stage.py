@@ -22,7 +22,7 @@ from bot.web.services import AudioRoute, RelayConfig
 from bot.web.signing import RelaySigner
 from core.listen import ListenAlong, ListenConfig
 from core.resolver import build_resolver
-from core.spotify import SpotifyClient
+from core.spotify import SpotifyClient, StoreLocks
 from core.youtube import YouTubeConfig
 from storage import open_storage
 from storage.base import Storage
@@ -128,7 +128,9 @@ async def stage(tmp_path: Path) -> AsyncIterator[Stage]:
         storage = await open_storage(f"sqlite:///{tmp_path / 'listen.db'}", TokenCipher.generate())
         stack.push_async_callback(storage.aclose)
         http = await stack.enter_async_context(aiohttp.ClientSession())
-        client = SpotifyClient(config_for(spotify), storage, http)
+        client = SpotifyClient(
+            config_for(spotify), storage, http, counters=storage, locks=StoreLocks(storage)
+        )
         stack.push_async_callback(client.aclose)
         # The bot's side (yt-dlp, the relay) connects from BOT_SIDE_ADDRESS; chromium, on
         # 127.0.0.1, is refused the raw stream URLs like a listener elsewhere would be.

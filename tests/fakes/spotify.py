@@ -39,8 +39,9 @@ consent page unless the URL carries show_dialog=true (Spotify's authorization gu
 Development-mode realism (each ON by default, switchable per test; sources in each module)
   fake.quota    tests/fakes/spotify_quota.py    per-developer-account call budget; past it every
                                                 Web API and token call: 429 QUOTA_EXCEEDED
-  fake.devmode  tests/fakes/spotify_devmode.py  allowlist (5 per app; add_account(...,
-                                                allowlisted=False)), owner Premium, playlist rules
+  fake.devmode  tests/fakes/spotify_devmode.py  allowlist (5 per app, a 6th add_account
+                                                raises; allowlisted=False), owner Premium,
+                                                playlist rules
   fake.lag      tests/fakes/spotify_lag.py      read lag after commands, 202 while a device
                                                 wakes, start-up delay; fake.lag.off()
 
@@ -54,6 +55,7 @@ Controls
   fake.app.rate_limit = 100            per-app budget in a rolling `fake.app.rate_window` (30 s):
                                        the call over it gets 429 + Retry-After
   fake.expire_access_tokens("alice"); fake.revoke_refresh_tokens("alice")
+  fake.refresh_token_valid(token)      false once rotated or revoked
   fake.log                             every request: RequestRecord(method, path, query, body,
                                        account_id, app_id, status, received_at, answered_at) with
                                        times from time.monotonic(), plus the response JSON
@@ -344,9 +346,14 @@ class FakeSpotify:
         allowlisted: bool = True,
     ) -> FakeAccount:
         """An account with one device (active unless active=False), or the devices given.
-        `allowlisted`: put it on the default app's allowlist (at most 5 fit, as on Spotify)."""
-        if allowlisted:
-            self.devmode.allow(account_id)
+        `allowlisted`: put it on the default app's allowlist. At most 5 fit, as on Spotify: a
+        6th raises (pass allowlisted=False, or switch the rule off with
+        `fake.devmode.enforce_allowlist = False` first, saying why)."""
+        if allowlisted and not self.devmode.allow(account_id) and self.devmode.enforce_allowlist:
+            raise ValueError(
+                f"cannot allowlist {account_id!r}: a development-mode app holds at most "
+                f"{self.devmode.max_users} users (Spotify's rule)"
+            )
         if devices is None:
             devices = [FakeDevice(id=make_id(self._rng, 40).lower(), name=f"{account_id}'s laptop")]
         player = FakePlayer(self.tracks, self.clock)
@@ -401,6 +408,11 @@ class FakeSpotify:
         for grant in self._refresh.values():
             if grant.account_id == account_id:
                 grant.revoked = True
+
+    def refresh_token_valid(self, refresh_token: str) -> bool:
+        """Would the token endpoint still accept it (false once rotated or revoked)?"""
+        grant = self._refresh.get(refresh_token)
+        return grant is not None and not grant.revoked
 
     def _new_access(self, app_id: str, account_id: str | None, scopes: frozenset[str]) -> str:
         token = "at_" + secrets.token_urlsafe(24)
@@ -574,6 +586,8 @@ class FakeSpotify:
             except ApiError as exc:
                 return self._error(exc)
             except DevModeRefusal as exc:
+                if exc.plain:
+                    return web.Response(status=exc.status, text=exc.message)
                 return self._error(ApiError(exc.status, exc.message, exc.reason))
         return await handler(request)
 

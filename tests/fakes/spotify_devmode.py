@@ -4,7 +4,10 @@ Sources (shared/REALITY.md):
 - Allowlist: "February 2026 Web API Dev Mode Changes - Migration Guide" and the docs page
   "Quota modes": at most 5 users per development-mode app, each added under *Users and Access*;
   "API requests with an access token associated to that user and app will receive a 403".
-  The message real apps see is "User not registered in the Developer Dashboard".
+  Real clients see it in two wordings: "User not registered in the Developer Dashboard" and
+  "Check settings on developer.spotify.com/dashboard, the user may not be registered.", the
+  latter sometimes as a plain-text body rather than Spotify's JSON error (reports collected in
+  shared/REALITY.md; spotipy and rspotify issue threads quote both).
 - Owner Premium: "Quota modes": "The app owner must have a Spotify Premium account for apps in
   development mode to function" (enforced from 2026-03-09). Spotify still hands out tokens,
   then refuses every Web API call with 403 "Active premium subscription required for the owner
@@ -18,6 +21,8 @@ Sources (shared/REALITY.md):
     fake.devmode.disallow("bob")              # 403 on every Web API call of bob's tokens
     fake.devmode.owner_premium = False        # every call of the app fails (see above)
     fake.devmode.enforce_allowlist = False    # switch one rule off for a test
+    fake.devmode.not_registered = MAY_NOT_BE_REGISTERED   # the other wording ...
+    fake.devmode.not_registered_plain = True  # ... as a text/plain body
     fake.devmode.playlist_rules = False
 """
 
@@ -27,14 +32,20 @@ from dataclasses import dataclass, field
 
 MAX_USERS = 5
 NOT_REGISTERED = "User not registered in the Developer Dashboard"
+MAY_NOT_BE_REGISTERED = (
+    "Check settings on developer.spotify.com/dashboard, the user may not be registered."
+)
 OWNER_LAPSED = "Active premium subscription required for the owner of the app."
 EDITORIAL_OWNER = "spotify"
 
 
 class DevModeRefusal(Exception):
-    def __init__(self, status: int, message: str, reason: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, reason: str | None = None, plain: bool = False
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.reason = status, message, reason
+        self.plain = plain  # answer as a text/plain body, not Spotify's JSON error
 
 
 @dataclass
@@ -46,6 +57,8 @@ class DevMode:
     owner_lapsed_message: str = OWNER_LAPSED
     owner_lapsed_reason: str | None = None
     max_users: int = MAX_USERS
+    not_registered: str = NOT_REGISTERED
+    not_registered_plain: bool = False
     allowlists: dict[str, set[str]] = field(default_factory=dict)
     default_app: str = ""
 
@@ -73,7 +86,7 @@ class DevMode:
             and account_id is not None
             and account_id not in self.allowlists.get(app_id, set())
         ):
-            raise DevModeRefusal(403, NOT_REGISTERED)
+            raise DevModeRefusal(403, self.not_registered, plain=self.not_registered_plain)
 
     def check_playlist_items(
         self, account_id: str | None, owner_id: str, collaborators: set[str]

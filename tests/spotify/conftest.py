@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from core.spotify import SpotifyClient, SpotifyConfig
+from core.spotify import SpotifyClient, SpotifyConfig, StoreLocks
 from storage import Storage, TokenCipher, open_storage
 from storage.records import SpotifyLink
 from tests.fakes.spotify import FakeSpotify
@@ -31,6 +31,49 @@ def config_for(fake: FakeSpotify, **overrides: Any) -> SpotifyConfig:
     }
     settings.update(overrides)
     return SpotifyConfig(**settings)
+
+
+def client_on(
+    store: Storage, http: aiohttp.ClientSession, config: SpotifyConfig, **kwargs: Any
+) -> SpotifyClient:
+    """A client wired as bot/services.py wires it: counters, holds and refresh lock in storage."""
+    return SpotifyClient(config, store, http, counters=store, locks=StoreLocks(store), **kwargs)
+
+
+class WallClock:
+    """A wall clock that moves only when told: for the fake's player timing and the client's
+    holds, so a test about "0.3 s of read lag" does not depend on how loaded the machine is."""
+
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> WallClock:
+    return WallClock()
+
+
+@pytest.fixture
+async def clocked(clock: WallClock) -> AsyncIterator[FakeSpotify]:
+    """The fake Spotify on `clock` (its players, read lag, tokens and quota)."""
+    async with FakeSpotify(clock=clock) as server:
+        server.add_account("alice", "Alice")
+        yield server
+
+
+@pytest.fixture
+async def clocked_client(
+    clocked: FakeSpotify, clock: WallClock, links: Storage, http: aiohttp.ClientSession
+) -> AsyncIterator[SpotifyClient]:
+    spotify = client_on(links, http, config_for(clocked), clock=clock)
+    yield spotify
+    await spotify.aclose()
 
 
 @pytest.fixture
@@ -60,7 +103,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def client(
     fake: FakeSpotify, links: Storage, http: aiohttp.ClientSession
 ) -> AsyncIterator[SpotifyClient]:
-    spotify = SpotifyClient(config_for(fake), links, http)
+    spotify = client_on(links, http, config_for(fake))
     yield spotify
     await spotify.aclose()
 

@@ -24,7 +24,7 @@ from core.spotify import SpotifyClient
 from storage import Storage
 from storage.records import LinkStatus
 from tests.fakes.spotify import FakeSpotify
-from tests.spotify.conftest import ALICE, BOB, CAROL, link
+from tests.spotify.conftest import ALICE, BOB, CAROL, WallClock, link
 
 # --- tokens ------------------------------------------------------------------------------
 
@@ -89,6 +89,30 @@ async def test_rotated_refresh_token_is_stored_and_used_next_time(
     assert third is not None
     assert third.refresh_token != second.refresh_token
     assert third.status == LinkStatus.OK
+
+
+async def test_a_refresh_cancelled_after_spotify_rotated_the_token_still_stores_it(
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
+) -> None:
+    stored = await link(links, fake, ALICE, "alice", expires_at=time.time() - 1)
+    fake.rotate_refresh_tokens = True
+    fake.set_latency(2.0)  # Spotify rotates 1 s in; its answer reaches us 1 s later
+    call = asyncio.create_task(client.devices(ALICE))
+    async with asyncio.timeout(10):
+        while fake.refresh_token_valid(stored.refresh_token):  # noqa: ASYNC110 - no event
+            await asyncio.sleep(0.01)
+    call.cancel()  # e.g. a sync round's timeout: the old token is dead, the new one on its way
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    async with asyncio.timeout(10):  # the refresh runs on to its store
+        while (now := await links.get_link(ALICE)) is None or (  # noqa: ASYNC110 - storage
+            now.refresh_token == stored.refresh_token
+        ):
+            await asyncio.sleep(0.02)
+    assert fake.refresh_token_valid(now.refresh_token)
+    assert now.status == LinkStatus.OK
+    fake.set_latency(0.0)
+    assert len(await client.devices(ALICE)) == 1
 
 
 async def test_invalid_grant_marks_the_link_for_relinking(
@@ -218,8 +242,9 @@ async def test_premium_flag_clears_when_a_command_succeeds(
 
 
 async def test_player_calls_drive_the_simulated_player(
-    fake: FakeSpotify, links: Storage, client: SpotifyClient
+    clocked: FakeSpotify, clock: WallClock, links: Storage, clocked_client: SpotifyClient
 ) -> None:
+    fake, client = clocked, clocked_client  # the fake's time moves only when told
     await link(links, fake, ALICE, "alice")
     assert await client.playback(ALICE) is None  # nothing loaded yet: 204
     first, second = fake.catalog[0], fake.catalog[1]
@@ -227,7 +252,9 @@ async def test_player_calls_drive_the_simulated_player(
     await client.play(ALICE, first.uri, position_ms=30_000)
     # Right after a command Spotify still shows the old state (read lag, on in the fake).
     assert await client.playback(ALICE) is None
-    await asyncio.sleep(fake.lag.read_lag + 0.05)
+    clock.advance(fake.lag.read_lag - 0.01)
+    assert await client.playback(ALICE) is None
+    clock.advance(0.02)
     playback = await client.playback(ALICE)
     assert playback is not None
     assert playback.track is not None

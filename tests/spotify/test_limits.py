@@ -12,7 +12,7 @@ from core.errors import RateLimited, Upstream
 from core.spotify import AppLimiter, SpotifyClient
 from storage import Storage
 from tests.fakes.spotify import FakeSpotify
-from tests.spotify.conftest import ALICE, BOB, config_for, link
+from tests.spotify.conftest import ALICE, BOB, client_on, config_for, link
 
 
 async def test_retry_after_holds_every_caller_of_the_app(
@@ -45,7 +45,7 @@ async def test_retry_after_holds_every_caller_of_the_app(
 async def test_callers_that_may_not_wait_that_long_fail_fast_without_a_request(
     fake: FakeSpotify, links: Storage, http: aiohttp.ClientSession
 ) -> None:
-    client = SpotifyClient(config_for(fake, max_rate_wait=1.0), links, http)
+    client = client_on(links, http, config_for(fake, max_rate_wait=1.0))
     try:
         await link(links, fake, ALICE, "alice")
         fake.fail(429, retry_after=30, quota=True)

@@ -400,17 +400,69 @@ async def test_counter_concurrent_hits_never_over_admit(open_store: Opener) -> N
 
 
 async def test_hold_keeps_the_later_one_and_ends(store: Storage) -> None:
-    assert await store.get_hold("spotify", NOW) is None
-    assert (await store.set_hold("spotify", NOW + 100, "quota")).until == NOW + 100
-    kept = await store.set_hold("spotify", NOW + 5, "rate_limit")  # earlier: the later stays
-    assert (kept.until, kept.reason) == (NOW + 100, "quota")
-    held = await store.get_hold("spotify", NOW + 50)
+    # Real time, not NOW: Redis expires the key at `until` (PEXPIREAT), so a fixed epoch would
+    # be in the past, and the hold gone at once, from the day the calendar passes it.
+    now = time.time()
+    assert await store.get_hold("spotify", now) is None
+    assert (await store.set_hold("spotify", now + 100, "quota")).until == now + 100
+    kept = await store.set_hold("spotify", now + 5, "rate_limit")  # earlier: the later stays
+    assert (kept.until, kept.reason) == (now + 100, "quota")
+    held = await store.get_hold("spotify", now + 50)
     assert held is not None and held.reason == "quota"
-    assert await store.get_hold("spotify", NOW + 100) is None
+    assert await store.get_hold("spotify", now + 100) is None
 
 
-async def test_a_store_says_whether_other_processes_share_it(store: Storage, backend: str) -> None:
-    assert store.shared_across_processes is (backend == "redis")
+async def test_a_store_says_whether_other_processes_share_it(store: Storage) -> None:
+    # Both: Redis by design, SQLite because the indexer runs beside the bot on the same file.
+    assert store.shared_across_processes is True
+
+
+async def test_named_lock_spans_connections_and_a_dead_holder_frees_it(
+    open_store: Opener,
+) -> None:
+    """Two connections, as the bot and `python -m bot index` beside it would hold them."""
+    first, second = await open_store(), await open_store()
+    async with first.named_lock("refresh:1", 30, 1):
+        with pytest.raises(StorageUnavailable, match="busy"):
+            async with second.named_lock("refresh:1", 30, 0.3):
+                pass
+        async with second.named_lock("refresh:2", 30, 0.3):  # another name is free
+            pass
+    async with second.named_lock("refresh:1", 30, 1):  # released: free at once
+        pass
+
+    # A holder that stops renewing (crashed, or slower than its ttl) loses the lock at the
+    # ttl; its late release must not free the lock the next holder has taken.
+    entered = asyncio.Event()
+
+    async def slow_holder() -> None:
+        async with first.named_lock("refresh:3", 0.5, 1):
+            entered.set()
+            await asyncio.sleep(1.5)
+
+    holder = asyncio.create_task(slow_holder())
+    await entered.wait()
+    async with second.named_lock("refresh:3", 30, 10):
+        await holder  # the slow holder's release runs while `second` holds it
+        with pytest.raises(StorageUnavailable):
+            async with first.named_lock("refresh:3", 30, 0.3):
+                pass
+
+
+async def test_named_lock_admits_one_holder_at_a_time(open_store: Opener) -> None:
+    stores = [await open_store() for _ in range(2)]
+    inside, most = 0, 0
+
+    async def critical(store: Storage) -> None:
+        nonlocal inside, most
+        async with store.named_lock("one", 30, 20):
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.02)
+            inside -= 1
+
+    await asyncio.gather(*(critical(s) for s in stores for _ in range(5)))
+    assert most == 1
 
 
 async def test_counters_and_holds_survive_reopen(open_store: Opener) -> None:

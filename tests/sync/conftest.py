@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from core.spotify import SpotifyClient, SpotifyConfig
+from core.spotify import SpotifyClient, SpotifyConfig, StoreLocks
 from core.sync.engine import EngineConfig
 from core.sync.planner import SyncConfig
 from core.sync.schedule import DriftConfig, PollConfig
@@ -50,7 +50,9 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         fake.set_latency(0.02, jitter=0.01)
         fake.lag.read_lag = READ_LAG_S  # Spotify's read side lags its command side
         store = await open_storage(f"sqlite:///{tmp_path}/sync.db", TokenCipher.generate())
-        client = SpotifyClient(spotify_config(fake), store, http)
+        client = SpotifyClient(
+            spotify_config(fake), store, http, counters=store, locks=StoreLocks(store)
+        )
         world = Rig(fake, store, client, TEST_CONFIG)
         try:
             yield world

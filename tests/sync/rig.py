@@ -108,7 +108,7 @@ class Rig:
             config=replace(self.config, **overrides),  # type: ignore[arg-type]  # knobs by name
             leases=store,
             holder=holder,
-            hold=lambda: self.client.limiter.blocked_for,
+            hold=lambda: self.client.blocked_for,
             clock=clock,
         )
         self.engines.append(engine)

@@ -7,6 +7,7 @@ listeners' fake players, what the fake Spotify received, storage and the reporte
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 
 import pytest
@@ -15,6 +16,7 @@ from core.sessions import SessionService
 from core.sync.changes import Change
 from core.sync.engine import HOST_UNLINKED, QUOTA_NOTICE
 from core.sync.supervisor import GuildEngines
+from core.timetext import TimedText
 from storage.records import LinkStatus
 from storage.records import ListenerStatus as S
 from tests.fakes.spotify_catalog import FakeDevice
@@ -263,7 +265,11 @@ async def test_quota_exceeded_is_reported_to_the_host(rig: Rig) -> None:
     host.next()
     await until(lambda: rig.events.notices)
     await until(lambda: rig.in_sync(HOST, ANN) and rig.in_sync(HOST, BEN), within=15)
-    assert rig.events.notices == [(HOST, QUOTA_NOTICE)]  # told once
+    ((told, notice),) = rig.events.notices  # told once
+    assert told == HOST
+    # Naming when calls resume (wall clock), for the bot to show in the host's own zone.
+    assert isinstance(notice, TimedText) and notice.template == QUOTA_NOTICE
+    assert time.time() - 5 < notice.at < time.time() + 5
 
 
 async def test_a_hanging_listener_does_not_hold_up_the_others(rig: Rig) -> None:

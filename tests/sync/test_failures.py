@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.errors import (
+    BudgetRefused,
     NoActiveDevice,
     NotFound,
     NotLinked,
@@ -15,7 +16,7 @@ from core.errors import (
     TokenRevoked,
     Upstream,
 )
-from core.sync.failures import Verdict, classify
+from core.sync.failures import BUDGET_RECHECK_S, Verdict, classify
 from core.sync.planner import Command, Pause, Play, Seek
 from storage.records import ListenerStatus as S
 
@@ -67,6 +68,16 @@ ROWS: list[tuple[str, BaseException, Command, int, bool, Verdict]] = [
         Verdict(retry_at=NOW + 1, transient=True),
     ),
     ("429", RateLimited("x", retry_after=7), PLAY, 2, False, Verdict(retry_at=NOW + 7)),
+    # Our own budget said no (nothing sent): not a 429's hours of Retry-After, no status change.
+    (
+        "budget refused",
+        BudgetRefused("x", priority=0, retry_after=5 * 3600),
+        PLAY,
+        2,
+        False,
+        Verdict(retry_at=NOW + BUDGET_RECHECK_S),
+    ),
+    ("budget soon free", BudgetRefused("x", 0, 7), PLAY, 0, False, Verdict(retry_at=NOW + 7)),
     ("picked device vanished", NotFound("x"), PLAY_ON_TV, 0, False, Verdict(pick_device=True)),
     (
         "not found, no device",

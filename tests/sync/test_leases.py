@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from core.spotify import SpotifyClient
+from core.spotify import SpotifyClient, StoreLocks
 from core.sync.supervisor import GuildEngines, SyncSupervisor
 from storage import Storage, TokenCipher, open_storage
 from tests.fakes.spotify import FakeSpotify
@@ -31,7 +31,9 @@ async def redis_rig(redis_url: str) -> AsyncIterator[tuple[Rig, str, TokenCipher
     async with FakeSpotify() as fake, aiohttp.ClientSession() as http:
         fake.set_latency(0.02, jitter=0.01)
         store = await open_storage(url, cipher)
-        client = SpotifyClient(spotify_config(fake), store, http)
+        client = SpotifyClient(
+            spotify_config(fake), store, http, counters=store, locks=StoreLocks(store)
+        )
         rig = Rig(fake, store, client, TEST_CONFIG)
         try:
             yield rig, url, cipher
