@@ -4,6 +4,10 @@ Every call: a token (the user's stored link, or the app's client-credentials tok
 from the app's limiter, then spotipy in the bounded pool. A 401 refreshes the token (once, per
 user, however many calls saw it) and retries once; a 429 holds the whole app for Retry-After;
 everything else surfaces as the core.errors taxonomy. See SPOTIFY_API.md for the contract.
+
+Every call is counted by the account-wide `governor` (core/spotify/quota.py). Player calls take
+a `priority` for it; callers that may be refused under pressure (the sync engine's reads) ask
+`governor.allows(priority)` first.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from core.spotify.models import (
     parse_playlist,
     parse_track,
 )
+from core.spotify.quota import CallPriority, QuotaGovernor
 from core.spotify.tokens import AppToken, UserTokens
 from core.spotify.transport import SpotipyPool, Timed
 from core.tracks import TrackInfo, is_track_id
@@ -58,9 +63,11 @@ class SpotifyClient:
         http: aiohttp.ClientSession,
         *,
         limiter: AppLimiter | None = None,
+        governor: QuotaGovernor | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self.governor = governor or QuotaGovernor()
         self.accounts = Accounts(http, config, clock)
         self.limiter = limiter or AppLimiter(config.rate_limit, config.rate_window)
         self.pool = SpotipyPool(
@@ -80,6 +87,7 @@ class SpotifyClient:
 
     async def _send(self, token: str, call: Call[T]) -> Timed[T]:
         await self.limiter.acquire(self.config.max_rate_wait)
+        self.governor.spend()
         try:
             return await self.pool.call(token, call)
         except Exception as exc:
@@ -88,6 +96,8 @@ class SpotifyClient:
                 raise
             if isinstance(error, RateLimited):
                 self.limiter.penalize(error.retry_after, error.quota_exceeded)
+                if error.quota_exceeded:
+                    self.governor.hold(error.retry_after)
             elif isinstance(error, Upstream):
                 log.warning("Spotify call failed: %s", error.status or type(exc).__name__)
             raise error from exc
@@ -119,7 +129,9 @@ class SpotifyClient:
 
     # --- user calls -----------------------------------------------------------------------
 
-    async def playback(self, discord_user_id: int) -> Playback | None:
+    async def playback(
+        self, discord_user_id: int, *, priority: CallPriority = CallPriority.COMMAND
+    ) -> Playback | None:
         """The user's playback state; None when nothing is playing (204)."""
         result = await self._user(discord_user_id, lambda sp: sp.current_playback())
         return parse_playback(result.value, result.sent_at, result.answered_at)
@@ -130,6 +142,8 @@ class SpotifyClient:
         track_uri: str | None,
         position_ms: int | None = None,
         device_id: str | None = None,
+        *,
+        priority: CallPriority = CallPriority.COMMAND,
     ) -> None:
         """Play `track_uri` from `position_ms`; track_uri None resumes what is loaded."""
         uris = [track_uri] if track_uri is not None else None
@@ -140,11 +154,22 @@ class SpotifyClient:
             command=True,
         )
 
-    async def pause(self, discord_user_id: int, device_id: str | None = None) -> None:
+    async def pause(
+        self,
+        discord_user_id: int,
+        device_id: str | None = None,
+        *,
+        priority: CallPriority = CallPriority.COMMAND,
+    ) -> None:
         await self._user(discord_user_id, lambda sp: sp.pause_playback(device_id), command=True)
 
     async def seek(
-        self, discord_user_id: int, position_ms: int, device_id: str | None = None
+        self,
+        discord_user_id: int,
+        position_ms: int,
+        device_id: str | None = None,
+        *,
+        priority: CallPriority = CallPriority.COMMAND,
     ) -> None:
         position = max(0, int(position_ms))
         await self._user(
@@ -154,7 +179,9 @@ class SpotifyClient:
     async def next_track(self, discord_user_id: int) -> None:
         await self._user(discord_user_id, lambda sp: sp.next_track(), command=True)
 
-    async def devices(self, discord_user_id: int) -> list[Device]:
+    async def devices(
+        self, discord_user_id: int, *, priority: CallPriority = CallPriority.COMMAND
+    ) -> list[Device]:
         result = await self._user(discord_user_id, lambda sp: sp.devices())
         return [parse_device(d) for d in (result.value or {}).get("devices") or []]
 

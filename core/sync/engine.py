@@ -35,9 +35,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from core.errors import NoActiveDevice, NotFound, NotLinked, RateLimited, TokenRevoked
+from core.presence import PresenceBoard
+from core.spotify.quota import CallPriority
 from core.sync.changes import Change, HostChange, detect
 from core.sync.clock import Latency
 from core.sync.failures import NO_DEVICE_RETRY_S, Verdict, classify
+from core.sync.host_signal import Governor, HostSignal
 from core.sync.planner import (
     Action,
     Command,
@@ -59,6 +62,7 @@ from core.sync.schedule import (
     DriftCandidate,
     DriftConfig,
     PollConfig,
+    QuotaConfig,
     RatePressure,
     host_idle_expired,
     next_poll_delay,
@@ -91,6 +95,7 @@ class EngineConfig:
     persist_interval_s: float = 10.0  # snapshot written at least this often (and on changes)
     lease_ttl_s: float = 15.0
     fanout_wait_s: float = 1.0  # a round waits this long for its commands, then moves on
+    quota: QuotaConfig = field(default_factory=QuotaConfig)  # with a governor (host_signal.py)
 
 
 @dataclass
@@ -146,9 +151,13 @@ class SyncEngine:
         holder: str | None = None,
         hold: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.time,
+        presence: PresenceBoard | None = None,
+        governor: Governor | None = None,
     ) -> None:
         """`hold` says how long the Spotify app must not call (the client's shared limiter,
-        `SpotifyClient.limiter.blocked_for`); without it only 429s this engine saw count."""
+        `SpotifyClient.limiter.blocked_for`); without it only 429s this engine saw count.
+        With a quota `governor`, reads are scheduled by budget and the host's `presence`
+        (core/sync/host_signal.py); without one, the host is read every round."""
         self.guild_id = guild_id
         self._client = client
         self._sessions = sessions
@@ -179,6 +188,15 @@ class SyncEngine:
         self.last_change = HostChange()
         self.calls: Counter[str] = Counter()  # Spotify calls by kind, for metrics and benchmarks
         self.ended: str | None = None  # why the loop ended ("stopped", "idle"), once it has
+        self.signal = HostSignal(
+            presence,
+            governor,
+            wake=self.wake,
+            poll=self._config.poll,
+            quota=self._config.quota,
+            tolerance_ms=self._config.sync.seek_tolerance_ms,
+            clock=clock,
+        )
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -200,6 +218,7 @@ class SyncEngine:
                 command.cancel()
         await asyncio.gather(*(c for c in inflight if c is not None), return_exceptions=True)
         await self._release_lease()
+        self.signal.close()
 
     async def _release_lease(self) -> None:
         if self._leases is not None and self._lease_held:
@@ -251,11 +270,19 @@ class SyncEngine:
             self.ended = "stopped"
             return None
         self._adopt(session)
+        self.signal.follow(session.host_user_id)
         held = self._held()
         if held > 0:
+            if (seen := self.signal.held(self._host)) is not None:
+                self._host = seen  # the listen page keeps following the host's presence
+                await self._persist(seen, force=True)
             return held  # Retry-After holds the whole app: no call before it ends
 
-        host = await self._read_host(session.host_user_id)
+        look = self.signal.look(self._host, started)
+        host = look.state
+        if look.read is not None:
+            read = await self._read_host(session.host_user_id, look.read)
+            host = self.signal.settle(look, read, self._clock())
         now = self._clock()
         if host is None:  # the read failed: look again soon, or when Retry-After allows
             retry = self._config.poll.interval_s * self._pressure.factor(now)
@@ -280,7 +307,10 @@ class SyncEngine:
         await self._flush_status(session.host_user_id)
         # Counted from the round's start, so host reads keep a steady cadence however long
         # the round took (a late read is a late detection of whatever the host did).
-        delay = next_poll_delay(host, started, self._config.poll, self._pressure)
+        if self.signal.active:
+            delay = self.signal.next_delay(host, started, self._pressure)
+        else:
+            delay = next_poll_delay(host, started, self._config.poll, self._pressure)
         return max(self._config.poll.min_s, delay - (self._clock() - started))
 
     def _adopt(self, session: Session) -> None:
@@ -361,12 +391,14 @@ class SyncEngine:
 
     # -- Spotify calls ---------------------------------------------------------------------
 
-    async def _read_host(self, host_id: int) -> PlayerState | None:
+    async def _read_host(
+        self, host_id: int, priority: CallPriority = CallPriority.COMMAND
+    ) -> PlayerState | None:
         requested = self._clock()
         try:
             async with asyncio.timeout(self._config.call_timeout_s):
                 self.calls["host_read"] += 1
-                playback = await self._client.playback(host_id)
+                playback = await self._client.playback(host_id, priority=priority)
         except RateLimited as error:
             await self._rate_limited(error)
             return None
@@ -393,6 +425,10 @@ class SyncEngine:
 
     async def _drift_checks(self, host: PlayerState) -> dict[int, PlayerState]:
         now = self._clock()
+        if (rate := self.signal.drift_rate_per_s()) is not None:
+            if rate <= 0:
+                return {}
+            self._budget = replace(self._budget, rate_per_s=rate)  # the quota's share
         candidates = [
             DriftCandidate(uid, lst.last_checked, lst.last_commanded, lst.belief is not None)
             for uid, lst in self._listeners.items()
@@ -420,7 +456,7 @@ class SyncEngine:
         try:
             async with asyncio.timeout(self._config.call_timeout_s):
                 self.calls["listener_read"] += 1
-                playback = await self._client.playback(uid)
+                playback = await self._client.playback(uid, priority=CallPriority.DRIFT)
         except RateLimited as error:
             await self._rate_limited(error)
             return None

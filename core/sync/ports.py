@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from core.spotify.quota import CallPriority
 from core.sync.state import PlayerState
 from core.tracks import TrackInfo
 from storage.records import ListenerState
@@ -48,19 +49,34 @@ class PlaybackLike(Protocol):
 
 
 class PlayerClient(Protocol):
-    async def playback(self, discord_user_id: int) -> PlaybackLike | None: ...
+    """Every call takes the quota governor's `priority` (core/spotify/quota.py)."""
+
+    async def playback(
+        self, discord_user_id: int, *, priority: CallPriority = ...
+    ) -> PlaybackLike | None: ...
     async def play(
         self,
         discord_user_id: int,
         track_uri: str | None,
         position_ms: int | None = None,
         device_id: str | None = None,
+        *,
+        priority: CallPriority = ...,
     ) -> None: ...
-    async def pause(self, discord_user_id: int, device_id: str | None = None) -> None: ...
+    async def pause(
+        self, discord_user_id: int, device_id: str | None = None, *, priority: CallPriority = ...
+    ) -> None: ...
     async def seek(
-        self, discord_user_id: int, position_ms: int, device_id: str | None = None
+        self,
+        discord_user_id: int,
+        position_ms: int,
+        device_id: str | None = None,
+        *,
+        priority: CallPriority = ...,
     ) -> None: ...
-    async def devices(self, discord_user_id: int) -> Sequence[DeviceLike]: ...
+    async def devices(
+        self, discord_user_id: int, *, priority: CallPriority = ...
+    ) -> Sequence[DeviceLike]: ...
 
 
 @dataclass(frozen=True)
