@@ -33,6 +33,7 @@ from bot.web.linking import add_link_routes
 from bot.web.listen import ListenLinks, add_listen_routes
 from core.linking import Linker, LinkOutcome
 from core.listen import ListenAlong
+from core.presence import PresenceBoard
 from core.sessions import SessionService
 from storage.errors import StorageError
 
@@ -100,7 +101,8 @@ async def running(
         )
         http, store, spotify, resolver = res.http, res.storage, res.spotify, res.resolver
         await resolver.start()
-        listen = ListenAlong(store, resolver, spotify)
+        presence = PresenceBoard()
+        listen = ListenAlong(store, resolver, spotify, presence=presence)
         stack.push_async_callback(listen.aclose)
         services = Services(
             http=http,
@@ -110,9 +112,13 @@ async def running(
             sessions=SessionService(store, store),
             resolver=resolver,
             listen=ListenLinks(listen, settings.public_base_url),
+            presence=presence,
         )
         bot = GameNightBot(
-            services, dev_guild_id=settings.discord_dev_guild_id, **(client_options or {})
+            services,
+            dev_guild_id=settings.discord_dev_guild_id,
+            presence_intent=settings.discord_presence_intent,
+            **(client_options or {}),
         )
         runner = web.AppRunner(web_app(settings, services, bot), access_log=None)
         await runner.setup()

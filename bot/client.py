@@ -13,6 +13,13 @@ from discord.ext import commands
 from bot.cogs.admin import Admin
 from bot.cogs.gamenight import GameNight, SessionButtons
 from bot.cogs.linking import Linking
+from bot.presence import (
+    REFUSED_NOTE,
+    PresenceCog,
+    PresenceListener,
+    drop_privileged_intents,
+    intents_for,
+)
 from bot.replies import report_error
 from bot.services import Services
 from bot.status import StatusBoard
@@ -37,11 +44,19 @@ class GameNightTree(app_commands.CommandTree[Any]):
 class GameNightBot(commands.Bot):
     """Receives its services; `setup_hook` only adds cogs, syncs commands and resumes."""
 
-    def __init__(self, services: Services, *, dev_guild_id: int | None, **options: Any) -> None:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        dev_guild_id: int | None,
+        presence_intent: bool = False,
+        **options: Any,
+    ) -> None:
         super().__init__(
             # Prefix commands only by mention (no message-content intent): the owner's `sync`.
             command_prefix=commands.when_mentioned,
-            intents=discord.Intents.default(),
+            intents=intents_for(presence_intent),
+            enable_raw_presences=presence_intent,  # bot/presence.py says why raw
             tree_cls=GameNightTree,
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
@@ -68,7 +83,8 @@ class GameNightBot(commands.Bot):
         )
         self.board = board
         listen.watch_audience(board.audience_changed)
-        gamenight = GameNight(s.sessions, board, s.listen)
+        gamenight = GameNight(s.sessions, board, s.listen, presence=s.presence)
+        await self.add_cog(PresenceCog(self, PresenceListener(s.presence)))
         await self.add_cog(Linking(s.linker, s.sessions, s.spotify))
         await self.add_cog(gamenight)
         await self.add_cog(Admin(self))
@@ -81,6 +97,18 @@ class GameNightBot(commands.Bot):
         resumed = await s.sessions.resume_all()
         if resumed:
             log.info("resumed %d game night(s) from storage", len(resumed))
+
+    async def connect(self, *, reconnect: bool = True) -> None:
+        """Connect; if Discord refuses the privileged intents (4014), once more without."""
+        while True:
+            try:
+                return await super().connect(reconnect=reconnect)
+            except discord.PrivilegedIntentsRequired:
+                if not (self.intents.presences or self.intents.members):
+                    raise
+                log.warning("%s", REFUSED_NOTE)
+                self.services.presence.note = REFUSED_NOTE
+                drop_privileged_intents(self)
 
     async def on_command_error(
         self, context: commands.Context[Any], exception: commands.CommandError, /

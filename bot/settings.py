@@ -75,6 +75,7 @@ class Settings:
     spotify_workers: int = 32  # spotipy threads: a sync fan-out waiting for one lands late
     sync_drift_check_interval_s: float = 15.0  # read each listener this often while playing
     spotify_rate_limit: int = 150  # Web API calls per rolling 30 s, for the whole app
+    discord_presence_intent: bool = True  # ask for presences + members (branch presence)
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -126,6 +127,15 @@ def _port(value: str) -> int:
     if not 0 < port < 65536:
         raise ValueError(value)
     return port
+
+
+def _flag(value: str) -> bool:
+    word = value.lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
 
 
 def _positive_int(value: str) -> int:
@@ -320,6 +330,7 @@ def load_settings(
         spotify_rate_limit=r.parsed(
             "SPOTIFY_RATE_LIMIT", 150, _positive_int, "Web API calls per 30 s, e.g. 150"
         ),
+        discord_presence_intent=r.parsed("DISCORD_PRESENCE_INTENT", True, _flag, "true or false"),
     )
     if r.problems:
         raise SettingsError(r.problems)

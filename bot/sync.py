@@ -78,6 +78,8 @@ async def start_sync(settings: Settings, services: Services, bot: GameNightBot) 
             leases=store,
             holder=holder,
             hold=lambda: spotify.limiter.blocked_for,
+            presence=services.presence,
+            governor=spotify.governor,
         )
 
     sync = SessionSync(SyncEngines(engine), store)

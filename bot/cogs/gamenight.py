@@ -9,10 +9,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.presence import presence_note
 from bot.replies import report_error
 from bot.status import StatusBoard, render_status
 from bot.web.listen import ListenLinks
 from core.errors import UserFacingError
+from core.presence import PresenceBoard
 from core.sessions import SessionService
 from storage.records import Session
 
@@ -61,8 +63,16 @@ def _guild_id(interaction: discord.Interaction) -> int:
 class GameNight(commands.GroupCog, group_name="gamenight"):
     """Listen to the host's Spotify together during a game night."""
 
-    def __init__(self, sessions: SessionService, board: StatusBoard, listen: ListenLinks) -> None:
+    def __init__(
+        self,
+        sessions: SessionService,
+        board: StatusBoard,
+        listen: ListenLinks,
+        *,
+        presence: PresenceBoard | None = None,
+    ) -> None:
         self.sessions = sessions
+        self.presence = presence  # its note says why Discord presence is off, if it is
         self.board = board
         self.listen_links = listen
         self.buttons = SessionButtons(self)
@@ -130,8 +140,9 @@ class GameNight(commands.GroupCog, group_name="gamenight"):
         await self.board.refresh(session)  # also re-posts a status message someone deleted
         session = await self.sessions.get(session.guild_id)
         track, playing = await self.board.now_playing(session)
+        note = presence_note(self.presence)
         await interaction.followup.send(
-            self._where(session),
+            self._where(session) + (f"\n{note}" if note else ""),
             embed=render_status(session, track, playing, self.board.browser_listeners(session)),
             ephemeral=True,
         )
