@@ -135,9 +135,11 @@ class DiscordPresence:
         """Mirror this fake Spotify player as the member's presence (now and on changes)."""
         self._sessions.setdefault(member.user_id, secrets.token_hex(16))
         player.on_change.append(lambda: self._player_changed(member, player))
-        self.activities[member.user_id] = self._activity(member, player)
-        with contextlib.suppress(RuntimeError):  # no loop yet: watched from the first change
+        activities = self._activity(member, player)
+        self.activities[member.user_id] = activities
+        with contextlib.suppress(RuntimeError):  # no loop: GUILD_CREATE will carry it
             self._watch_end(member, player)
+            self.set_presence(member, activities)  # they "come online" with it
 
     def hide(self, member: Member) -> None:
         """They do not show Spotify on Discord: no Spotify activity, ever."""
