@@ -189,6 +189,7 @@ class Mode(StrEnum):
 @dataclass(frozen=True)
 class QuotaConfig:
     night_s: float = 4 * 3600.0  # what is left is spread over a game night from now
+    reserve: float = 0.1  # share of the limit kept for commands (the governor's reserve)
     poll_share: float = 0.6  # without presence: share of the pace spent on host polls
     safety_share: float = 0.02  # with presence: share of the pace for safety polls ...
     drift_share: float = 0.02  # ... and for drift checks
@@ -229,7 +230,7 @@ def spend_plan(pressure: float, limit: int, config: QuotaConfig = QuotaConfig())
     as calls are spent: the account never runs dry, however long the night.
     """
     mode = mode_for(pressure, config)
-    left = max(0.0, 1.0 - pressure) * limit
+    left = max(0.0, 1.0 - pressure) * limit * (1 - config.reserve)
     pace = left / (config.night_s / 3600)
     poll = _clamp(3600 / max(pace * config.poll_share, 1e-9), config.min_poll_s, config.max_poll_s)
     safety = _clamp(

@@ -91,7 +91,8 @@ async def test_presence_drives_skip_seek_pause_and_resume(world: World) -> None:
                     host.resume()
             # The presence (0.3-0.5 s late) wakes the engine: well within the 2 minute
             # safety poll, and with one read of the host (the confirmation) per change.
-            await until(lambda: close(world, KIM, playing=act != "pause"), within=4)
+            playing = act != "pause"
+            await until(lambda: close(world, KIM, playing=playing), within=4)  # noqa: B023
             assert host_reads(world) - before <= 2, act
         await asyncio.sleep(1)  # any late duplicate
         sent = len(sent_for(world, member)) - sent_before
