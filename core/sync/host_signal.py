@@ -103,6 +103,20 @@ def agrees(known: PlayerState, seen: PlayerState, tolerance_ms: int) -> bool:
     return abs(known.position_at(seen.at) - seen.position_ms) <= tolerance_ms
 
 
+def _key(host: PlayerState | None) -> tuple[str | None, bool, float] | None:
+    """What a planned read depends on: track, play state, and when the track started."""
+    if host is None:
+        return None
+    origin = host.at - host.position_ms / 1000 if host.is_playing else host.position_ms / 1000
+    return (host.track_id, host.is_playing, origin)
+
+
+def _same_key(a: tuple[str | None, bool, float] | None, b: object) -> bool:
+    if a is None or not isinstance(b, tuple):
+        return a is None and b is None
+    return a[:2] == b[:2] and abs(a[2] - b[2]) < 0.5
+
+
 class HostSignal:
     def __init__(
         self,
@@ -129,6 +143,9 @@ class HostSignal:
         self._shares: bool | None = None  # the host's presence carries their Spotify
         self._due = NextRead(0.0, CallPriority.COMMAND)
         self._due_at = 0.0
+        self._due_for: object = None
+        self._due_presence = False  # the host state `_due_at` was set for
+        self._read = False  # this round read the host
         self._recheck_at = math.inf
         self._unsubscribe: Callable[[], None] | None = None
         self.last_plan: SpendPlan | None = None
@@ -192,6 +209,11 @@ class HostSignal:
     # -- one round ---------------------------------------------------------------------------
 
     def look(self, host: PlayerState | None, now: float) -> Look:
+        look = self._look(host, now)
+        self._read = look.read is not None
+        return look
+
+    def _look(self, host: PlayerState | None, now: float) -> Look:
         if not self.active:
             return Look(read=CallPriority.COMMAND)
         plan = self.plan()
@@ -247,11 +269,20 @@ class HostSignal:
 
     def next_delay(self, host: PlayerState | None, started: float, pressure: RatePressure) -> float:
         plan = self.last_plan or self.plan()
-        due = next_read(host, started, plan, presence=self.presence, config=self._poll)
-        delay = due.delay_s * pressure.factor(started)
-        self._due = NextRead(delay, due.priority)
-        self._due_at = started + delay
-        delay = min(delay, self._recheck_at - started)
+        key, presence = _key(host), self.presence
+        if (
+            self._read
+            or not _same_key(key, self._due_for)
+            or presence != self._due_presence
+            or self._due_at <= started
+        ):
+            # A round that neither read nor saw the host change (a join, the lease renewal)
+            # keeps the read it had planned: rescheduling would put it off again and again.
+            due = next_read(host, started, plan, presence=presence, config=self._poll)
+            self._due = NextRead(due.delay_s * pressure.factor(started), due.priority)
+            self._due_at, self._due_for = started + self._due.delay_s, key
+            self._due_presence = presence
+        delay = min(self._due_at - started, self._recheck_at - started)
         return max(self._poll.min_s, delay, pressure.wait_s(started))
 
     def drift_rate_per_s(self) -> float | None:
