@@ -79,7 +79,7 @@ async def start_sync(settings: Settings, services: Services, bot: GameNightBot) 
             holder=holder,
             hold=lambda: spotify.limiter.blocked_for,
             presence=services.presence,
-            governor=spotify.governor,
+            governor=spotify.quota,
         )
 
     sync = SessionSync(SyncEngines(engine), store)

@@ -5,9 +5,9 @@ from the app's limiter, then spotipy in the bounded pool. A 401 refreshes the to
 user, however many calls saw it) and retries once; a 429 holds the whole app for Retry-After;
 everything else surfaces as the core.errors taxonomy. See SPOTIFY_API.md for the contract.
 
-Every call is counted by the account-wide `governor` (core/spotify/quota.py). Player calls take
-a `priority` for it; callers that may be refused under pressure (the sync engine's reads) ask
-`governor.allows(priority)` first.
+Every call is counted by the account-wide `quota` governor (core/spotify/quota.py). Player calls
+take a `priority` for it; callers that may be refused under pressure (the sync engine's reads)
+ask `quota.allows(priority)` first.
 """
 
 from __future__ import annotations
@@ -63,11 +63,10 @@ class SpotifyClient:
         http: aiohttp.ClientSession,
         *,
         limiter: AppLimiter | None = None,
-        governor: QuotaGovernor | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.governor = governor or QuotaGovernor()
+        self.quota = QuotaGovernor()
         self.accounts = Accounts(http, config, clock)
         self.limiter = limiter or AppLimiter(config.rate_limit, config.rate_window)
         self.pool = SpotipyPool(
@@ -87,7 +86,7 @@ class SpotifyClient:
 
     async def _send(self, token: str, call: Call[T]) -> Timed[T]:
         await self.limiter.acquire(self.config.max_rate_wait)
-        self.governor.spend()
+        self.quota.spend()
         try:
             return await self.pool.call(token, call)
         except Exception as exc:
@@ -97,7 +96,7 @@ class SpotifyClient:
             if isinstance(error, RateLimited):
                 self.limiter.penalize(error.retry_after, error.quota_exceeded)
                 if error.quota_exceeded:
-                    self.governor.hold(error.retry_after)
+                    self.quota.hold(error.retry_after)
             elif isinstance(error, Upstream):
                 log.warning("Spotify call failed: %s", error.status or type(exc).__name__)
             raise error from exc

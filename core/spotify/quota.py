@@ -3,7 +3,9 @@
 The `quota` branch builds the real governor here (persisted, shared on Redis, counting every
 call). This is the smallest piece with the same interface, so the sync engine can be scheduled
 by it meanwhile: an in-memory count over a rolling window, a reserve that only commands may
-use, and a hold while Spotify answers QUOTA_EXCEEDED. The integrator keeps `quota`'s version.
+use, and a hold while Spotify answers QUOTA_EXCEEDED. Constructor, `SpotifyClient.quota` and
+`admit` are shaped like the `quota` branch's (as merged on main), so tests and wiring written
+here run against either. The integrator keeps `quota`'s version.
 
 Spotify publishes no number for the development-mode quota; operators run out after roughly
 1,000-5,000 calls a day (issue #10). The default here is the cautious end of that.
@@ -47,16 +49,20 @@ STOP_AT = {
 }
 
 
+DEFAULT_BUDGET = 2500
+
+
 class QuotaGovernor:
     def __init__(
         self,
-        limit: int = 2500,
-        window_s: float = 86_400.0,
+        budget: int = DEFAULT_BUDGET,
+        *,
+        window: float = 86_400.0,
         reserve: float = 0.1,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.limit = limit
-        self.window_s = window_s
+        self.budget = budget
+        self.window = window
         self.reserve = reserve
         self._clock = clock
         self._spent: deque[float] = deque()
@@ -64,7 +70,7 @@ class QuotaGovernor:
         self._reason = ""
 
     def _trim(self, now: float) -> None:
-        while self._spent and self._spent[0] <= now - self.window_s:
+        while self._spent and self._spent[0] <= now - self.window:
             self._spent.popleft()
 
     def spend(self, calls: int = 1) -> None:
@@ -72,6 +78,10 @@ class QuotaGovernor:
         now = self._clock()
         self._spent.extend([now] * calls)
         self._trim(now)
+
+    async def admit(self, priority: CallPriority) -> None:
+        """Count one call (the stand-in refuses nothing: callers ask `allows` first)."""
+        self.spend()
 
     def hold(self, retry_after: float, reason: str = "QUOTA_EXCEEDED") -> None:
         self._held_until = max(self._held_until, self._clock() + retry_after)
@@ -85,11 +95,11 @@ class QuotaGovernor:
         """0 with the window fresh, 1 when only the reserve is left (or held)."""
         if self._held_until > self._clock():
             return 1.0
-        usable = self.limit * (1 - self.reserve)
+        usable = self.budget * (1 - self.reserve)
         return min(1.0, self.spent() / usable) if usable > 0 else 1.0
 
     def allows(self, priority: CallPriority) -> bool:
-        if self._held_until > self._clock() or self.spent() >= self.limit:
+        if self._held_until > self._clock() or self.spent() >= self.budget:
             return False
         return self.pressure() < STOP_AT[priority]
 
@@ -97,8 +107,8 @@ class QuotaGovernor:
         held = self._held_until > self._clock()
         return QuotaStatus(
             spent=self.spent(),
-            limit=self.limit,
-            window_s=self.window_s,
+            limit=self.budget,
+            window_s=self.window,
             held_until=self._held_until if held else None,
             reason=self._reason if held else "",
         )

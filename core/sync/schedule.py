@@ -190,7 +190,7 @@ class Mode(StrEnum):
 class QuotaConfig:
     night_s: float = 4 * 3600.0  # what is left is spread over a game night from now
     reserve: float = 0.1  # share of the limit kept for commands (the governor's reserve)
-    poll_share: float = 0.6  # without presence: share of the pace spent on host polls
+    poll_share: float = 0.5  # without presence: share of the pace spent on host polls
     safety_share: float = 0.02  # with presence: share of the pace for safety polls ...
     drift_share: float = 0.02  # ... and for drift checks
     min_poll_s: float = 2.0  # never poll faster than the original app did

@@ -253,8 +253,9 @@ async def run_part(sp: SpotifyProcess, nights: list[Night], *, k: float, short: 
         async with aiohttp.ClientSession() as http:
             tasks, engines, clients = [], [], []
             for n in nights:
-                client = SpotifyClient(config, store, http,
-                                       governor=QuotaGovernor(window_s=86_400 / k))  # fmt: skip
+                client = SpotifyClient(config, store, http)
+                # The default budget, its window compressed like the hour.
+                client.quota = QuotaGovernor(client.quota.budget, window=86_400 / k)
                 clients.append(client)
                 kind = kinds[n.name]
                 if kind == "baseline":
@@ -271,7 +272,7 @@ async def run_part(sp: SpotifyProcess, nights: list[Night], *, k: float, short: 
                     n.guild_id, client=client, sessions=store, events=NullEvents(),
                     config=compressed(k) if kind == "budget" else EngineConfig(),
                     leases=store, hold=lambda c=client: c.limiter.blocked_for,  # type: ignore[misc]
-                    presence=board, governor=client.governor if kind == "budget" else None,
+                    presence=board, governor=client.quota if kind == "budget" else None,
                 )  # fmt: skip
                 await engine.start()
                 engines.append(engine)

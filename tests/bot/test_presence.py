@@ -18,7 +18,7 @@ import pytest
 from bot.__main__ import Running
 from core.errors import RateLimited
 from core.presence import Presence
-from core.spotify.quota import QuotaGovernor
+from core.spotify.quota import CallPriority, QuotaGovernor
 from tests.bot.conftest import World
 from tests.bot.test_gamenight import linked, say
 from tests.bot.test_gamenight_sync import until
@@ -44,10 +44,12 @@ def sent_for(world: World, member: Member) -> list[dict[str, object]]:
     return [d for d in world.discord.presence.sent if d["user"]["id"] == str(member.user_id)]
 
 
-async def game_night(world: World, app: Running, *, share: bool = True) -> tuple[Member, Member]:
+async def game_night(
+    world: World, app: Running, *, share: bool = True, budget: int = 100_000
+) -> tuple[Member, Member]:
     world.discord.presence.delay_s, world.discord.presence.jitter_s = 0.3, 0.2
     # Roomy budget: the paced poll without presence is its 2 s floor, so the test is quick.
-    app.services.spotify.governor = QuotaGovernor(limit=100_000)
+    app.services.spotify.quota = QuotaGovernor(budget)
     host = await linked(world, "hana")
     kim = await linked(world, "kim")
     queue = [t.id for t in world.spotify.catalog[:5]]
@@ -135,11 +137,12 @@ async def test_switched_off_intents_are_not_requested(world: World) -> None:
 
 async def test_under_pressure_the_engine_acts_on_presence_alone(world: World) -> None:
     async with world.run() as app:
-        await game_night(world, app)
+        await game_night(world, app, budget=300)
         await until(lambda: app.services.presence.available)
-        governor = app.services.spotify.governor
-        assert isinstance(governor, QuotaGovernor)
-        governor.spend(round(governor.limit * 0.9 * 0.95))  # pressure 0.95: presence only
+        governor = app.services.spotify.quota
+        while governor.pressure() < 0.95:  # presence only
+            await governor.admit(CallPriority.COMMAND)
+        assert not governor.allows(CallPriority.SAFETY)
         before = host_reads(world)
         world.spotify.player(HOST).next()
         await until(lambda: close(world, KIM), within=4)

@@ -21,7 +21,7 @@ class Clock:
 
 
 def signal(board: PresenceBoard | None, clock: Clock, wakes: list[int]) -> HostSignal:
-    governor = QuotaGovernor(clock=clock)
+    governor = QuotaGovernor(2500, clock=clock)
     return HostSignal(
         board,
         governor,
