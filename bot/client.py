@@ -106,6 +106,11 @@ class GameNightBot(commands.Bot):
             except discord.PrivilegedIntentsRequired:
                 if not (self.intents.presences or self.intents.members):
                     raise
+                if self.is_closed():
+                    # AutoShardedClient closes itself on 4014 (discord/shard.py): it cannot
+                    # connect again. Say what to do instead of retrying a dead client.
+                    log.error("%s Or set DISCORD_PRESENCE_INTENT=false.", REFUSED_NOTE)
+                    raise
                 log.warning("%s", REFUSED_NOTE)
                 self.services.presence.note = REFUSED_NOTE
                 drop_privileged_intents(self)
