@@ -184,6 +184,15 @@ def needs_read(view: ListenerView, now: float, config: SyncConfig = SyncConfig()
     )
 
 
+def read_due_at(view: ListenerView, config: SyncConfig = SyncConfig()) -> float | None:
+    """When `needs_read` will hold for this listener (None: it will not by time alone): a
+    round must come back then, or a listener reset within a settle window waits for the next
+    host change (with presence, the next read of the host may be minutes away)."""
+    if view.status in PASSIVE or view.trusted_belief is not None:
+        return None
+    return max(view.retry_at, view.commanded_at + config.settle_s)
+
+
 def _settled(view: ListenerView, observed: PlayerState, config: SyncConfig) -> bool:
     # Spotify's read side lags its command side (a read right after a command can show the old
     # state, and a 202 means the device is still waking): within the settle window after our
