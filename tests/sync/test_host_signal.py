@@ -89,3 +89,25 @@ def test_a_host_playing_without_presence_is_polled() -> None:
     look = s.look(paused, clock.now)  # the poll that was due
     s.settle(look, PlayerState(B, 1_000, True, clock.now, 200_000), clock.now)  # a read
     assert look.read is not None and not s.presence  # Discord is not telling: poll
+
+
+def test_a_listener_presence_on_another_track_makes_them_a_suspect_until_read() -> None:
+    clock, wakes = Clock(), []
+    board = PresenceBoard()
+    board.available = True
+    s = signal(board, clock, wakes)
+    s.follow(HOST)
+    kim, mo, stranger = 11, 12, 13
+    s.expect({kim: A, mo: A})
+    board.update(Presence(kim, Listening(A, "a", (), "", 300_000, 1_000), clock.now))
+    board.update(Presence(stranger, Listening(B, "b", (), "", 200_000, 0), clock.now))
+    board.update(Presence(mo, None, clock.now))  # paused or closed: Discord cannot tell
+    assert not wakes and not s.suspected  # agreeing, silent, or not a listener: free
+    board.update(Presence(kim, Listening(B, "b", (), "", 200_000, 0), clock.now))
+    assert wakes and s.suspected == {kim}
+    assert s.suspects(lambda uid: False) == set()  # still settling after our command: kept
+    assert s.suspects(lambda uid: True) == {kim}
+    assert s.suspects(lambda uid: True) == set()  # once each
+    board.update(Presence(mo, Listening(B, "b", (), "", 200_000, 0), clock.now))
+    board.update(Presence(mo, Listening(A, "a", (), "", 300_000, 0), clock.now))
+    assert not s.suspected  # a late presence from before our command, then the right one
