@@ -265,7 +265,12 @@ class Listeners:
     async def _send(self, listener: Listener, action: Command, host: PlayerState) -> PositionAt:
         uid = listener.state.user_id
         position = PositionAt(
-            host, listener.latency, self._clock, self._clock.now() + self._timeout, self._lease
+            host,
+            listener.latency,
+            self._clock,
+            self._clock.now() + self._timeout,
+            self._lease,
+            lead_ms=self._sync.start_lead_ms,
         )
         if not self._lease.valid():
             raise StaleCommand("the sync lease is no longer ours")

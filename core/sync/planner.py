@@ -94,6 +94,11 @@ class SyncConfig:
     drift_threshold_ms: int = 1500  # host vs observed gap that warrants a seek
     settle_s: float = 2.0  # an observation this soon after our command may predate its effect
     end_grace_ms: int = 3000  # near a track's end a listener moving on by itself is not wandering
+    # A started device plays audio this long after the command lands (Spotify: "audio starts
+    # after a device-dependent delay", REALITY.md): plays and seeks aim this far ahead, or every
+    # listener trails the host by it. 150 ms is the fake's default start-up delay
+    # (tests/fakes/spotify_lag.py); real devices' delays were not measured (see BENCHMARKS).
+    start_lead_ms: int = 150
 
 
 # Statuses the planner leaves alone: the user must act (relink, Premium) or chose to leave.

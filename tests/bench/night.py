@@ -17,8 +17,9 @@ The fake Spotify runs in a child process with 80 ± 40 ms per call. Discord's pr
 modelled here: the host's player is watched through the fake's control API (free, not the Web
 API) and each change reaches the engine's PresenceBoard after the delay, as the bot's listener
 would put it there (the real discord.py path is tested in tests/bot/test_presence.py; the probe
-measured its handler latency at ~0.3 ms). NOT modelled: the fake's read lag and device start-up
-delay, which the `quota` branch adds (not on this branch when this was written).
+measured its handler latency at ~0.3 ms). The fake's realism is on as by default: read lag
+0.3 s after a command, device start-up delay 0.15 s (position stands still until audio starts),
+202 while a device wakes. Skew is read HEARD_AFTER_S after a sync lands, once audio started.
 """
 
 from __future__ import annotations
@@ -329,7 +330,7 @@ def print_hour(hour: list[Night]) -> None:
     print(
         f"Reference game night (host + {LISTENERS} listeners; 15 tracks, 4 skips, 2 seeks, "
         f"2 pause/resume an hour); fake Spotify {LATENCY[0] * 1000:.0f} ± "
-        f"{LATENCY[1] * 1000:.0f} ms per call; read lag, device start-up delay NOT on"
+        f"{LATENCY[1] * 1000:.0f} ms per call; read lag 0.3 s and device start-up delay 0.15 s on"
     )
     print(f"Part 1: the hour compressed x{K} (10 s tracks), default budget per session")
     for n in hour:

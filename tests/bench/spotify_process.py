@@ -49,7 +49,8 @@ def control_app(fake: FakeSpotify) -> web.Application:
             fake.catalog[i] = fake.tracks[track.id] = replace(track, duration_ms=body["short_ms"])
         # Each benchmark session (host + listeners, at most 5 people) stands for a game night of
         # its own app; they share this one fake app, so its allowlist must hold them all.
-        fake.devmode.max_users = max(fake.devmode.max_users, len(body["accounts"]))
+        allowed = fake.devmode.allowlists.get(fake.devmode.default_app, set())
+        fake.devmode.max_users = max(fake.devmode.max_users, len(allowed) + len(body["accounts"]))
         tokens = {}
         for account in body["accounts"]:
             fake.add_account(account)
