@@ -58,6 +58,7 @@ from bot.web.server import ServerLimits, start_http
 from bot.web.services import METRICS, SYNC_HEALTH
 from core.linking import Linker, LinkOutcome
 from core.listen import ListenAlong
+from core.presence import PresenceBoard
 from core.sessions import SessionService
 from storage.errors import StorageError
 
@@ -192,7 +193,8 @@ async def running(
         for warning in redirect_warnings(settings):
             log.warning("%s", warning)
         await resolver.start()
-        listen = ListenAlong(store, resolver, spotify)
+        presence = PresenceBoard()
+        listen = ListenAlong(store, resolver, spotify, presence=presence)
         stack.push_async_callback(listen.aclose)
         services = Services(
             http=http,
@@ -202,6 +204,7 @@ async def running(
             sessions=SessionService(store, store),
             resolver=resolver,
             listen=ListenLinks(listen, settings.public_base_url),
+            presence=presence,
         )
         quiet_discord_logs()
         bot = (
@@ -210,6 +213,7 @@ async def running(
                 dev_guild_id=settings.discord_dev_guild_id,
                 shard_count=settings.discord_shard_count,
                 shard_ids=settings.discord_shard_ids,
+                presence_intent=settings.discord_presence_intent,
                 **(client_options or {}),
             )
             if gateway

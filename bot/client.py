@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -13,11 +14,20 @@ from discord.ext import commands
 from bot.cogs.admin import Admin
 from bot.cogs.gamenight import GameNight, SessionButtons
 from bot.cogs.linking import Linking
+from bot.presence import (
+    REFUSED_NOTE,
+    PresenceCog,
+    PresenceListener,
+    drop_privileged_intents,
+    intents_for,
+)
 from bot.replies import report_error
 from bot.services import Services
 from bot.status import StatusBoard
 
 log = logging.getLogger(__name__)
+
+REFUSED_CODE = 4014  # gateway close code: "Disallowed intent(s)"
 
 
 def shard_of(guild_id: int, shard_count: int) -> int:
@@ -42,11 +52,19 @@ class GameNightTree(app_commands.CommandTree[Any]):
 class GameNightBot(commands.Bot):
     """Receives its services; `setup_hook` only adds cogs, syncs commands and resumes."""
 
-    def __init__(self, services: Services, *, dev_guild_id: int | None, **options: Any) -> None:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        dev_guild_id: int | None,
+        presence_intent: bool = False,
+        **options: Any,
+    ) -> None:
         super().__init__(
             # Prefix commands only by mention (no message-content intent): the owner's `sync`.
             command_prefix=commands.when_mentioned,
-            intents=discord.Intents.default(),
+            intents=intents_for(presence_intent),
+            enable_raw_presences=presence_intent,  # bot/presence.py says why raw
             tree_cls=GameNightTree,
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
@@ -73,7 +91,10 @@ class GameNightBot(commands.Bot):
         )
         self.board = board
         listen.watch_audience(board.audience_changed)
-        gamenight = GameNight(s.sessions, board, s.listen, quota=s.spotify.quota)
+        gamenight = GameNight(
+            s.sessions, board, s.listen, quota=s.spotify.quota, presence=s.presence
+        )
+        await self.add_cog(PresenceCog(self, PresenceListener(s.presence)))
         await self.add_cog(Linking(s.linker, s.sessions, s.spotify))
         await self.add_cog(gamenight)
         await self.add_cog(Admin(self))
@@ -86,6 +107,23 @@ class GameNightBot(commands.Bot):
         resumed = await s.sessions.resume_all(self.runs_guild)
         if resumed:
             log.info("resumed %d game night(s) from storage", len(resumed))
+
+    async def connect(self, *, reconnect: bool = True) -> None:
+        """Connect; if Discord refuses the privileged intents (4014), once more without."""
+        while True:
+            try:
+                return await super().connect(reconnect=reconnect)
+            except discord.PrivilegedIntentsRequired:
+                if not (self.intents.presences or self.intents.members):
+                    raise
+                if self.is_closed():
+                    # A client closed for good cannot connect again (ShardedGameNightBot keeps
+                    # itself open on 4014; this is the case nobody foresaw): say what to do.
+                    log.error("%s Or set DISCORD_PRESENCE_INTENT=false.", REFUSED_NOTE)
+                    raise
+                log.warning("%s", REFUSED_NOTE)
+                self.services.presence.note = REFUSED_NOTE
+                drop_privileged_intents(self)
 
     async def on_command_error(
         self, context: commands.Context[Any], exception: commands.CommandError, /
@@ -122,7 +160,36 @@ class GameNightBot(commands.Bot):
 
 
 class ShardedGameNightBot(GameNightBot, commands.AutoShardedBot):
-    """The same bot on some shards of a sharded application (DISCORD_SHARD_COUNT/_IDS)."""
+    """The same bot on some shards of a sharded application (DISCORD_SHARD_COUNT/_IDS).
+
+    On 4014 (privileged intents refused) AutoShardedClient.connect closes the whole client
+    (HTTP session included) before it raises (discord/shard.py, 2.7.1), and a closed client
+    cannot connect again. So while the intents are still asked for and a shard was refused
+    them, `close` only drops this process's shards and their pending gateway events;
+    `GameNightBot.connect` then identifies every shard again without the intents.
+    """
+
+    async def close(self) -> None:
+        if self._refused_privileged_intents():
+            await self._drop_shards()
+            return
+        await super().close()
+
+    def _refused_privileged_intents(self) -> bool:
+        if not (self.intents.presences or self.intents.members):
+            return False
+        shards: dict[int, Any] = getattr(self, "_AutoShardedClient__shards", {})
+        return any(
+            getattr(getattr(shard.ws, "socket", None), "close_code", None) == REFUSED_CODE
+            for shard in shards.values()
+        )
+
+    async def _drop_shards(self) -> None:
+        shards: dict[int, Any] = self._AutoShardedClient__shards  # type: ignore[attr-defined]
+        await asyncio.gather(*(shard.close() for shard in shards.values()), return_exceptions=True)
+        shards.clear()
+        # Every refused shard queued its own 4014: the next connect must not read them.
+        self._AutoShardedClient__queue: asyncio.PriorityQueue[Any] = asyncio.PriorityQueue()
 
 
 def make_bot(

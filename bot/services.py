@@ -15,6 +15,7 @@ from bot.web.listen import ListenLinks
 from bot.web.services import AudioRoute, RelayConfig
 from bot.web.signing import RelaySigner, derive_secret
 from core.linking import Linker
+from core.presence import PresenceBoard
 from core.resolver import Resolver, ResolverConfig, build_resolver
 from core.sessions import SessionService
 from core.spotify import SpotifyClient, SpotifyConfig, StoreLocks
@@ -34,6 +35,7 @@ class Services:
     resolver: Resolver
     listen: ListenLinks  # the browser listen-along page
     sync_health: SyncHealth = field(default_factory=SyncHealth)  # read by /healthcheck
+    presence: PresenceBoard = field(default_factory=PresenceBoard)  # members' Spotify presence
 
 
 def spotify_config(settings: Settings) -> SpotifyConfig:

@@ -100,6 +100,7 @@ class Settings:
     force_cooldown_s: float = 600.0  # a track is re-matched on request at most this often
     instance_id: str | None = None  # sync lease holder name; None: kept in the data folder
     sync_lease_ttl_s: float = 1.5  # a dead process's guilds move to another within about this
+    discord_presence_intent: bool = True  # ask for presences + members (branch presence)
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -447,6 +448,7 @@ def load_settings(
         sync_lease_ttl_s=r.parsed(
             "SYNC_LEASE_TTL", 1.5, _positive_float, "seconds a sync lease lasts unrenewed, e.g. 1.5"
         ),
+        discord_presence_intent=r.parsed("DISCORD_PRESENCE_INTENT", True, _bool, "true or false"),
     )
     _check_shards(settings, r.problems)
     if r.problems:

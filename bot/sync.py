@@ -93,6 +93,8 @@ async def start_sync(settings: Settings, services: Services, bot: GameNightBot) 
             hold=lambda: spotify.blocked_for,  # Retry-After and quota holds
             clock=clock,
             health=services.sync_health,
+            presence=services.presence,
+            governor=spotify.quota,
         )
 
     # Every second: a session started by another process (another shard) gets a waiting loop

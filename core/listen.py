@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from core.errors import NotFound, UserFacingError
+from core.presence import PresenceBoard
 from core.sessions import NoSession
 from core.tracks import TrackInfo
 from storage.base import SessionStore
@@ -305,8 +306,10 @@ class ListenAlong:
         *,
         config: ListenConfig | None = None,
         clock: Callable[[], float] = time.time,
+        presence: PresenceBoard | None = None,
     ) -> None:
         self.sessions = sessions
+        self.presence = presence  # names a track when Spotify cannot (quota hold)
         self.streams = streams
         self.tracks = tracks
         self.config = config or ListenConfig()
@@ -419,11 +422,18 @@ class ListenAlong:
             info = await self.tracks.track(track_id)
         except Exception as exc:  # the page still plays without a title
             log.info("track %s lookup for the listen page failed: %r", track_id, exc)
-            return None
+            return self._from_presence(track_id)
         if len(self._track_cache) >= 256:
             self._track_cache.clear()
         self._track_cache[track_id] = info
         return info
+
+    def _from_presence(self, track_id: str) -> TrackInfo | None:
+        """The track as Discord shows it: enough to find its audio while Spotify holds us."""
+        seen = self.presence.listening_to(track_id) if self.presence is not None else None
+        if seen is None:
+            return None
+        return TrackInfo(seen.track_id, seen.title, seen.artists, seen.album, seen.duration_ms or 0)
 
 
 def _same(stored: str | None, token: str) -> bool:

@@ -61,6 +61,7 @@ class PresenceBoard:
 
     def __init__(self) -> None:
         self.available = False
+        self.note = ""  # why presence is off, for /gamenight status ("" when nothing to say)
         self._latest: dict[int, Presence] = {}
         self._subscribers: list[PresenceCallback] = []
 
@@ -76,6 +77,13 @@ class PresenceBoard:
                 callback(presence)
             except Exception:  # one broken reader must not starve the others
                 log.exception("presence subscriber failed")
+
+    def listening_to(self, track_id: str) -> Listening | None:
+        """What Discord says about a track someone is playing (title, artists, album)."""
+        for presence in self._latest.values():
+            if presence.listening is not None and presence.listening.track_id == track_id:
+                return presence.listening
+        return None
 
     def forget(self, user_id: int) -> None:
         self._latest.pop(user_id, None)

@@ -9,10 +9,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.presence import presence_note
 from bot.replies import for_discord, report_error
 from bot.status import StatusBoard, render_status
 from bot.web.listen import ListenLinks
 from core.errors import UserFacingError
+from core.presence import PresenceBoard
 from core.sessions import SessionService
 from core.spotify.quota import QuotaGovernor
 from storage.records import Session
@@ -69,9 +71,12 @@ class GameNight(commands.GroupCog, group_name="gamenight"):
         board: StatusBoard,
         listen: ListenLinks,
         quota: QuotaGovernor | None = None,
+        *,
+        presence: PresenceBoard | None = None,
     ) -> None:
         self.quota = quota  # the Spotify call budget, shown by /gamenight status
         self.sessions = sessions
+        self.presence = presence  # its note says why Discord presence is off, if it is
         self.board = board
         self.listen_links = listen
         self.buttons = SessionButtons(self)
@@ -140,7 +145,7 @@ class GameNight(commands.GroupCog, group_name="gamenight"):
         await self.board.refresh(session)  # also re-posts a status message someone deleted
         session = await self.sessions.get(session.guild_id)
         track, playing = await self.board.now_playing(session)
-        lines = [self._where(session)]
+        lines = [self._where(session), presence_note(self.presence)]
         if self.quota is not None:  # "Spotify calls today: 312 of 3,000", shared by processes
             lines.append(for_discord((await self.quota.refresh()).line()))
         await interaction.followup.send(

@@ -59,9 +59,13 @@ def extrapolate(host: PlayerState, at: float) -> int:
     return host.position_at(at)
 
 
-def landing_position(host: PlayerState, sent_at: float, latency: Latency) -> int:
-    """The position to put in a command sent at `sent_at`, so it matches the host on arrival."""
-    return host.position_at(sent_at + latency.one_way_s)
+def landing_position(host: PlayerState, sent_at: float, latency: Latency, lead_ms: int = 0) -> int:
+    """The position to put in a command sent at `sent_at`, so it matches the host on arrival;
+    while the host plays, `lead_ms` ahead: the listener's audio starts that much after the
+    command lands (device start-up), and from there runs in step with the host."""
+    if not host.is_playing or lead_ms <= 0:
+        return host.position_at(sent_at + latency.one_way_s)
+    return host.position_at(sent_at + latency.one_way_s + lead_ms / 1000)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.sync.planner import SyncConfig
-from core.sync.schedule import DriftConfig, PollConfig
+from core.sync.schedule import DriftConfig, PollConfig, QuotaConfig
 
 
 @dataclass(frozen=True)
@@ -21,3 +21,4 @@ class EngineConfig:
     fanout_wait_s: float = 1.0  # a round waits this long for its commands, then moves on
     report_timeout_s: float = 5.0  # a status edit or DM taking longer is dropped
     probe_interval_s: float = 1.0  # while listeners back off, try one of them this often
+    quota: QuotaConfig = field(default_factory=QuotaConfig)  # with a governor (host_signal.py)

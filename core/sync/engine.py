@@ -15,6 +15,13 @@ Each round (`step`):
 The round never awaits Discord (the `Reporter` has its own task) and never renews the lease
 (the `GuildLease` has its own task); it awaits only storage and Spotify, each bounded.
 
+Reads spent by the quota: with a quota `governor`, `HostSignal` (host_signal.py) decides each
+round whether the host is read (and at which priority: COMMAND to confirm a presence change,
+END_OF_TRACK just after the predicted end, SAFETY for the paced poll), acts on the host's
+Discord presence alone, or extrapolates; and it sets the drift checks' share of the budget.
+Every Spotify call carries its priority (listener reads before a command COMMAND, drift checks
+DRIFT, commands COMMAND). Without a governor the host is read every round, as before.
+
 Rate limiting is app-wide: while the Spotify client's shared limiter holds every call
 (Retry-After, `hold`), a round makes no call at all and sleeps until the hold ends. A 429
 marked QUOTA_EXCEEDED is told to the host (at most every `QUOTA_NOTICE_EVERY_S`).
@@ -36,12 +43,16 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 from core.errors import BudgetRefused, NotLinked, QuotaHeld, RateLimited, TokenRevoked
+from core.presence import PresenceBoard
+from core.spotify.quota import CallPriority
 from core.sync.changes import Change, HostChange, detect
 from core.sync.clock import Clock
 from core.sync.config import EngineConfig
 from core.sync.health import SyncHealth
+from core.sync.host_signal import Governor, HostSignal
 from core.sync.lease import GuildLease
 from core.sync.listeners import Listeners
 from core.sync.planner import plan
@@ -89,10 +100,14 @@ class SyncEngine:
         hold: Callable[[], float] | None = None,
         clock: Clock | None = None,
         health: SyncHealth | None = None,
+        presence: PresenceBoard | None = None,
+        governor: Governor | None = None,
     ) -> None:
         """`hold` says how long the Spotify app must not call (the client's shared limiter,
         `SpotifyClient.blocked_for`: Retry-After and QUOTA_EXCEEDED holds; without it only
-        429s this engine saw count); `holder` is this process's stable identity."""
+        429s this engine saw count); `holder` is this process's stable identity.
+        With a quota `governor`, reads are scheduled by budget and the host's `presence`
+        (core/sync/host_signal.py); without one, the host is read every round."""
         self.guild_id = guild_id
         self._client = client
         self._sessions = sessions
@@ -149,6 +164,15 @@ class SyncEngine:
         self._status_dirty = True
         self.last_change = HostChange()
         self.ended: str | None = None  # why the loop ended ("stopped", "idle"), once it has
+        self.signal = HostSignal(
+            presence,
+            governor,
+            wake=self.wake,
+            poll=config.poll,
+            quota=config.quota,
+            tolerance_ms=config.sync.seek_tolerance_ms,
+            clock=clock.now,
+        )
 
     @property
     def calls(self) -> Counter[str]:
@@ -175,6 +199,7 @@ class SyncEngine:
         await self.lease.aclose()
         await self.reporter.aclose()
         self.health.forget(self.guild_id)
+        self.signal.close()
 
     def wake(self) -> None:
         """Run the next round now (a join, leave or resync was stored; the lease changed)."""
@@ -227,11 +252,13 @@ class SyncEngine:
             self.reporter.gone()  # a stop reported by the bot already marked it; else we do
             return None
         self._adopt(session)
+        self.signal.follow(session.host_user_id)
         held = self._held()
         if held > 0:
+            await self._follow_presence_while_held()
             return held  # Retry-After holds the whole app: no call before it ends
 
-        host = await self._read_host(session.host_user_id)
+        host = await self._look_at_host(session.host_user_id, started)
         now = self._clock.now()
         if host is None:  # unreadable: look again soon, or when Retry-After allows
             if host_idle_expired(self._host_active_at, now, self._config.host_idle_timeout_s):
@@ -257,6 +284,7 @@ class SyncEngine:
 
         self._host = host
         self.last_change = change
+        self.signal.expect(self.listeners.expected_tracks(host.track_id))
         if change:
             log.debug("guild %s host change: %s", self.guild_id, change.describe())
             self._status_dirty |= bool(change.kinds - {Change.SEEK, Change.DEVICE})
@@ -264,8 +292,37 @@ class SyncEngine:
         self._report(session.host_user_id)
         # Counted from the round's start, so host reads keep a steady cadence however long
         # the round took (a late read is a late detection of whatever the host did).
-        delay = next_poll_delay(host, started, self._config.poll, self._pressure)
+        return self._next_delay(host, started)
+
+    def _next_delay(self, host: PlayerState, started: float) -> float:
+        if self.signal.active:  # the next read planned by budget and presence
+            delay = self.signal.next_delay(host, started, self._pressure)
+            # A listener reset (a resync, a timed-out command) is read once their settle window
+            # ends, not at the host's next read, which with presence can be minutes away.
+            # (One already due was read, or tried, this round: no tight loop on a failing read.)
+            dues = [self.listeners.next_read_at()]
+            dues += [self.listeners.settled_at(uid) for uid in self.signal.suspected]
+            if due := min((d for d in dues if d is not None and d > started), default=None):
+                delay = min(delay, due - started)
+        else:
+            delay = next_poll_delay(host, started, self._config.poll, self._pressure)
         return max(self._config.poll.min_s, delay - (self._clock.now() - started))
+
+    async def _follow_presence_while_held(self) -> None:
+        """No Spotify call may go out (Retry-After, QUOTA_EXCEEDED): store what the host's
+        presence shows, so the listen page keeps following them meanwhile."""
+        if (seen := self.signal.held(self._host)) is not None:
+            self._host = seen
+            await self._persist(seen, force=True)
+
+    async def _look_at_host(self, host_id: int, started: float) -> PlayerState | None:
+        """This round's host state: read (at the priority `HostSignal` chose), taken from a
+        presence change, or extrapolated; None when nothing is known (a failed read)."""
+        look = self.signal.look(self._host, started)
+        if look.read is None:
+            return look.state
+        read = await self._read_host(host_id, look.read)
+        return self.signal.settle(look, read, self._clock.now())
 
     async def _read_session(self) -> Session | None:
         try:
@@ -327,14 +384,16 @@ class SyncEngine:
 
     # -- reads -----------------------------------------------------------------------------
 
-    async def _read_host(self, host_id: int) -> PlayerState | None:
+    async def _read_host(
+        self, host_id: int, priority: CallPriority = CallPriority.COMMAND
+    ) -> PlayerState | None:
         """The host's player; None when it could not be read (the round then changes nothing:
         an unreadable host is not an idle one, and nobody is paused for it)."""
         requested = self._clock.now()
         try:
             async with asyncio.timeout(self._config.call_timeout_s):
                 self.calls["host_read"] += 1
-                playback = await self._client.playback(host_id)
+                playback = await self._client.playback(host_id, priority=priority)
         except RateLimited as error:
             self._rate_limited(error)
             return None
@@ -363,11 +422,26 @@ class SyncEngine:
         """First reads of unknown listeners (always), plus drift checks when nothing changed."""
         unknown, drift = self.listeners.to_read(self._clock.now(), self._config.sync)
         picked: list[int] = []
-        if not change:
+        rate = self.signal.drift_rate_per_s()  # None: no governor, keep the configured rate
+        if rate is not None and rate > 0:
+            self._budget = replace(self._budget, rate_per_s=rate)  # the quota's share
+        if not change and (rate is None or rate > 0):
             picked, self._budget = pick_drift_checks(
                 drift, host, self._clock.now(), self._budget, self._config.drift
             )
-        return await self.listeners.read(unknown + picked, self._config.fanout_wait_s)
+        # Listeners whose Discord presence shows another track are read now, outside the
+        # drift budget (the budget's checks may be minutes apart): they may have wandered off.
+        if self.signal.allows(CallPriority.DRIFT):
+            candidates = {c.user_id for c in drift} - set(picked)
+            now = self._clock.now()
+            # A read within the settle window after our command proves nothing: wait for it.
+            picked += self.signal.suspects(
+                lambda uid: uid in candidates and self.listeners.settled_at(uid) <= now
+            )
+        # Someone unknown is read before being commanded: that read is part of the command.
+        priorities = dict.fromkeys(unknown, CallPriority.COMMAND)
+        priorities.update(dict.fromkeys(picked, CallPriority.DRIFT))
+        return await self.listeners.read(priorities, self._config.fanout_wait_s)
 
     # -- state, storage, reports -------------------------------------------------------------
 

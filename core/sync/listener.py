@@ -74,10 +74,18 @@ class PositionAt:
     longer valid, so such a command never leaves."""
 
     def __init__(
-        self, host: PlayerState, latency: Latency, clock: Clock, deadline: float, lease: GuildLease
+        self,
+        host: PlayerState,
+        latency: Latency,
+        clock: Clock,
+        deadline: float,
+        lease: GuildLease,
+        *,
+        lead_ms: int = 0,
     ) -> None:
         self._host, self._latency, self._clock = host, latency, clock
         self._deadline, self._lease = deadline, lease
+        self._lead_ms = lead_ms
         self.sent: tuple[float, int] | None = None  # (when, position) once computed
 
     def __call__(self) -> int:
@@ -86,6 +94,6 @@ class PositionAt:
             raise StaleCommand("timed out before it was sent")
         if not self._lease.valid():
             raise StaleCommand("the sync lease is no longer ours")
-        position = landing_position(self._host, now, self._latency)
+        position = landing_position(self._host, now, self._latency, self._lead_ms)
         self.sent = (now, position)
         return position

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from core.errors import BudgetRefused, NoActiveDevice, RateLimited
+from core.spotify.quota import CallPriority
 from core.sync.clock import Clock
 from core.sync.failures import NO_DEVICE_RETRY_S, Verdict, classify
 from core.sync.lease import GuildLease
@@ -43,6 +44,7 @@ from core.sync.planner import (
     belief_after,
     needs_read,
     plan_listener,
+    read_due_at,
 )
 from core.sync.ports import PlayerClient, observation, pick_device
 from core.sync.reporter import Reporter
@@ -52,6 +54,10 @@ from storage.base import SessionStore
 from storage.records import ListenerStatus, Session
 
 log = logging.getLogger(__name__)
+
+# Commands (and the device lookup a command needs) follow a host change or a join: a person is
+# waiting on them, so they are the quota's first priority (core/spotify/quota.py).
+COMMAND = CallPriority.COMMAND
 
 
 class Listeners:
@@ -156,11 +162,35 @@ class Listeners:
         ]
         return unknown, drift
 
-    async def read(self, uids: list[int], wait_s: float) -> dict[int, PlayerState]:
-        """Read these listeners' players at once; a read later than `wait_s` is dropped."""
+    def expected_tracks(self, host_track: str | None) -> dict[int, str | None]:
+        """The track each following listener should show: what we last sent them (a belief),
+        else the host's; only listeners we follow (not those who left or must relink)."""
+        return {
+            uid: (m.belief.track_id if m.belief is not None else host_track)
+            for uid, m in self.members.items()
+            if m.state.status in (ListenerStatus.ATTACHED, ListenerStatus.ERROR)
+        }
+
+    def settled_at(self, uid: int) -> float:
+        """When a read of this listener can be trusted over our last command to them."""
+        member = self.members.get(uid)
+        return member.commanded_at + self._sync.settle_s if member is not None else 0.0
+
+    def next_read_at(self) -> float | None:
+        """The soonest time a listener not read yet becomes due for their first read."""
+        due = [
+            at
+            for m in self.members.values()
+            if not m.busy and (at := read_due_at(m.view(None), self._sync)) is not None
+        ]
+        return min(due, default=None)
+
+    async def read(self, uids: Mapping[int, CallPriority], wait_s: float) -> dict[int, PlayerState]:
+        """Read these listeners' players at once, each at its quota priority; a read later
+        than `wait_s` is dropped."""
         if not uids:
             return {}
-        reads = {uid: asyncio.create_task(self._read(uid)) for uid in uids}
+        reads = {uid: asyncio.create_task(self._read(uid, pri)) for uid, pri in uids.items()}
         _, late = await asyncio.wait(reads.values(), timeout=wait_s)
         for task in late:
             task.cancel()  # a read that late is stale anyway; the round goes on without it
@@ -170,12 +200,12 @@ class Listeners:
             if task not in late and (seen := task.result()) is not None
         }
 
-    async def _read(self, uid: int) -> PlayerState | None:
+    async def _read(self, uid: int, priority: CallPriority) -> PlayerState | None:
         requested = self._clock.now()
         try:
             async with asyncio.timeout(self._timeout):
                 self.calls["listener_read"] += 1
-                playback = await self._client.playback(uid)
+                playback = await self._client.playback(uid, priority=priority)
         except RateLimited as error:
             self._rate_limited(error)
             return None
@@ -237,20 +267,27 @@ class Listeners:
     async def _send(self, listener: Listener, action: Command, host: PlayerState) -> PositionAt:
         uid = listener.state.user_id
         position = PositionAt(
-            host, listener.latency, self._clock, self._clock.now() + self._timeout, self._lease
+            host,
+            listener.latency,
+            self._clock,
+            self._clock.now() + self._timeout,
+            self._lease,
+            lead_ms=self._sync.start_lead_ms,
         )
         if not self._lease.valid():
             raise StaleCommand("the sync lease is no longer ours")
         match action:
             case Play() | Resume():
                 self.calls["play"] += 1
-                await self._client.play(uid, action.track_uri, position, action.device_id)
+                await self._client.play(
+                    uid, action.track_uri, position, action.device_id, priority=COMMAND
+                )
             case Seek():
                 self.calls["seek"] += 1
-                await self._client.seek(uid, position, action.device_id)
+                await self._client.seek(uid, position, action.device_id, priority=COMMAND)
             case Pause():
                 self.calls["pause"] += 1
-                await self._client.pause(uid, action.device_id)
+                await self._client.pause(uid, action.device_id, priority=COMMAND)
         return position
 
     async def _command(
@@ -387,7 +424,7 @@ class Listeners:
         try:
             async with asyncio.timeout(self._timeout):
                 self.calls["devices"] += 1
-                return pick_device(await self._client.devices(uid))
+                return pick_device(await self._client.devices(uid, priority=COMMAND))
         except Exception as error:
             log.info("guild %s: listing devices of %s failed: %r", self.guild_id, uid, error)
             return None

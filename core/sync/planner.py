@@ -94,6 +94,11 @@ class SyncConfig:
     drift_threshold_ms: int = 1500  # host vs observed gap that warrants a seek
     settle_s: float = 2.0  # an observation this soon after our command may predate its effect
     end_grace_ms: int = 3000  # near a track's end a listener moving on by itself is not wandering
+    # A started device plays audio this long after the command lands (Spotify: "audio starts
+    # after a device-dependent delay", REALITY.md): plays and seeks aim this far ahead, or every
+    # listener trails the host by it. 150 ms is the fake's default start-up delay
+    # (tests/fakes/spotify_lag.py); real devices' delays were not measured (see BENCHMARKS).
+    start_lead_ms: int = 150
 
 
 # Statuses the planner leaves alone: the user must act (relink, Premium) or chose to leave.
@@ -182,6 +187,15 @@ def needs_read(view: ListenerView, now: float, config: SyncConfig = SyncConfig()
         and view.trusted_belief is None
         and now - view.commanded_at >= config.settle_s
     )
+
+
+def read_due_at(view: ListenerView, config: SyncConfig = SyncConfig()) -> float | None:
+    """When `needs_read` will hold for this listener (None: it will not by time alone): a
+    round must come back then, or a listener reset within a settle window waits for the next
+    host change (with presence, the next read of the host may be minutes away)."""
+    if view.status in PASSIVE or view.trusted_belief is not None:
+        return None
+    return max(view.retry_at, view.commanded_at + config.settle_s)
 
 
 def _settled(view: ListenerView, observed: PlayerState, config: SyncConfig) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from core.spotify.quota import CallPriority
 from core.sync.state import PlayerState
 from core.tracks import TrackInfo
 
@@ -45,26 +46,38 @@ class PlaybackLike(Protocol):
 
 
 class PlayerClient(Protocol):
-    async def playback(self, discord_user_id: int) -> PlaybackLike | None: ...
+    """Every call takes the quota governor's `priority` (core/spotify/quota.py)."""
+
+    async def playback(
+        self, discord_user_id: int, *, priority: CallPriority = ...
+    ) -> PlaybackLike | None: ...
     async def play(
         self,
         discord_user_id: int,
         track_uri: str | None,
         position_ms: int | Callable[[], int] | None = None,
         device_id: str | None = None,
+        *,
+        priority: CallPriority = ...,
     ) -> None:
         """A callable position is called right before the request is sent (in the client's
         worker thread); whatever it raises is raised here, and nothing is sent."""
         ...
 
-    async def pause(self, discord_user_id: int, device_id: str | None = None) -> None: ...
+    async def pause(
+        self, discord_user_id: int, device_id: str | None = None, *, priority: CallPriority = ...
+    ) -> None: ...
     async def seek(
         self,
         discord_user_id: int,
         position_ms: int | Callable[[], int],
         device_id: str | None = None,
+        *,
+        priority: CallPriority = ...,
     ) -> None: ...
-    async def devices(self, discord_user_id: int) -> Sequence[DeviceLike]: ...
+    async def devices(
+        self, discord_user_id: int, *, priority: CallPriority = ...
+    ) -> Sequence[DeviceLike]: ...
 
 
 def observation(

@@ -3,13 +3,22 @@
 All pure: the engine asks `next_poll_delay` after each round and sleeps that long, keeps a
 `RatePressure` value that 429 answers raise, and spends a per-session `Budget` of listener
 reads on the drift checks `pick_drift_checks` selects.
+
+Under the account's quota (issue #10) the cadence follows the budget instead: `spend_plan`
+turns the quota governor's pressure into a `SpendPlan` (how often to poll a host without
+presence, how slow the safety poll of a host with presence, how many drift checks an hour, in
+steps that degrade as pressure rises), and `next_read` says when and at what priority to read
+the host next: just after the predicted end of the track, else the plan's poll.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from enum import StrEnum
 
+from core.spotify.quota import CallPriority
 from core.sync.state import PlayerState
 
 
@@ -163,3 +172,124 @@ def pick_drift_checks(
     due.sort(key=lambda c: (c.known, c.last_checked, c.user_id))
     granted, budget = budget.take(now, len(due))
     return [c.user_id for c in due[:granted]], budget
+
+
+# -- Spending the account's quota (issue #10) -------------------------------------------------
+
+
+class Mode(StrEnum):
+    """Steps of degradation as the account's quota runs low."""
+
+    FULL = "full"
+    FEWER_DRIFT_CHECKS = "fewer drift checks"
+    SLOW_SAFETY = "slow safety polls"
+    PRESENCE_ONLY = "presence only"
+
+
+@dataclass(frozen=True)
+class QuotaConfig:
+    night_s: float = 4 * 3600.0  # what is left is spread over a game night from now
+    reserve: float = 0.1  # share of the limit kept for commands (the governor's reserve)
+    poll_share: float = 0.5  # without presence: share of the pace spent on host polls
+    safety_share: float = 0.02  # with presence: share of the pace for safety polls ...
+    drift_share: float = 0.02  # ... and for drift checks
+    min_poll_s: float = 2.0  # never poll faster than the original app did
+    max_poll_s: float = 120.0
+    min_safety_s: float = 120.0
+    max_safety_s: float = 1800.0
+    confirm_wait_s: float = 1.0  # a read that contradicts a presence: read again this late
+    # Pressure (governor: 0 fresh .. 1 at the reserve) at which each step starts.
+    steps: tuple[tuple[float, Mode], ...] = (
+        (0.9, Mode.PRESENCE_ONLY),
+        (0.75, Mode.SLOW_SAFETY),
+        (0.5, Mode.FEWER_DRIFT_CHECKS),
+    )
+
+
+@dataclass(frozen=True)
+class SpendPlan:
+    mode: Mode
+    pace_per_h: float  # calls an hour this session may spend, by the budget
+    poll_s: float  # host poll without presence
+    safety_s: float  # host safety poll with presence (inf: none)
+    drift_per_h: float  # listener reads for drift checks
+    confirm: bool  # read the host to confirm a presence change
+
+
+def mode_for(pressure: float, config: QuotaConfig = QuotaConfig()) -> Mode:
+    for at, mode in config.steps:
+        if pressure >= at:
+            return mode
+    return Mode.FULL
+
+
+def spend_plan(pressure: float, limit: int, config: QuotaConfig = QuotaConfig()) -> SpendPlan:
+    """The session's schedule for the governor's `pressure` and account `limit`.
+
+    The pace is what is left of the usable budget spread over a night from now, so it shrinks
+    as calls are spent: the account never runs dry, however long the night.
+    """
+    mode = mode_for(pressure, config)
+    left = max(0.0, 1.0 - pressure) * limit * (1 - config.reserve)
+    pace = left / (config.night_s / 3600)
+    poll = _clamp(3600 / max(pace * config.poll_share, 1e-9), config.min_poll_s, config.max_poll_s)
+    safety = _clamp(
+        3600 / max(pace * config.safety_share, 1e-9), config.min_safety_s, config.max_safety_s
+    )
+    drift = pace * config.drift_share
+    match mode:
+        case Mode.FULL:
+            pass
+        case Mode.FEWER_DRIFT_CHECKS:
+            drift /= 3
+        case Mode.SLOW_SAFETY:
+            drift = 0.0
+            safety = min(config.max_safety_s, safety * 3)
+            poll = min(config.max_poll_s, poll * 2)
+        case Mode.PRESENCE_ONLY:
+            drift = 0.0
+            safety = math.inf
+            poll = config.max_poll_s
+    return SpendPlan(mode, pace, poll, safety, drift, confirm=mode is not Mode.PRESENCE_ONLY)
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return min(high, max(low, value))
+
+
+@dataclass(frozen=True)
+class NextRead:
+    delay_s: float
+    priority: CallPriority
+
+
+def next_read(
+    host: PlayerState | None,
+    now: float,
+    plan: SpendPlan,
+    *,
+    presence: bool,
+    config: PollConfig = PollConfig(),
+) -> NextRead:
+    """When to read the host next, and at which priority.
+
+    With presence the host's changes arrive by themselves: only the end of the track (which
+    presence reports late) and a slow safety poll are read. Without it the plan's poll.
+    """
+    regular = plan.safety_s if presence else plan.poll_s
+    if host is None or not host.has_track:
+        return NextRead(regular if presence else max(config.idle_s, regular), CallPriority.SAFETY)
+    if not host.is_playing:
+        return NextRead(regular if presence else max(config.paused_s, regular), CallPriority.SAFETY)
+    if not host.duration_ms:
+        return NextRead(regular, CallPriority.SAFETY)
+    end_at = host.at + (host.duration_ms - host.position_ms) / 1000
+    first_look = end_at + config.end_margin_s
+    if now < first_look:
+        until_end = first_look - now
+        if until_end <= regular:
+            return NextRead(max(config.min_s, until_end), CallPriority.END_OF_TRACK)
+        return NextRead(regular, CallPriority.SAFETY)
+    if now < end_at + config.follow_window_s:
+        return NextRead(config.follow_s, CallPriority.END_OF_TRACK)
+    return NextRead(regular, CallPriority.SAFETY)

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -43,6 +44,13 @@ def control_app(fake: FakeSpotify) -> web.Application:
         body = await request.json()
         fake.set_latency(*body.get("latency", (0.0, 0.0)))
         fake.app.rate_limit = body.get("rate_limit")
+        short = body.get("short_tracks", 0)  # the first N tracks last `short_ms` (compressed time)
+        for i, track in enumerate(fake.catalog[:short]):
+            fake.catalog[i] = fake.tracks[track.id] = replace(track, duration_ms=body["short_ms"])
+        # Each benchmark session (host + listeners, at most 5 people) stands for a game night of
+        # its own app; they share this one fake app, so its allowlist must hold them all.
+        allowed = fake.devmode.allowlists.get(fake.devmode.default_app, set())
+        fake.devmode.max_users = max(fake.devmode.max_users, len(allowed) + len(body["accounts"]))
         tokens = {}
         for account in body["accounts"]:
             fake.add_account(account)

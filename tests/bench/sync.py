@@ -1,6 +1,7 @@
 """Sync engine benchmarks: propagation, position skew, API calls, and 200 sessions at once.
 
-Run:  python -m tests.bench.sync            (default, about 3 minutes)
+Run:  python -m tests.bench.sync --night    (issue #10's reference night: tests/bench/night.py)
+      python -m tests.bench.sync            (default, about 3 minutes)
       python -m tests.bench.sync --quick    (a smoke run, under a minute)
       python -m tests.bench.sync --full     (more repetitions and a longer steady phase)
 
@@ -406,7 +407,13 @@ async def main() -> None:
     mode.add_argument("--quick", action="store_const", dest="plan", const="quick")
     mode.add_argument("--full", action="store_const", dest="plan", const="full")
     parser.add_argument("--no-scale", action="store_true", help="skip the 200-session row")
+    parser.add_argument("--night", action="store_true", help="issue #10's reference night")
     args = parser.parse_args()
+    if args.night:
+        # Here, not at the top: night.py imports this module's LATENCY, NullEvents and pct.
+        from tests.bench.night import main as night  # noqa: PLC0415
+
+        return await night()
     plan = PLANS[args.plan or "default"]
     started = time.monotonic()
     print(f"plan {args.plan or 'default'}: {plan}", flush=True)

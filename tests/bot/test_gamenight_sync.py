@@ -87,6 +87,9 @@ async def test_a_resync_while_the_host_is_paused_pauses_a_listener_on_their_own_
         host = await linked(world, "hana")
         kim = await linked(world, "kim")
         player("hana-sp").load(queue, position_ms=30_000)
+        # The host shows Spotify on Discord: the pause reaches the engine by presence (without
+        # it, the default budget's paced poll would take ~11 s to see it).
+        world.discord.presence.share(host, player("hana-sp"))
         await say(world, "gamenight start", host)
         board = world.status_message()
         await say(world, "gamenight join", kim)

@@ -38,6 +38,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.discord_presence import DiscordPresence
+
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
@@ -341,6 +343,7 @@ class FakeDiscord:
         # Other fakes of Discord's surface (tests/fakes/discord_oauth.py): each may answer a
         # request (after it is recorded) before the routes below, or return None.
         self.intercepts: list[Callable[[web.Request], Awaitable[web.StreamResponse | None]]] = []
+        self.presence = DiscordPresence(self)  # intents, PRESENCE_UPDATE (discord_presence.py)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -382,6 +385,7 @@ class FakeDiscord:
         return self
 
     async def stop(self) -> None:
+        await self.presence.aclose()
         if self._conn is not None and not self._conn.ws.closed:
             await self._conn.ws.close()
         if self._runner is not None:
@@ -835,6 +839,8 @@ class FakeDiscord:
         if data.get("token") != self.token:
             await conn.ws.close(code=4004, message=b"Authentication failed.")
             return
+        if await self.presence.identify(conn.ws, data):
+            return  # 4014: privileged intents not enabled in the developer portal
         self.identify_count += 1
         self._conn = conn
         self._session_id = secrets.token_hex(16)
@@ -856,7 +862,9 @@ class FakeDiscord:
             },
         )
         for guild in self.guilds.values():
-            await self.dispatch("GUILD_CREATE", self.guild_payload(guild))
+            await self.dispatch(
+                "GUILD_CREATE", self.presence.guild_create(guild, self.guild_payload(guild))
+            )
 
     async def _resume(self, conn: _Connection, data: JSON) -> None:
         if data.get("token") != self.token or data.get("session_id") != self._session_id:

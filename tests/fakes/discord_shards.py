@@ -112,6 +112,8 @@ class ShardedDiscord(FakeDiscord):
         if not 0 <= shard_id < count:
             await conn.ws.close(code=INVALID_SHARD, message=b"Invalid shard.")
             return
+        if await self.presence.identify(conn.ws, data):
+            return  # 4014: privileged intents not enabled in the developer portal
         self.identify_count += 1
         self._conn = conn  # the latest session, for the base class's helpers
         session = GatewaySession(secrets.token_hex(16), (shard_id, count), conn)
@@ -134,7 +136,8 @@ class ShardedDiscord(FakeDiscord):
             },
         )
         for guild in guilds:
-            await self._send(session, "GUILD_CREATE", self.guild_payload(guild))
+            payload = self.presence.guild_create(guild, self.guild_payload(guild))
+            await self._send(session, "GUILD_CREATE", payload)
 
     async def _resume(self, conn: _Connection, data: JSON) -> None:
         session = next((s for s in self.sessions if s.session_id == data.get("session_id")), None)

@@ -119,6 +119,9 @@ class FakePlayer:
         # Seconds the next start (play, resume, seek while playing) waits before audio and
         # position move: set per command by tests/fakes/spotify_lag.py.
         self.start_delay = 0.0
+        # Called after every change (commands, and a track ending when that is noticed): the
+        # fake Discord's presence bridge (tests/fakes/discord_presence.py) listens here.
+        self.on_change: list[Callable[[], None]] = []
 
     @property
     def track(self) -> FakeTrack | None:
@@ -175,6 +178,11 @@ class FakePlayer:
         self._anchor_at = now + delay
         self.is_playing = playing
         self.changed_at = now
+        self._changed()
+
+    def _changed(self) -> None:
+        for callback in list(self.on_change):
+            callback()
 
     def _settle(self) -> float:
         """Move across track boundaries that passed since the anchor; return the time used."""
@@ -190,10 +198,12 @@ class FakePlayer:
                 self.index += 1
                 self._anchor_ms, self._anchor_at = 0.0, ended_at
                 self.changed_at = ended_at
+                self._changed()
             else:
                 self._anchor_ms, self._anchor_at = 0.0, ended_at
                 self.is_playing = False
                 self.changed_at = ended_at
+                self._changed()
                 break
         return now
 

@@ -170,7 +170,11 @@ class Sandbox:
         spotify.add_account(
             account, name.title(), premium=kind is not Kind.FREE, active=kind is not Kind.INACTIVE
         )
-        return Person(name, kind, discord.add_member(name), account)
+        member = discord.add_member(name)
+        # Everyone shows Spotify as their Discord status (the default): the bot hears of the
+        # host's changes through presence, as it would for real (tests/fakes/discord_presence.py).
+        discord.presence.share(member, spotify.player(account))
+        return Person(name, kind, member, account)
 
     # --- what people do --------------------------------------------------------------------
 

@@ -24,7 +24,13 @@ from pathlib import Path
 from storage.records import LinkStatus
 from tests.scale.cluster import Cluster
 
-SETTINGS = {"SYNC_POLL_INTERVAL": "0.5", "HOST_IDLE_TIMEOUT": "0"}
+# A roomy daily budget: hosts without Discord presence are polled at the budget's pace (about
+# every 11 s at the default 3,000 a day), at its 2 s floor here, so shard 0 soon reads its host.
+SETTINGS = {
+    "SYNC_POLL_INTERVAL": "0.5",
+    "HOST_IDLE_TIMEOUT": "0",
+    "SPOTIFY_DAILY_BUDGET": "1000000",
+}
 RETRY_AFTER_S = 4
 IN_FLIGHT_GRACE_S = 0.3  # calls already sent when the 429 was answered may still arrive
 

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from core.sync.planner import Play
 from core.sync.state import PlayerState
-from tests.bench.baseline_loop import decide
+from tests.bench.baseline_loop import Step, decide
 
 A, B = "A" * 22, "B" * 22
+PLAYING_A = PlayerState(A, 50_000, True, 0.0)
 
 
 @pytest.mark.parametrize(
     ("last", "host", "expected"),
     [
-        (None, PlayerState(A, 50_000, True, 0.0), Play(f"spotify:track:{A}", 0)),
-        (A, PlayerState(A, 50_000, True, 0.0), None),  # seeks are not mirrored
-        (A, PlayerState(A, 50_000, False, 0.0), None),  # nor pauses
-        (A, PlayerState(B, 9_000, True, 0.0), Play(f"spotify:track:{B}", 0)),  # always from 0
-        (A, PlayerState.idle(0.0), None),
+        (None, PLAYING_A, Step.RESTART),
+        (PLAYING_A, PlayerState(A, 90_000, True, 2.0), None),  # seeks are not followed
+        (PLAYING_A, PlayerState(A, 50_000, False, 2.0), Step.PAUSE),  # pauses are
+        (PlayerState(A, 50_000, False, 0.0), PlayerState(A, 50_000, True, 2.0), Step.RESTART),
+        (PLAYING_A, PlayerState(B, 9_000, True, 2.0), Step.RESTART),  # always from 0
+        (PLAYING_A, PlayerState.idle(2.0), None),
     ],
 )
-def test_decide(last: str | None, host: PlayerState, expected: Play | None) -> None:
+def test_decide(last: PlayerState | None, host: PlayerState, expected: Step | None) -> None:
     assert decide(last, host) == expected

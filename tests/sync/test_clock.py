@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from core.sync.clock import DEFAULT_ONE_WAY_S, Latency, extrapolate, landing_position
@@ -67,3 +69,10 @@ def test_landing_position_adds_the_listeners_one_way_latency() -> None:
     slow = feed([0.5] * 5)  # 250 ms one way
     assert landing_position(HOST, 101.0, slow) == 31_250
     assert landing_position(HOST, 101.0, feed([0.02])) == 31_010
+
+
+def test_landing_position_aims_past_the_start_up_delay_only_while_the_host_plays() -> None:
+    fast = feed([0.02])  # 10 ms one way
+    assert landing_position(HOST, 101.0, fast, lead_ms=150) == 31_160
+    paused = replace(HOST, is_playing=False)
+    assert landing_position(paused, 101.0, fast, lead_ms=150) == paused.position_ms
