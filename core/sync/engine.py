@@ -173,6 +173,11 @@ class SyncEngine:
         await self.reporter.aclose()
         self.health.forget(self.guild_id)
 
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the loop has ended, however it ended."""
+        if self._task is not None:
+            self._task.add_done_callback(lambda _: callback())
+
     def wake(self) -> None:
         """Run the next round now (a join, leave or resync was stored; the lease changed)."""
         self._wake.set()
@@ -186,24 +191,28 @@ class SyncEngine:
         return self._task is not None and not self._task.done()
 
     async def _run(self) -> None:
-        while True:
-            try:
-                delay = await self.step()
-            except Exception:
-                log.exception("sync round failed for guild %s", self.guild_id)
-                delay = self._config.poll.interval_s
-            self.health.round_done(self.guild_id)
-            if delay is None:
-                if self.ended == "idle":
-                    await self._delete_ended()
-                await self.lease.aclose()
-                return
-            # Not asyncio.wait_for: on 3.11 it swallows a cancel that comes as the wait ends
-            # (woken or timed out), and the loop would go on after aclose() cancelled it.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            self._wake.clear()
+        try:
+            while True:
+                try:
+                    delay = await self.step()
+                except Exception:
+                    log.exception("sync round failed for guild %s", self.guild_id)
+                    delay = self._config.poll.interval_s
+                self.health.round_done(self.guild_id)
+                if delay is None:
+                    if self.ended == "idle":
+                        await self._delete_ended()
+                    await self.lease.aclose()
+                    return
+                # Not asyncio.wait_for: on 3.11 it swallows a cancel that comes as the wait
+                # ends (woken or timed out): the loop would go on after aclose() cancelled it.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                self._wake.clear()
+        finally:
+            # However the loop ends (the session gone, idle, cancelled): not a stalled loop.
+            self.health.forget(self.guild_id)
 
     # -- one round -------------------------------------------------------------------------
 

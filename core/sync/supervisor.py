@@ -49,9 +49,15 @@ class GuildEngines:
         stale = self._engines.pop(guild_id, None)
         engine = self._engines[guild_id] = self._factory(guild_id)
         await engine.start()
+        engine.when_done(lambda: self._finished(guild_id, engine))
         if stale is not None:
             await stale.aclose()
         return engine
+
+    def _finished(self, guild_id: int, engine: SyncEngine) -> None:
+        """A loop ended by itself (session gone, idle): off the books, unless replaced."""
+        if self._engines.get(guild_id) is engine:
+            del self._engines[guild_id]
 
     def wake(self, guild_id: int) -> None:
         """A join, leave, resync or host change was stored: act on it now."""
