@@ -81,11 +81,19 @@ class PositionAt:
         self.sent: tuple[float, int] | None = None  # (when, position) once computed
 
     def __call__(self) -> int:
+        now = self._check()
+        position = landing_position(self._host, now, self._latency)
+        self.sent = (now, position)
+        return position
+
+    def guard(self) -> None:
+        """For a command without a position (pause): the same fencing, right before sending."""
+        self.sent = (self._check(), 0)  # when it left still times the round trip
+
+    def _check(self) -> float:
         now = self._clock.now()
         if now >= self._deadline:
             raise StaleCommand("timed out before it was sent")
         if not self._lease.valid():
             raise StaleCommand("the sync lease is no longer ours")
-        position = landing_position(self._host, now, self._latency)
-        self.sent = (now, position)
-        return position
+        return now

@@ -248,7 +248,7 @@ class Listeners:
                 await self._client.seek(uid, position, action.device_id)
             case Pause():
                 self.calls["pause"] += 1
-                await self._client.pause(uid, action.device_id)
+                await self._client.pause(uid, action.device_id, guard=position.guard)
         return position
 
     async def _command(

@@ -57,7 +57,13 @@ class PlayerClient(Protocol):
         worker thread); whatever it raises is raised here, and nothing is sent."""
         ...
 
-    async def pause(self, discord_user_id: int, device_id: str | None = None) -> None: ...
+    async def pause(
+        self,
+        discord_user_id: int,
+        device_id: str | None = None,
+        *,
+        guard: Callable[[], None] | None = None,
+    ) -> None: ...
     async def seek(
         self,
         discord_user_id: int,
