@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 
 from core.sync.engine import SyncEngine
+from core.sync.identity import InstanceClaim
 from storage.base import LeaseStore, SessionStore
 from storage.records import Session
 
@@ -96,8 +97,12 @@ class SyncSupervisor:
         sessions: SessionStore,
         leases: LeaseStore | None = None,
         rescan_s: float = 5.0,
+        identity: InstanceClaim | None = None,
     ) -> None:
+        """`identity`: the claim on the instance id the engines hold leases under (released
+        after them on close)."""
         self.engines = engines
+        self._identity = identity
         self._sessions = sessions
         self._leases = leases
         self._rescan_s = rescan_s
@@ -122,6 +127,8 @@ class SyncSupervisor:
                 await task
         self._tasks = []
         await self.engines.aclose()
+        if self._identity is not None:
+            await self._identity.aclose()
 
     # --- SessionWatcher -------------------------------------------------------------------
 
