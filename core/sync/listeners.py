@@ -26,7 +26,7 @@ from dataclasses import replace
 
 from core.errors import NoActiveDevice, RateLimited
 from core.sync.clock import Clock
-from core.sync.failures import NO_DEVICE_RETRY_S, Verdict, classify
+from core.sync.failures import Verdict, classify
 from core.sync.lease import GuildLease
 from core.sync.listener import Listener, PositionAt, StaleCommand
 from core.sync.planner import (
@@ -227,7 +227,7 @@ class Listeners:
             case Mark():  # the belief stays: a Mark changes nothing on their player
                 no_device = action.status is ListenerStatus.NO_DEVICE
                 if no_device:
-                    listener.retry_at = self._clock.now() + NO_DEVICE_RETRY_S
+                    listener.look_for_device_later(self._clock.now())
                 await self.set_status(listener, action.status, action.detail, tell=no_device)
             case _:
                 await self._command(listener, view, action, host)
@@ -256,6 +256,15 @@ class Listeners:
     ) -> None:
         device_tried = False
         try:
+            if _unplaced(listener, view, action):
+                # Still no device after they were told to open Spotify: a play would only 404.
+                # List their devices (one call) and play only on one that is listed.
+                retarget = await self._retarget(listener, view, host)
+                if retarget is None:
+                    listener.look_for_device_later(self._clock.now())
+                    return
+                view, action = retarget
+                device_tried = True
             while True:
                 sent = listener.commanded_at = self._clock.now()
                 try:
@@ -304,6 +313,7 @@ class Listeners:
         listener.retry_at = 0.0
         if was_failing:
             self._recovered()
+        listener.no_device_looks = 0
         if listener.state.status is not ListenerStatus.ATTACHED:
             listener.told.clear()  # truly back: a later problem is news again
             await self.set_status(listener, ListenerStatus.ATTACHED, "", tell=False)
@@ -361,6 +371,8 @@ class Listeners:
         else:
             listener.belief = belief_after(view, action, host, None, self._sync)
         listener.retry_at = verdict.retry_at
+        if verdict.status is ListenerStatus.NO_DEVICE:
+            listener.look_for_device_later(self._clock.now())
         if verdict.transient:
             listener.failures += 1
         if verdict.status is not None:
@@ -374,8 +386,15 @@ class Listeners:
         if listener.device_id is None:
             return None
         # Nothing of their player is known to be playing there: plan from an idle player.
+        # (Planned as attached there: a NO_DEVICE status would distrust that idle belief.)
         idle = PlayerState.idle(self._clock.now())
-        view = replace(view, device_id=listener.device_id, belief=idle, observed=None)
+        view = replace(
+            view,
+            status=ListenerStatus.ATTACHED,
+            device_id=listener.device_id,
+            belief=idle,
+            observed=None,
+        )
         action = plan_listener(host, view, self._clock.now(), self._sync)
         if isinstance(action, Nothing | Mark):
             return None
@@ -416,3 +435,13 @@ class Listeners:
         if tell and status not in listener.told:
             listener.told.add(status)
             self._reporter.tell(uid, detail)
+
+
+def _unplaced(listener: Listener, view: ListenerView, action: Command) -> bool:
+    """A command that needs an active device, for a NO_DEVICE listener read without one."""
+    return (
+        listener.state.status is ListenerStatus.NO_DEVICE
+        and isinstance(action, Play | Resume | Seek)
+        and action.device_id is None
+        and (view.observed is None or view.observed.device_id is None)
+    )

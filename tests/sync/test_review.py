@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
+import aiohttp
 import pytest
 
+from core.spotify import SpotifyClient
 from core.sync.clock import Clock, Latency
 from core.sync.health import SyncHealth
 from core.sync.lease import GuildLease
 from core.sync.listener import PositionAt, StaleCommand
 from core.sync.state import PlayerState
 from core.sync.supervisor import GuildEngines
-from tests.sync.conftest import until
+from storage.records import ListenerStatus as S
+from tests.fakes.spotify_catalog import FakeDevice
+from tests.sync.conftest import spotify_config, until
 from tests.sync.rig import Rig
 
 GUILD, HOST, ANN, BEN = 9, 1, 2, 3
@@ -89,3 +94,64 @@ async def test_a_play_whose_deadline_passed_or_lease_is_gone_is_never_sent(rig: 
     fresh = _position_at(deadline_in=5.0, lease=_held_lease())
     await rig.client.play(ANN, uri, fresh)
     assert rig.fake.count("/v1/me/player/play", account="ann") == 1
+
+
+class SteppedClock:
+    """Monotonic time the test moves on by hand (wall time follows it)."""
+
+    def __init__(self) -> None:
+        self.t = 1_000.0
+        self.offset = time.time() - self.t
+
+    def now(self) -> float:
+        return self.t
+
+    def wall(self) -> float:
+        return self.t + self.offset
+
+
+async def test_a_listener_without_a_device_costs_few_calls_an_hour(rig: Rig) -> None:
+    """Told to open Spotify, Ben leaves it closed for an hour: each look is a read and a device
+    listing (no play that can only 404), ever rarer (15 s, 60 s, then every 120 s)."""
+    rig.fake.set_latency(0.0)
+    await rig.link(BEN, "ben", devices=[])
+    queue = await setup(rig, BEN)
+    rig.player(HOST).load(queue, position_ms=5_000)
+    async with aiohttp.ClientSession() as http:
+        # An hour of rounds runs in a few real seconds: the client's own real-time limits
+        # (calls per 30 s, per day) would hold it, so they are lifted for this client.
+        roomy = spotify_config(rig.fake, rate_limit=10**6, daily_budget=10**6)
+        rig.client = SpotifyClient(roomy, rig.store, http)
+        try:
+            await _an_hour_without_a_device(rig)
+        finally:
+            await rig.client.aclose()
+
+
+async def _an_hour_without_a_device(rig: Rig) -> None:
+    stepped = SteppedClock()
+    engine = rig.engine(GUILD, clock=Clock(now=stepped.now, wall=stepped.wall))
+    await engine.step()
+    await until(lambda: engine.listeners.members[BEN].state.status is S.NO_DEVICE)
+
+    def ben_calls() -> int:
+        return len(rig.fake.requests("/v1/me/player", account="ben"))  # reads, plays, lists
+
+    before, plays = ben_calls(), rig.fake.count("/v1/me/player/play", account="ben")
+    for _ in range(3600 // 5):  # an hour, a round every 5 s
+        stepped.t += 5.0
+        await engine.step()
+    hour = ben_calls() - before
+    assert hour <= 2 * (2 + 3600 / 120) + 4, hour  # was ~720 (read, play, devices every 15 s)
+    assert rig.fake.count("/v1/me/player/play", account="ben") == plays
+    assert rig.events.notices == [(BEN, "no Spotify device — open Spotify on any device")]
+
+    # He opens Spotify (listed, not active): the next look finds it and plays there.
+    rig.fake.accounts["ben"].devices.append(FakeDevice("ben-pc", "Desk", "Computer"))
+    for _ in range(120 // 5 + 1):
+        stepped.t += 5.0
+        await engine.step()
+        if rig.fake.count("/v1/me/player/play", account="ben") > plays:
+            break
+    played = rig.fake.requests("/v1/me/player/play", account="ben")[-1]
+    assert played.query.get("device_id") == "ben-pc"
