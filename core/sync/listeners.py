@@ -53,6 +53,11 @@ from storage.records import ListenerStatus, Session
 
 log = logging.getLogger(__name__)
 
+# Statuses a listener is told about when they get them (only they can act on them).
+TOLD = frozenset(
+    {ListenerStatus.NO_DEVICE, ListenerStatus.NEEDS_RELINK, ListenerStatus.PREMIUM_REQUIRED}
+)
+
 
 class Listeners:
     """One guild's listeners: their memory, reads and commands."""
@@ -105,7 +110,10 @@ class Listeners:
         for uid, state in stored.items():
             mine = self.members.get(uid)
             if mine is None:
-                self.members[uid] = Listener(state)
+                # A status that asks them to act was told when it was stored (maybe by this
+                # process before a restart, or by another): not told again.
+                told = {state.status} if state.status in TOLD else set()
+                self.members[uid] = Listener(state, told=told)
             elif state.updated_at > mine.state.updated_at and state != mine.state:
                 # Written after our own last write, so by someone else: /gamenight resync
                 # (ATTACHED). A late write of ours compares older and is not mistaken for one.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import aiohttp
 import pytest
@@ -155,3 +156,26 @@ async def _an_hour_without_a_device(rig: Rig) -> None:
             break
     played = rig.fake.requests("/v1/me/player/play", account="ben")[-1]
     assert played.query.get("device_id") == "ben-pc"
+
+
+async def test_a_restarted_engine_does_not_tell_a_listener_again(rig: Rig) -> None:
+    """Ben was told to open Spotify before the restart; his device is listed but refuses the
+    play (still asleep): still NO_DEVICE, and not a second DM."""
+    await rig.link(BEN, "ben", devices=[FakeDevice("ben-tv", "TV", "TV")], active=False)
+    queue = await setup(rig, BEN)
+    stored = await rig.store.get_session(GUILD)
+    assert stored is not None
+    told = "no Spotify device — open Spotify on any device"
+    await rig.store.update_listener(
+        GUILD, replace(stored.listeners[BEN], status=S.NO_DEVICE, detail=told)
+    )
+    rig.fake.fail(
+        404, path="/v1/me/player/play", account="ben", times=None, reason="NO_ACTIVE_DEVICE"
+    )
+    rig.player(HOST).load(queue, position_ms=5_000)
+    await rig.engine(GUILD).start()  # the restarted process
+    await until(lambda: rig.fake.count("/v1/me/player/play", account="ben") >= 1)
+    await asyncio.sleep(0.3)
+    session = await rig.store.get_session(GUILD)
+    assert session is not None and session.listeners[BEN].status is S.NO_DEVICE
+    assert rig.events.notices == []
