@@ -179,3 +179,29 @@ async def test_a_restarted_engine_does_not_tell_a_listener_again(rig: Rig) -> No
     session = await rig.store.get_session(GUILD)
     assert session is not None and session.listeners[BEN].status is S.NO_DEVICE
     assert rig.events.notices == []
+
+
+async def test_a_start_during_a_stop_keeps_the_new_loops_lease(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await setup(rig)
+    engines = GuildEngines(rig.engine)
+    old = await engines.start(GUILD)
+    assert old is not None
+    await until(lambda: old.lease.held)
+    close = old.aclose
+
+    async def slow_close() -> None:  # e.g. a command of theirs still hanging
+        await asyncio.sleep(0.3)
+        await close()
+
+    monkeypatch.setattr(old, "aclose", slow_close)
+    stopping = asyncio.create_task(engines.stop(GUILD))  # /gamenight stop ...
+    await asyncio.sleep(0.05)
+    new = await engines.start(GUILD)  # ... and a new /gamenight start meanwhile
+    await stopping
+    assert new is not None and new is not old and new.running
+    await until(lambda: new.lease.held)
+    await asyncio.sleep(0.1)
+    assert await rig.store.lease_holder(f"sync:{GUILD}") == "rig"  # not released by the old
+    await engines.aclose()
