@@ -382,6 +382,8 @@ class SyncEngine:
         self.health.storage_failed(self.guild_id, what, error)
 
     async def _persist(self, host: PlayerState, *, force: bool) -> None:
+        if not self.lease.valid():
+            return  # lost during the round: the guild's new holder writes its own
         now = self._clock.now()
         if not force and now - self._persisted_at < self._config.persist_interval_s:
             return
@@ -401,8 +403,8 @@ class SyncEngine:
         self.health.storage_ok()
 
     def _report(self, host_id: int) -> None:
-        if not self._status_dirty:
-            return
+        if not self._status_dirty or not self.lease.valid():
+            return  # (lost during the round: the new holder reports; this stays dirty)
         self._status_dirty = False
         host = self._host
         self.reporter.show(

@@ -162,3 +162,27 @@ async def test_a_loop_whose_lease_was_taken_sends_nothing(
     await asyncio.sleep(1.5)
     assert engine.calls["play"] + engine.calls["seek"] + engine.calls["pause"] == sent
     assert rig.player(ANN).now().track_id == queue[0]
+
+
+async def test_a_round_that_outlives_its_lease_writes_and_reports_nothing(
+    redis_rig: tuple[Rig, str, TokenCipher],
+) -> None:
+    rig, _, _ = redis_rig
+    for uid, name in ((HOST, "host"), (ANN, "ann")):
+        await rig.link(uid, name)
+    await rig.session(GUILD, HOST, (ANN,))
+    queue = [t.id for t in rig.fake.catalog[:4]]
+    rig.player(HOST).load(queue, position_ms=20_000)
+    engine = rig.engine(GUILD, holder="A")  # rounds driven by hand: no renewals
+    await engine.step()  # takes the lease (valid ~1.25 s), stores the snapshot
+    await asyncio.sleep(0.3)
+    reports = len(rig.events.statuses)
+    rig.fake.hang(path="/v1/me/player", account="host", seconds=1.6)  # past the lease
+    rig.player(HOST).next()
+    await engine.step()
+    assert not engine.lease.valid()
+    await asyncio.sleep(0.5)
+    session = await rig.store.get_session(GUILD)
+    assert session is not None and session.snapshot is not None
+    assert session.snapshot.track_id == queue[0]  # whoever holds the guild now writes it
+    assert len(rig.events.statuses) == reports
