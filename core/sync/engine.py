@@ -199,6 +199,9 @@ class SyncEngine:
                     log.exception("sync round failed for guild %s", self.guild_id)
                     delay = self._config.poll.interval_s
                 self.health.round_done(self.guild_id)
+                if delay is not None and not self.lease.held:
+                    # Another process commands the guild: the lease wakes us when that changes.
+                    delay = max(delay, self._config.lease_ttl_s)
                 if delay is None:
                     if self.ended == "idle":
                         await self._delete_ended()

@@ -186,3 +186,30 @@ async def test_a_round_that_outlives_its_lease_writes_and_reports_nothing(
     assert session is not None and session.snapshot is not None
     assert session.snapshot.track_id == queue[0]  # whoever holds the guild now writes it
     assert len(rig.events.statuses) == reports
+
+
+async def test_a_loop_that_does_not_hold_the_lease_mostly_sleeps(
+    redis_rig: tuple[Rig, str, TokenCipher], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig, _, _ = redis_rig
+    for uid, name in ((HOST, "host"), (ANN, "ann")):
+        await rig.link(uid, name)
+    await rig.session(GUILD, HOST, (ANN,))
+    assert await rig.store.acquire_lease(f"sync:{GUILD}", "A", 60)  # another process has it
+    waiting = rig.engine(GUILD, holder="B")
+    rounds = 0
+    step = waiting.step
+
+    async def counted() -> float | None:
+        nonlocal rounds
+        rounds += 1
+        return await step()
+
+    monkeypatch.setattr(waiting, "step", counted)
+    await waiting.start()
+    await asyncio.sleep(2.0)
+    assert rounds <= 3, rounds  # was every lease retry (0.25 s): 8; its lease wakes it anyway
+    assert await rig.store.release_lease(f"sync:{GUILD}", "A")
+    waiting.lease.poke()  # (what the release watch does)
+    await until(lambda: waiting.lease.held, within=3)
+    await until(lambda: rounds >= 3, within=3)
