@@ -191,12 +191,18 @@ class SyncEngine:
         return self._task is not None and not self._task.done()
 
     async def _run(self) -> None:
+        failing = False
         try:
             while True:
                 try:
                     delay = await self.step()
-                except Exception:
-                    log.exception("sync round failed for guild %s", self.guild_id)
+                    failing = False
+                except Exception as error:
+                    if failing:  # once per episode: storage may stay down for a while
+                        log.debug("sync round failed again for guild %s: %r", self.guild_id, error)
+                    else:
+                        log.exception("sync round failed for guild %s", self.guild_id)
+                    failing = True
                     delay = self._config.poll.interval_s
                 self.health.round_done(self.guild_id)
                 if delay is not None and not self.lease.held:

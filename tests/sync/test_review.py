@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import replace
 
@@ -205,3 +206,23 @@ async def test_a_start_during_a_stop_keeps_the_new_loops_lease(
     await asyncio.sleep(0.1)
     assert await rig.store.lease_holder(f"sync:{GUILD}") == "rig"  # not released by the old
     await engines.aclose()
+
+
+async def test_a_failing_first_session_read_logs_one_traceback_per_episode(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    await setup(rig)
+    read = rig.store.get_session
+
+    async def broken(guild_id: int) -> object:
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(rig.store, "get_session", broken)  # storage down from the start
+    engine = rig.engine(GUILD)
+    with caplog.at_level(logging.ERROR, logger="core.sync.engine"):
+        await engine.start()
+        await asyncio.sleep(1.2)  # several rounds (every 0.3 s)
+        monkeypatch.setattr(rig.store, "get_session", read)
+        await until(lambda: engine.calls["host_read"] >= 1)
+    failed = [r for r in caplog.records if "sync round failed" in r.message]
+    assert len(failed) == 1
