@@ -28,6 +28,7 @@ from aiohttp import web
 
 from bot import doctor, import_songs, index_cli
 from bot.client import GameNightBot, make_bot, point_discord_at
+from bot.dblock import lock_sqlite
 from bot.keyfile import KeyFileError, new_key, with_stored_key
 from bot.names import MemberNames
 from bot.services import Services, open_resources, relay_config
@@ -182,6 +183,8 @@ async def running(
     """
     point_discord_at(settings.discord_api_base, settings.discord_gateway_url)
     async with AsyncExitStack() as stack:
+        if gateway and (held := lock_sqlite(settings.storage_url)) is not None:
+            stack.callback(held.close)  # one bot per SQLite file (bot/dblock.py)
         res = await open_resources(
             stack,
             settings,

@@ -153,6 +153,10 @@ class StatusBoard:
         await self.refresh(session)
 
     async def session_ended(self, session: Session, reason: str) -> None:
+        async with self._lock(session.guild_id):  # after any refresh under way, never before
+            await self._show_ended(session, reason)
+
+    async def _show_ended(self, session: Session, reason: str) -> None:
         self._playback.pop(session.guild_id, None)
         where = self._messages.pop(session.guild_id, None)
         if session.channel_id is not None and session.status_message_id is not None:
@@ -182,6 +186,10 @@ class StatusBoard:
 
     async def mark_gone(self, guild_id: int) -> None:
         """The session vanished without a reported end: no live buttons may stay behind."""
+        async with self._lock(guild_id):
+            await self._show_gone(guild_id)
+
+    async def _show_gone(self, guild_id: int) -> None:
         self._playback.pop(guild_id, None)
         where = self._messages.pop(guild_id, None)
         if where is None:
@@ -235,8 +243,12 @@ class StatusBoard:
     async def refresh(self, session: Session) -> None:
         """Edit the status message; post a new one if it was deleted. Never raises."""
         async with self._lock(session.guild_id):
-            # Re-read under the lock: a message posted meanwhile (the start) is the one to edit.
-            session = await self._sessions.find(session.guild_id) or session
+            # Re-read under the lock: a message posted meanwhile (the start) is the one to edit,
+            # and a session ended meanwhile keeps its "over" message (no live buttons back).
+            current = await self._sessions.find(session.guild_id)
+            if current is None:
+                return
+            session = current
             message_id = session.status_message_id
             if message_id is None and session.guild_id in self._messages:
                 message_id = self._messages[session.guild_id][1]

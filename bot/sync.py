@@ -20,6 +20,7 @@ from bot.replies import for_discord
 from core.sessions import SessionService
 from core.sync.clock import Clock
 from core.sync.engine import EngineConfig, SyncEngine
+from core.sync.identity import InstanceClaim
 from core.sync.planner import SyncConfig
 from core.sync.reporter import PlaybackReport
 from core.sync.schedule import DriftConfig, PollConfig
@@ -78,7 +79,10 @@ async def start_sync(settings: Settings, services: Services, bot: GameNightBot) 
     spotify, store = services.spotify, services.storage
     # One monotonic clock for the engines and the Spotify client's call stamps.
     clock = Clock(now=spotify.timer)
-    holder = instance_id(data_folder(settings.storage_url), settings.instance_id)
+    wanted = instance_id(data_folder(settings.storage_url), settings.instance_id)
+    # Two live processes must never share it (both would command): claimed in the store.
+    claim = InstanceClaim(store)
+    holder = await claim.claim(wanted)
     log.info("sync leases held as instance %s", holder)
 
     def engine(guild_id: int) -> SyncEngine:
@@ -99,7 +103,7 @@ async def start_sync(settings: Settings, services: Services, bot: GameNightBot) 
 
     # Every second: a session started by another process (another shard) gets a waiting loop
     # here soon, ready to take the guild over within a lease TTL if that process dies.
-    sync = SyncSupervisor(GuildEngines(engine), store, store, rescan_s=1.0)
+    sync = SyncSupervisor(GuildEngines(engine), store, store, rescan_s=1.0, identity=claim)
     services.sessions.subscribe(sync)
     await sync.start()
     return sync

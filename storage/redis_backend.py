@@ -626,6 +626,11 @@ class RedisStorage:
         return bool(await self._renew(keys=[self._k("lease", name)], args=[holder, _ms(ttl)]))
 
     @_redis_errors
+    async def lease_holder(self, name: str) -> str | None:
+        holder = await self._r.get(self._k("lease", name))
+        return None if holder is None else str(holder)
+
+    @_redis_errors
     async def release_lease(self, name: str, holder: str) -> bool:
         channel = self._k("lease-released")
         return bool(

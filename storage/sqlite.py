@@ -494,6 +494,12 @@ class SQLiteStorage:
         return await self._write(sql, (now + ttl, name, holder, now)) == 1
 
     @_sqlite_errors
+    async def lease_holder(self, name: str) -> str | None:
+        sql = "SELECT holder FROM leases WHERE name=? AND expires_at>?"
+        row = await self._fetchone(sql, (name, time.time()))
+        return None if row is None else str(row[0])
+
+    @_sqlite_errors
     async def release_lease(self, name: str, holder: str) -> bool:
         sql = "DELETE FROM leases WHERE name=? AND holder=?"
         released = await self._write(sql, (name, holder)) == 1

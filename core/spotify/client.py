@@ -232,8 +232,18 @@ class SpotifyClient:
         device_id: str | None = None,
         *,
         priority: CallPriority = CallPriority.COMMAND,
+        guard: Callable[[], None] | None = None,
     ) -> None:
-        await self._user(discord_user_id, lambda sp: sp.pause_playback(device_id), True, priority)
+        """Pause. `guard` is called in the worker thread right before the request is sent
+        (the sync engine's fencing, as a callable position is for `play`); what it raises,
+        nothing is sent."""
+
+        def send(sp: spotipy.Spotify) -> None:
+            if guard is not None:
+                guard()
+            sp.pause_playback(device_id)
+
+        await self._user(discord_user_id, send, True, priority)
 
     async def seek(
         self,

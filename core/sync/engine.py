@@ -201,6 +201,11 @@ class SyncEngine:
         self.health.forget(self.guild_id)
         self.signal.close()
 
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the loop has ended, however it ended."""
+        if self._task is not None:
+            self._task.add_done_callback(lambda _: callback())
+
     def wake(self) -> None:
         """Run the next round now (a join, leave or resync was stored; the lease changed)."""
         self._wake.set()
@@ -214,24 +219,37 @@ class SyncEngine:
         return self._task is not None and not self._task.done()
 
     async def _run(self) -> None:
-        while True:
-            try:
-                delay = await self.step()
-            except Exception:
-                log.exception("sync round failed for guild %s", self.guild_id)
-                delay = self._config.poll.interval_s
-            self.health.round_done(self.guild_id)
-            if delay is None:
-                if self.ended == "idle":
-                    await self._delete_ended()
-                await self.lease.aclose()
-                return
-            # Not asyncio.wait_for: on 3.11 it swallows a cancel that comes as the wait ends
-            # (woken or timed out), and the loop would go on after aclose() cancelled it.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            self._wake.clear()
+        failing = False
+        try:
+            while True:
+                try:
+                    delay = await self.step()
+                    failing = False
+                except Exception as error:
+                    if failing:  # once per episode: storage may stay down for a while
+                        log.debug("sync round failed again for guild %s: %r", self.guild_id, error)
+                    else:
+                        log.exception("sync round failed for guild %s", self.guild_id)
+                    failing = True
+                    delay = self._config.poll.interval_s
+                self.health.round_done(self.guild_id)
+                if delay is not None and not self.lease.held:
+                    # Another process commands the guild: the lease wakes us when that changes.
+                    delay = max(delay, self._config.lease_ttl_s)
+                if delay is None:
+                    if self.ended == "idle":
+                        await self._delete_ended()
+                    await self.lease.aclose()
+                    return
+                # Not asyncio.wait_for: on 3.11 it swallows a cancel that comes as the wait
+                # ends (woken or timed out): the loop would go on after aclose() cancelled it.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                self._wake.clear()
+        finally:
+            # However the loop ends (the session gone, idle, cancelled): not a stalled loop.
+            self.health.forget(self.guild_id)
 
     # -- one round -------------------------------------------------------------------------
 
@@ -452,6 +470,8 @@ class SyncEngine:
         self.health.storage_failed(self.guild_id, what, error)
 
     async def _persist(self, host: PlayerState, *, force: bool) -> None:
+        if not self.lease.valid():
+            return  # lost during the round: the guild's new holder writes its own
         now = self._clock.now()
         if not force and now - self._persisted_at < self._config.persist_interval_s:
             return
@@ -471,8 +491,8 @@ class SyncEngine:
         self.health.storage_ok()
 
     def _report(self, host_id: int) -> None:
-        if not self._status_dirty:
-            return
+        if not self._status_dirty or not self.lease.valid():
+            return  # (lost during the round: the new holder reports; this stays dirty)
         self._status_dirty = False
         host = self._host
         self.reporter.show(

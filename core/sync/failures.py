@@ -27,6 +27,8 @@ from core.sync.planner import Command, Pause
 from storage.records import ListenerStatus
 
 NO_DEVICE_RETRY_S = 15.0  # how often to look again for a device once told to open Spotify
+# ...backed off while nobody opens it: each look costs calls of a dev-mode app's daily quota.
+NO_DEVICE_BACKOFF_S = (NO_DEVICE_RETRY_S, 60.0, 120.0)
 ERROR_AFTER_FAILURES = 3  # transient failures in a row before the status says "error"
 MAX_BACKOFF_S = 30.0
 BUDGET_RECHECK_S = 60.0  # a budget refusal is checked again this soon (it costs no call)

@@ -10,6 +10,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from core.sync.clock import Clock, Latency, landing_position
+from core.sync.failures import NO_DEVICE_BACKOFF_S
 from core.sync.lease import GuildLease
 from core.sync.planner import ListenerView
 from core.sync.state import PlayerState
@@ -34,6 +35,7 @@ class Listener:
     last_commanded: float = 0.0  # when our last accepted command landed
     commanded_at: float = 0.0  # when our last command was sent, accepted or not
     told: set[ListenerStatus] = field(default_factory=set)
+    no_device_looks: int = 0  # looks for a device since they were NO_DEVICE (backs off)
     inflight: asyncio.Task[None] | None = None  # a command still out (the round moved on)
 
     @property
@@ -64,6 +66,13 @@ class Listener:
         self.retry_at = 0.0
         self.failures = 0
         self.last_checked = 0.0
+        self.no_device_looks = 0
+
+    def look_for_device_later(self, now: float) -> None:
+        """NO_DEVICE: look again after 15 s, then 60 s, then every 120 s."""
+        steps = NO_DEVICE_BACKOFF_S
+        self.retry_at = now + steps[min(self.no_device_looks, len(steps) - 1)]
+        self.no_device_looks += 1
 
 
 class PositionAt:
@@ -89,11 +98,19 @@ class PositionAt:
         self.sent: tuple[float, int] | None = None  # (when, position) once computed
 
     def __call__(self) -> int:
+        now = self._check()
+        position = landing_position(self._host, now, self._latency, self._lead_ms)
+        self.sent = (now, position)
+        return position
+
+    def guard(self) -> None:
+        """For a command without a position (pause): the same fencing, right before sending."""
+        self.sent = (self._check(), 0)  # when it left still times the round trip
+
+    def _check(self) -> float:
         now = self._clock.now()
         if now >= self._deadline:
             raise StaleCommand("timed out before it was sent")
         if not self._lease.valid():
             raise StaleCommand("the sync lease is no longer ours")
-        position = landing_position(self._host, now, self._latency, self._lead_ms)
-        self.sent = (now, position)
-        return position
+        return now

@@ -27,7 +27,7 @@ from dataclasses import replace
 from core.errors import BudgetRefused, NoActiveDevice, RateLimited
 from core.spotify.quota import CallPriority
 from core.sync.clock import Clock
-from core.sync.failures import NO_DEVICE_RETRY_S, Verdict, classify
+from core.sync.failures import Verdict, classify
 from core.sync.lease import GuildLease
 from core.sync.listener import Listener, PositionAt, StaleCommand
 from core.sync.planner import (
@@ -58,6 +58,11 @@ log = logging.getLogger(__name__)
 # Commands (and the device lookup a command needs) follow a host change or a join: a person is
 # waiting on them, so they are the quota's first priority (core/spotify/quota.py).
 COMMAND = CallPriority.COMMAND
+
+# Statuses a listener is told about when they get them (only they can act on them).
+TOLD = frozenset(
+    {ListenerStatus.NO_DEVICE, ListenerStatus.NEEDS_RELINK, ListenerStatus.PREMIUM_REQUIRED}
+)
 
 
 class Listeners:
@@ -111,7 +116,10 @@ class Listeners:
         for uid, state in stored.items():
             mine = self.members.get(uid)
             if mine is None:
-                self.members[uid] = Listener(state)
+                # A status that asks them to act was told when it was stored (maybe by this
+                # process before a restart, or by another): not told again.
+                told = {state.status} if state.status in TOLD else set()
+                self.members[uid] = Listener(state, told=told)
             elif state.updated_at > mine.state.updated_at and state != mine.state:
                 # Written after our own last write, so by someone else: /gamenight resync
                 # (ATTACHED). A late write of ours compares older and is not mistaken for one.
@@ -259,7 +267,7 @@ class Listeners:
             case Mark():  # the belief stays: a Mark changes nothing on their player
                 no_device = action.status is ListenerStatus.NO_DEVICE
                 if no_device:
-                    listener.retry_at = self._clock.now() + NO_DEVICE_RETRY_S
+                    listener.look_for_device_later(self._clock.now())
                 await self.set_status(listener, action.status, action.detail, tell=no_device)
             case _:
                 await self._command(listener, view, action, host)
@@ -287,7 +295,9 @@ class Listeners:
                 await self._client.seek(uid, position, action.device_id, priority=COMMAND)
             case Pause():
                 self.calls["pause"] += 1
-                await self._client.pause(uid, action.device_id, priority=COMMAND)
+                await self._client.pause(
+                    uid, action.device_id, priority=COMMAND, guard=position.guard
+                )
         return position
 
     async def _command(
@@ -295,6 +305,15 @@ class Listeners:
     ) -> None:
         device_tried = False
         try:
+            if _unplaced(listener, view, action):
+                # Still no device after they were told to open Spotify: a play would only 404.
+                # List their devices (one call) and play only on one that is listed.
+                retarget = await self._retarget(listener, view, host)
+                if retarget is None:
+                    listener.look_for_device_later(self._clock.now())
+                    return
+                view, action = retarget
+                device_tried = True
             while True:
                 sent = listener.commanded_at = self._clock.now()
                 try:
@@ -343,6 +362,7 @@ class Listeners:
         listener.retry_at = 0.0
         if was_failing:
             self._recovered()
+        listener.no_device_looks = 0
         if listener.state.status is not ListenerStatus.ATTACHED:
             listener.told.clear()  # truly back: a later problem is news again
             await self.set_status(listener, ListenerStatus.ATTACHED, "", tell=False)
@@ -400,6 +420,8 @@ class Listeners:
         else:
             listener.belief = belief_after(view, action, host, None, self._sync)
         listener.retry_at = verdict.retry_at
+        if verdict.status is ListenerStatus.NO_DEVICE:
+            listener.look_for_device_later(self._clock.now())
         if verdict.transient:
             listener.failures += 1
         if verdict.status is not None:
@@ -413,8 +435,15 @@ class Listeners:
         if listener.device_id is None:
             return None
         # Nothing of their player is known to be playing there: plan from an idle player.
+        # (Planned as attached there: a NO_DEVICE status would distrust that idle belief.)
         idle = PlayerState.idle(self._clock.now())
-        view = replace(view, device_id=listener.device_id, belief=idle, observed=None)
+        view = replace(
+            view,
+            status=ListenerStatus.ATTACHED,
+            device_id=listener.device_id,
+            belief=idle,
+            observed=None,
+        )
         action = plan_listener(host, view, self._clock.now(), self._sync)
         if isinstance(action, Nothing | Mark):
             return None
@@ -455,3 +484,13 @@ class Listeners:
         if tell and status not in listener.told:
             listener.told.add(status)
             self._reporter.tell(uid, detail)
+
+
+def _unplaced(listener: Listener, view: ListenerView, action: Command) -> bool:
+    """A command that needs an active device, for a NO_DEVICE listener read without one."""
+    return (
+        listener.state.status is ListenerStatus.NO_DEVICE
+        and isinstance(action, Play | Resume | Seek)
+        and action.device_id is None
+        and (view.observed is None or view.observed.device_id is None)
+    )

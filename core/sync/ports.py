@@ -65,7 +65,12 @@ class PlayerClient(Protocol):
         ...
 
     async def pause(
-        self, discord_user_id: int, device_id: str | None = None, *, priority: CallPriority = ...
+        self,
+        discord_user_id: int,
+        device_id: str | None = None,
+        *,
+        priority: CallPriority = ...,
+        guard: Callable[[], None] | None = None,
     ) -> None: ...
     async def seek(
         self,

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 
 from core.sync.engine import SyncEngine
+from core.sync.identity import InstanceClaim
 from storage.base import LeaseStore, SessionStore
 from storage.records import Session
 
@@ -30,6 +31,9 @@ class GuildEngines:
     def __init__(self, factory: Callable[[int], SyncEngine]) -> None:
         self._factory = factory
         self._engines: dict[int, SyncEngine] = {}
+        # Engines being closed, by guild: a start waits for them (the old engine's lease
+        # release would otherwise delete the new one's lease, held under the same name).
+        self._closing: dict[int, asyncio.Future[None]] = {}
         self._closed = False
 
     def get(self, guild_id: int) -> SyncEngine | None:
@@ -38,6 +42,9 @@ class GuildEngines:
 
     async def start(self, guild_id: int) -> SyncEngine | None:
         """Run the loop for a stored session (idempotent); None once closed."""
+        while (closing := self._closing.get(guild_id)) is not None:
+            await asyncio.wait([closing])  # (its errors are the stopper's to see)
+            await asyncio.sleep(0)  # its done-callback takes it off the books
         if self._closed:
             return None  # shutting down: a late hook must not start a loop nobody stops
         engine = self.get(guild_id)
@@ -49,9 +56,15 @@ class GuildEngines:
         stale = self._engines.pop(guild_id, None)
         engine = self._engines[guild_id] = self._factory(guild_id)
         await engine.start()
+        engine.when_done(lambda: self._finished(guild_id, engine))
         if stale is not None:
             await stale.aclose()
         return engine
+
+    def _finished(self, guild_id: int, engine: SyncEngine) -> None:
+        """A loop ended by itself (session gone, idle): off the books, unless replaced."""
+        if self._engines.get(guild_id) is engine:
+            del self._engines[guild_id]
 
     def wake(self, guild_id: int) -> None:
         """A join, leave, resync or host change was stored: act on it now."""
@@ -66,8 +79,16 @@ class GuildEngines:
 
     async def stop(self, guild_id: int) -> None:
         engine = self._engines.pop(guild_id, None)
-        if engine is not None:
-            await engine.aclose()
+        if engine is None:
+            return
+        closing = self._closing[guild_id] = asyncio.ensure_future(engine.aclose())
+
+        def closed(_: object) -> None:
+            if self._closing.get(guild_id) is closing:
+                del self._closing[guild_id]
+
+        closing.add_done_callback(closed)
+        await asyncio.shield(closing)  # (a cancelled stopper leaves the close to finish)
 
     async def resume_all(self, sessions: SessionStore) -> int:
         """Start loops for stored sessions that have none here; returns how many started."""
@@ -81,6 +102,7 @@ class GuildEngines:
         self._closed = True
         engines, self._engines = list(self._engines.values()), {}
         await asyncio.gather(*(engine.aclose() for engine in engines))
+        await asyncio.gather(*self._closing.values(), return_exceptions=True)
 
 
 class SyncSupervisor:
@@ -90,8 +112,12 @@ class SyncSupervisor:
         sessions: SessionStore,
         leases: LeaseStore | None = None,
         rescan_s: float = 5.0,
+        identity: InstanceClaim | None = None,
     ) -> None:
+        """`identity`: the claim on the instance id the engines hold leases under (released
+        after them on close)."""
         self.engines = engines
+        self._identity = identity
         self._sessions = sessions
         self._leases = leases
         self._rescan_s = rescan_s
@@ -116,6 +142,8 @@ class SyncSupervisor:
                 await task
         self._tasks = []
         await self.engines.aclose()
+        if self._identity is not None:
+            await self._identity.aclose()
 
     # --- SessionWatcher -------------------------------------------------------------------
 

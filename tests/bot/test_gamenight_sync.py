@@ -155,3 +155,27 @@ async def test_only_the_start_posts_a_status_message(world: World) -> None:
         await asyncio.gather(board.post(session, messageable), board.refresh(session))
         await asyncio.sleep(0.3)
         assert len(world.discord.channel_messages(channel)) == posted + 1
+
+
+async def test_a_late_refresh_never_brings_an_ended_status_message_back(world: World) -> None:
+    """A refresh under way when the session ends (the engine's report, the audience count)
+    holds the session as it was: it must not put live Join/Leave buttons back over "over",
+    nor post a new live message."""
+    channel = world.discord.default_guild.text_channel_id
+    async with world.run() as app:
+        host = await linked(world, "hana")
+        board = app.bot.board
+        assert board is not None
+        guild = world.discord.default_guild.id
+        session = await app.services.sessions.start(guild, host.user_id, channel)
+        await board.post(session, app.bot.get_partial_messageable(channel))
+        posted = await app.services.sessions.find(guild)  # as a refresh under way holds it
+        assert posted is not None and posted.status_message_id is not None
+        ended = await app.services.sessions.end(guild, "idle")
+        assert ended is not None
+        await board.refresh(posted)  # late, with the session as it was before the end
+        await board.show_playback(guild, None, True)
+        messages = [m for m in world.discord.channel_messages(channel) if m.embeds]
+        assert len(messages) == 1
+        assert "over" in messages[0].embeds[0]["title"]
+        assert not messages[0].data.get("components")

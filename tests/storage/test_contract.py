@@ -347,7 +347,9 @@ async def test_lease_single_holder_renew_release(store: Storage) -> None:
     assert await store.renew_lease("guild:1", "proc-a", 5)
     assert not await store.renew_lease("guild:1", "proc-b", 5)
     assert not await store.release_lease("guild:1", "proc-b")
+    assert await store.lease_holder("guild:1") == "proc-a"
     assert await store.release_lease("guild:1", "proc-a")
+    assert await store.lease_holder("guild:1") is None
     assert await store.acquire_lease("guild:1", "proc-b", 5)
 
 
@@ -356,6 +358,7 @@ async def test_lease_expires_when_not_renewed(store: Storage) -> None:
     assert not await store.acquire_lease("guild:2", "proc-b", 5)
     await asyncio.sleep(0.25)
     assert not await store.renew_lease("guild:2", "proc-a", 5)  # too late: it was lost
+    assert await store.lease_holder("guild:2") is None
     assert await store.acquire_lease("guild:2", "proc-b", 5)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from core.spotify.client import SpotifyClient
 from core.sync.clock import Clock
 from core.sync.engine import EngineConfig, SyncEngine
+from core.sync.health import SyncHealth
 from core.sync.reporter import PlaybackReport
 from storage.base import Storage
 from storage.records import ListenerState, Session, SpotifyLink
@@ -96,6 +97,7 @@ class Rig:
         store: Storage | None = None,
         holder: str = "rig",
         clock: Clock | None = None,
+        health: SyncHealth | None = None,
         **overrides: object,
     ) -> SyncEngine:
         """An engine like the composition root builds (closed by the test fixture)."""
@@ -110,6 +112,7 @@ class Rig:
             holder=holder,
             hold=lambda: self.client.blocked_for,
             clock=clock,
+            health=health,
         )
         self.engines.append(engine)
         return engine

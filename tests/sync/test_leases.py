@@ -164,3 +164,54 @@ async def test_a_loop_whose_lease_was_taken_sends_nothing(
     await asyncio.sleep(1.5)
     assert engine.calls["play"] + engine.calls["seek"] + engine.calls["pause"] == sent
     assert rig.player(ANN).now().track_id == queue[0]
+
+
+async def test_a_round_that_outlives_its_lease_writes_and_reports_nothing(
+    redis_rig: tuple[Rig, str, TokenCipher],
+) -> None:
+    rig, _, _ = redis_rig
+    for uid, name in ((HOST, "host"), (ANN, "ann")):
+        await rig.link(uid, name)
+    await rig.session(GUILD, HOST, (ANN,))
+    queue = [t.id for t in rig.fake.catalog[:4]]
+    rig.player(HOST).load(queue, position_ms=20_000)
+    engine = rig.engine(GUILD, holder="A")  # rounds driven by hand: no renewals
+    await engine.step()  # takes the lease (valid ~1.25 s), stores the snapshot
+    await asyncio.sleep(0.3)
+    reports = len(rig.events.statuses)
+    rig.fake.hang(path="/v1/me/player", account="host", seconds=1.6)  # past the lease
+    rig.player(HOST).next()
+    await engine.step()
+    assert not engine.lease.valid()
+    await asyncio.sleep(0.5)
+    session = await rig.store.get_session(GUILD)
+    assert session is not None and session.snapshot is not None
+    assert session.snapshot.track_id == queue[0]  # whoever holds the guild now writes it
+    assert len(rig.events.statuses) == reports
+
+
+async def test_a_loop_that_does_not_hold_the_lease_mostly_sleeps(
+    redis_rig: tuple[Rig, str, TokenCipher], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig, _, _ = redis_rig
+    for uid, name in ((HOST, "host"), (ANN, "ann")):
+        await rig.link(uid, name)
+    await rig.session(GUILD, HOST, (ANN,))
+    assert await rig.store.acquire_lease(f"sync:{GUILD}", "A", 60)  # another process has it
+    waiting = rig.engine(GUILD, holder="B")
+    rounds = 0
+    step = waiting.step
+
+    async def counted() -> float | None:
+        nonlocal rounds
+        rounds += 1
+        return await step()
+
+    monkeypatch.setattr(waiting, "step", counted)
+    await waiting.start()
+    await asyncio.sleep(2.0)
+    assert rounds <= 3, rounds  # was every lease retry (0.25 s): 8; its lease wakes it anyway
+    assert await rig.store.release_lease(f"sync:{GUILD}", "A")
+    waiting.lease.poke()  # (what the release watch does)
+    await until(lambda: waiting.lease.held, within=3)
+    await until(lambda: rounds >= 3, within=3)
