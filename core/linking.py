@@ -165,29 +165,36 @@ class Linker:
 
     async def pending(self, state: str, form_token: str) -> PendingLink | None:
         """The unexpired, untaken pending link of `state`, if `form_token` is its token."""
-        pending = await self._pending.get_pending_link(state, self._clock())
-        if pending is None:
-            return None
-        given = form_token.encode("utf-8", "replace")
-        if not hmac.compare_digest(pending.form_token.encode(), given):
-            return None
-        return pending
+        return _checked(
+            (await self._pending.get_pending_link(state, self._clock())).pending, form_token
+        )
+
+    async def _press(self, state: str, form_token: str, by: PendingTaker) -> LinkOutcome | None:
+        """None if the form may use the pending link; else the outcome to show instead."""
+        found = await self._pending.get_pending_link(state, self._clock())
+        if found.pending is None:
+            return self._lost_race(found.taken_by, by)
+        if _checked(found.pending, form_token) is None:
+            return self.failed("used")
+        return None
 
     async def confirm(self, state: str, form_token: str) -> LinkOutcome:
         """Store the pending link (once): the person confirmed on our page."""
-        if await self.pending(state, form_token) is None:
-            return self.failed("used")
+        refused = await self._press(state, form_token, PendingTaker.LINK)
+        if refused is not None:
+            return refused
         take = await self._pending.take_pending_link(state, self._clock(), PendingTaker.LINK)
         if take.pending is None:
-            return self._lost_race(take.taken_by)
+            return self._lost_race(take.taken_by, PendingTaker.LINK)
         return await self._store_or_restore(take.pending)
 
     async def cancel(self, state: str, form_token: str) -> LinkOutcome:
-        if await self.pending(state, form_token) is None:
-            return self.failed("used")
+        refused = await self._press(state, form_token, PendingTaker.CANCEL)
+        if refused is not None:
+            return refused
         take = await self._pending.take_pending_link(state, self._clock(), PendingTaker.CANCEL)
         if take.pending is None:
-            return self._lost_race(take.taken_by)
+            return self._lost_race(take.taken_by, PendingTaker.CANCEL)
         log.info("user %s cancelled linking on the confirmation page", take.pending.discord_user_id)
         return self.failed("cancelled", take.pending.discord_user_id)
 
@@ -211,7 +218,7 @@ class Linker:
         state, _, secret = discord_state.partition(".")
         if not state or not secret:
             return None
-        pending = await self._pending.get_pending_link(state, self._clock())
+        pending = (await self._pending.get_pending_link(state, self._clock())).pending
         if pending is None or pending.vouch is None:
             return None
         if not hmac.compare_digest(pending.vouch.encode(), secret.encode("utf-8", "replace")):
@@ -231,7 +238,7 @@ class Linker:
         take = await self._pending.take_pending_link(state, self._clock(), taker)
         pending = take.pending
         if pending is None:
-            return self._lost_race(take.taken_by)
+            return self._lost_race(take.taken_by, taker)
         # A mismatch or a refusal burns it: no second guess.
         if discord_user_id is None:
             return self.failed("cancelled", pending.discord_user_id)
@@ -245,9 +252,9 @@ class Linker:
         # If storage fails, the person may press Link again (it asks Discord again).
         return await self._store_or_restore(replace(pending, vouch=None))
 
-    def _lost_race(self, taken_by: PendingTaker | None) -> LinkOutcome:
-        """The other button was pressed first: say what it did."""
-        if taken_by is PendingTaker.LINK:
+    def _lost_race(self, taken_by: PendingTaker | None, now: PendingTaker) -> LinkOutcome:
+        """A button was pressed first: a Cancel after Link (or the reverse) says what it did."""
+        if taken_by is PendingTaker.LINK and now is PendingTaker.CANCEL:
             return self.failed("already_linked")
         if taken_by is PendingTaker.CANCEL:
             return self.failed("cancelled")
@@ -292,6 +299,14 @@ class Linker:
     def failed(reason: Reason, user_id: int | None = None) -> LinkOutcome:
         """The outcome (and its page message) of a link that stored nothing."""
         return LinkOutcome(False, _MESSAGES[reason], user_id, None, reason)
+
+
+def _checked(pending: PendingLink | None, form_token: str) -> PendingLink | None:
+    """`pending` if `form_token` is its token (compared in constant time)."""
+    if pending is None:
+        return None
+    given = form_token.encode("utf-8", "replace")
+    return pending if hmac.compare_digest(pending.form_token.encode(), given) else None
 
 
 def _pending_store(states: OAuthStateStore) -> PendingLinkStore:

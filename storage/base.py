@@ -72,8 +72,8 @@ class PendingLinkStore(Protocol):
         """Store (or restore) `pending`; drop expired ones and the oldest beyond `max_pending`."""
         ...
 
-    async def get_pending_link(self, state: str, now: float) -> PendingLink | None:
-        """The unexpired pending link of `state` that nobody has taken yet."""
+    async def get_pending_link(self, state: str, now: float) -> PendingTake:
+        """The unexpired pending link of `state` if nobody took it yet, else who took it."""
         ...
 
     async def update_pending_link(self, pending: PendingLink, now: float) -> bool:

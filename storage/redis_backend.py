@@ -120,6 +120,9 @@ _PUT_PENDING = """
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'blob', ARGV[1], 'expires', ARGV[2])
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3])) do
+  redis.call('DEL', ARGV[5] .. id)
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[6])
 local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
@@ -472,12 +475,15 @@ class RedisStorage:
         await self._put_pending(keys=keys, args=args)
 
     @_redis_errors
-    async def get_pending_link(self, state: str, now: float) -> PendingLink | None:
+    async def get_pending_link(self, state: str, now: float) -> PendingTake:
         key = self._k("pending", state_key(state))
-        blob, expires = cast(list[str | None], await self._r.hmget(key, "blob", "expires"))
-        if blob is None or expires is None or int(expires) < int(now * 1000):
-            return None
-        return load_pending(state, blob, self._cipher)
+        fields = await self._r.hmget(key, "blob", "expires", "taken")
+        blob, expires, taken = cast(list[str | None], fields)
+        if expires is None or int(expires) < int(now * 1000):
+            return PendingTake(None)
+        if taken is not None:
+            return PendingTake(None, PendingTaker(taken))
+        return PendingTake(None if blob is None else load_pending(state, blob, self._cipher))
 
     @_redis_errors
     async def update_pending_link(self, pending: PendingLink, now: float) -> bool:

@@ -320,13 +320,16 @@ class SQLiteStorage:
             )
 
     @_sqlite_errors
-    async def get_pending_link(self, state: str, now: float) -> PendingLink | None:
+    async def get_pending_link(self, state: str, now: float) -> PendingTake:
         row = await self._fetchone(
-            "SELECT blob FROM pending_links WHERE state_hash=? AND expires_at >= ? "
-            "AND taken_by IS NULL",
+            "SELECT blob, taken_by FROM pending_links WHERE state_hash=? AND expires_at >= ?",
             (state_key(state), now),
         )
-        return None if row is None else load_pending(state, row[0], self._cipher)
+        if row is None:
+            return PendingTake(None)
+        if row[1] is not None:
+            return PendingTake(None, PendingTaker(row[1]))
+        return PendingTake(load_pending(state, row[0], self._cipher))
 
     @_sqlite_errors
     async def update_pending_link(self, pending: PendingLink, now: float) -> bool:

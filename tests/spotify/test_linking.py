@@ -131,9 +131,10 @@ async def test_cancel_on_the_confirmation_links_nothing_and_uses_it_up(
 ) -> None:
     linker = Linker(links, links, client)
     pending = await _pending(fake, linker)
-    assert linker.cancel(pending.state, "wrong-token").reason == "used"
-    assert linker.cancel(pending.state, pending.form_token).reason == "cancelled"
-    assert (await linker.confirm(pending.state, pending.form_token)).reason == "used"
+    assert (await linker.cancel(pending.state, "wrong-token")).reason == "used"
+    assert (await linker.cancel(pending.state, pending.form_token)).reason == "cancelled"
+    # Link after Cancel: the first press won, and the page says what it did.
+    assert (await linker.confirm(pending.state, pending.form_token)).reason == "cancelled"
     assert await linker.link(ALICE) is None
 
 
@@ -153,8 +154,8 @@ async def test_discord_identity_must_match_the_user_who_ran_link(
 ) -> None:
     linker = Linker(links, links, client)
     pending = await _pending(fake, linker)
-    assert linker.vouch(pending.state, "wrong-token") is None
-    discord_state = linker.vouch(pending.state, pending.form_token)
+    assert await linker.vouch(pending.state, "wrong-token") is None
+    discord_state = await linker.vouch(pending.state, pending.form_token)
     assert discord_state is not None
     mismatch = await linker.confirm_as(discord_state, ALICE + 1)
     assert (mismatch.ok, mismatch.reason) == (False, "mismatch")
@@ -164,7 +165,7 @@ async def test_discord_identity_must_match_the_user_who_ran_link(
     assert (await linker.confirm(pending.state, pending.form_token)).reason == "used"
 
     pending = await _pending(fake, linker)
-    discord_state = linker.vouch(pending.state, pending.form_token)
+    discord_state = await linker.vouch(pending.state, pending.form_token)
     assert discord_state is not None
     assert (await linker.confirm_as(discord_state, ALICE)).reason == "linked"
     assert await linker.link(ALICE) is not None
