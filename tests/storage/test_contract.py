@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from storage import Storage, StorageError, StorageUnavailable
+from storage import Storage, StorageError, StorageUnavailable, TokenCipher, open_storage
 from storage.records import (
     CachedStream,
     Failure,
@@ -27,6 +27,8 @@ from storage.records import (
     SpotifyLink,
     StateCheck,
 )
+from storage.redis_backend import RedisStorage
+from tests.conftest import storage_url_for
 from tests.storage.conftest import Opener
 
 NOW = 1_800_000_000.0
@@ -587,6 +589,35 @@ async def test_session_found_by_listen_token(store: Storage) -> None:
     # A session made again for the guild does not answer to the old token.
     await store.create_session(a_session(200))
     assert await store.get_session_by_listen_token("tok-b") is None
+
+
+async def test_redis_listen_token_index_follows_the_session(
+    cipher: TokenCipher, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Redis only (SQLite finds a token by its column's index): the index is written in the
+    session's own script, so a replaced or deleted session's token leaves it at once."""
+    store = await open_storage(storage_url_for("redis", tmp_path, request), cipher, max_streams=10)
+    assert isinstance(store, RedisStorage)
+    try:
+        await _listen_token_index(store)
+    finally:
+        await store.aclose()
+
+
+async def _listen_token_index(store: RedisStorage) -> None:
+    index = store._k("listen_tokens")
+    await store.create_session(dataclasses.replace(a_session(100), listen_token="tok-a"))
+    assert await store._r.hgetall(index) == {"tok-a": "100"}
+    assert await store.update_session(100, {"listen_token": "tok-b"})
+    assert await store._r.hgetall(index) == {"tok-b": "100"}
+    assert await store.update_session(100, {"listen_token": None})
+    assert await store._r.hgetall(index) == {}
+    assert await store.update_session(100, {"listen_token": "tok-c"})
+    assert await store.delete_session(100)
+    assert await store._r.hgetall(index) == {}
+    # No session, no index entry: an update of a missing session writes nothing.
+    assert not await store.update_session(100, {"listen_token": "tok-d"})
+    assert await store._r.hgetall(index) == {}
 
 
 async def _cancel_after(steps: int, write: asyncio.Future[object] | asyncio.Task[object]) -> None:
