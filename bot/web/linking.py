@@ -31,7 +31,7 @@ from bot.web.payload import BodyTooSlow
 from bot.web.services import BODY_TIMEOUT
 from core.errors import STORAGE_DOWN
 from core.linking import Linker, LinkOutcome, PendingLink
-from storage.errors import StorageError
+from storage.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def _outcome_page(request: web.Request, outcome: LinkOutcome) -> web.Response:
 
 
 def _failure(request: web.Request, exc: Exception) -> web.Response:
-    if isinstance(exc, StorageError):  # an outage: storage logged it once
+    if isinstance(exc, StorageUnavailable):  # an outage: storage logged it once
         return _response(STORAGE_PAGE, STORAGE_DOWN, False, request)
     log.error("linking failed on %s", logged_path(request), exc_info=exc)
     return _response(BROKEN, BROKEN_MESSAGE, False, request)
