@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from urllib.parse import parse_qs, urlsplit
 
@@ -11,7 +12,8 @@ import pytest
 from core.linking import Linker, PendingLink
 from core.spotify import SpotifyClient
 from storage import Storage
-from storage.records import LinkStatus
+from storage.errors import StorageUnavailable
+from storage.records import LinkStatus, SpotifyLink
 from tests.fakes.spotify import FakeSpotify
 from tests.spotify.conftest import ALICE, REDIRECT_URI
 
@@ -186,3 +188,53 @@ async def test_a_returning_user_sees_the_consent_page_again(
         silent = url.replace("&show_dialog=true", "")
         async with http.get(silent, allow_redirects=False) as page:
             assert page.status == 302 and "code=" in page.headers["Location"]
+
+
+class _GatedLinks:
+    """The real store, with put_link held until the test opens the gate (a slow disk)."""
+
+    def __init__(self, store: Storage) -> None:
+        self.store = store
+        self.writing = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def put_link(self, link: SpotifyLink) -> None:
+        self.writing.set()
+        await self.gate.wait()
+        await self.store.put_link(link)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+
+async def test_cancel_while_link_is_saving_says_it_was_linked(
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
+) -> None:
+    """The first press wins, and the second is told what it did: never "used" while the link
+    is being stored anyway."""
+    gated = _GatedLinks(links)
+    linker = Linker(links, gated, client, pending=links)  # type: ignore[arg-type]
+    pending = await _pending(fake, linker)
+    linking = asyncio.create_task(linker.confirm(pending.state, pending.form_token))
+    await gated.writing.wait()
+    cancel = await linker.cancel(pending.state, pending.form_token)
+    assert (cancel.ok, cancel.reason) == (False, "already_linked")
+    assert "/unlink" in cancel.message
+    gated.gate.set()
+    assert (await linking).reason == "linked"
+    assert await linker.link(ALICE) is not None
+
+
+async def test_a_failed_save_puts_the_pending_link_back(
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
+) -> None:
+    class Failing(_GatedLinks):
+        async def put_link(self, link: SpotifyLink) -> None:
+            raise StorageUnavailable("disk gone")
+
+    linker = Linker(links, Failing(links), client, pending=links)  # type: ignore[arg-type]
+    pending = await _pending(fake, linker)
+    with pytest.raises(StorageUnavailable):
+        await linker.confirm(pending.state, pending.form_token)
+    assert await linker.pending(pending.state, pending.form_token) is not None  # press again
+    assert (await Linker(links, links, client).confirm(pending.state, pending.form_token)).ok
