@@ -8,7 +8,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+from aiohttp import web
 
+from bot.web.linking import add_link_routes
+from bot.web.ratelimit import RateLimit, RateLimiter
+from bot.web.services import LIMITER
 from core.linking import Linker, PendingLink
 from core.spotify import SpotifyClient
 from storage import Storage
@@ -238,3 +242,30 @@ async def test_a_failed_save_puts_the_pending_link_back(
         await linker.confirm(pending.state, pending.form_token)
     assert await linker.pending(pending.state, pending.form_token) is not None  # press again
     assert (await Linker(links, links, client).confirm(pending.state, pending.form_token)).ok
+
+
+async def test_a_rate_limited_callback_on_a_bare_app_is_429_not_500(
+    links: Storage, client: SpotifyClient
+) -> None:
+    """add_link_routes on an app not made by create_app (no error middleware) still answers
+    the limiter's refusal as a plain 429 with Retry-After."""
+    app = web.Application()
+    app[LIMITER] = RateLimiter(RateLimit(rate=0.01, burst=1))
+    add_link_routes(app, Linker(links, links, client))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{port}/spotify/callback?state=forged&code=x"
+        async with aiohttp.ClientSession() as http:
+            statuses = []
+            for _ in range(2):
+                async with http.get(url) as response:
+                    statuses.append(response.status)
+                    retry_after = response.headers.get("Retry-After")
+        assert statuses == [400, 429]
+        assert retry_after is not None and int(retry_after) >= 1
+    finally:
+        await runner.cleanup()
