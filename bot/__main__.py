@@ -23,12 +23,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import discord
 from aiohttp import web
 
 from bot import doctor, import_songs, index_cli
 from bot.client import GameNightBot, make_bot, point_discord_at
 from bot.dblock import lock_sqlite
+from bot.discord_lookup import DiscordDirectory, bounded_who
 from bot.keyfile import KeyFileError, new_key, with_stored_key
 from bot.names import MemberNames
 from bot.services import Services, open_resources, relay_config
@@ -91,10 +91,15 @@ class Running:
     web_runner: web.AppRunner
 
 
-def web_app(settings: Settings, services: Services, bot: GameNightBot | None) -> web.Application:
+def web_app(
+    settings: Settings,
+    services: Services,
+    bot: GameNightBot | None,
+    directory: DiscordDirectory | None = None,
+) -> web.Application:
     """The HTTP app: the PWA and v1 API, health and metrics, and the Spotify callback.
 
-    Without a bot (web-only), linking is confirmed on the callback page alone, no DM.
+    Without a bot (web-only), the confirmation page asks Discord through `directory`; no DM.
     """
     app = create_app(
         storage=services.storage,
@@ -115,7 +120,7 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot | None) ->
 
     app[SYNC_HEALTH] = services.sync_health
     register_quota_metrics(app[METRICS], services.spotify.quota.status)
-    who, discord_oauth = _link_identity(settings, bot)
+    who, discord_oauth = _link_identity(settings, bot, directory)
     add_link_routes(
         app, services.linker, notify=confirm_in_discord, who=who, discord_oauth=discord_oauth
     )
@@ -129,28 +134,35 @@ def _names(bot: GameNightBot | None) -> Callable[[int], str | None]:
 
 
 def _link_identity(
-    settings: Settings, bot: GameNightBot | None
+    settings: Settings, bot: GameNightBot | None, directory: DiscordDirectory | None
 ) -> tuple[WhoIs | None, DiscordOAuth | None]:
     """Who the link confirmation page names, and Discord's proof of it when configured.
 
-    A web-only process has no Discord client: its page names nobody and cannot ask Discord
-    (it has no application id), so the confirmation relies on the state alone there.
+    With a bot: its cache, then its REST call. Web-only: `directory` (REST with the bot
+    token), or nothing when DISCORD_TOKEN is not set (then the state alone protects the link).
     """
-    if bot is None:
-        return None, None
+    client_id: Callable[[], int | None]
+    if bot is not None:
 
-    async def who(user_id: int) -> Person | None:
-        """The Discord account the confirmation page names (cache first, then REST)."""
-        try:
+        async def fetch(user_id: int) -> Person:
             user = bot.get_user(user_id) or await bot.fetch_user(user_id)
-        except discord.HTTPException:
-            return None
-        return Person(f"{user.display_name} (@{user.name})", user.display_avatar.url)
+            return Person(f"{user.display_name} (@{user.name})", user.display_avatar.url)
+
+        who, client_id = bounded_who(fetch), lambda: bot.application_id
+    elif directory is not None:
+        who, client_id = bounded_who(directory.person), directory.application_id
+    else:
+        if settings.discord_client_secret:
+            log.warning(
+                "DISCORD_CLIENT_SECRET is set but DISCORD_TOKEN is not: this web process "
+                "cannot ask Discord who confirms a link (set DISCORD_TOKEN here too)"
+            )
+        return None, None
 
     discord_oauth = None
     if settings.discord_client_secret:
         discord_oauth = DiscordOAuth(
-            client_id=lambda: bot.application_id,
+            client_id=client_id,
             client_secret=settings.discord_client_secret,
             api_base=settings.discord_api_base,
             redirect_uri=settings.public_base_url.rstrip("/") + DISCORD_CALLBACK,
@@ -203,7 +215,7 @@ async def running(
             http=http,
             storage=store,
             spotify=spotify,
-            linker=Linker(store, store, spotify),
+            linker=Linker(store, store, spotify, pending=store),
             sessions=SessionService(store, store),
             resolver=resolver,
             listen=ListenLinks(listen, settings.public_base_url),
@@ -222,8 +234,14 @@ async def running(
             if gateway
             else None
         )
+        directory = None
+        if bot is None and settings.discord_token:
+            # Web-only with a bot token: name the person and know the application id by REST.
+            directory = DiscordDirectory(http, settings.discord_api_base, settings.discord_token)
+            stack.push_async_callback(directory.aclose)
+            await directory.load_application_id()
         runner = await start_http(
-            web_app(settings, services, bot),
+            web_app(settings, services, bot, directory),
             settings.http_host,
             settings.http_port,
             server_limits(settings),

@@ -17,7 +17,7 @@ from discord import app_commands
 
 from core.errors import STORAGE_DOWN, UserFacingError
 from core.timetext import render_times
-from storage.errors import StorageError, StorageUnavailable
+from storage.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ def user_message(error: BaseException) -> str | None:
         error = error.__cause__ or error
     if isinstance(error, UserFacingError):
         return for_discord(error.message)
-    if isinstance(error, StorageError):
+    if isinstance(error, StorageUnavailable):
+        # Only an outage: "your data is safe" would be a lie for a corrupt or unreadable row.
         return STORAGE_DOWN
     if isinstance(error, app_commands.NoPrivateMessage):
         return "This command only works in a server."
@@ -68,9 +69,6 @@ def user_message(error: BaseException) -> str | None:
 async def report_error(interaction: discord.Interaction[Any], error: BaseException) -> None:
     message = user_message(error)
     cause = error.__cause__ if isinstance(error, app_commands.CommandInvokeError) else error
-    if isinstance(cause, StorageError) and not isinstance(cause, StorageUnavailable):
-        # An outage (StorageUnavailable) was logged once by storage; this is something else.
-        log.warning("interaction %s: storage failed: %s", interaction.id, cause)
     if message is None:
         log.error(
             "interaction %s (%s) by user %s failed",

@@ -19,6 +19,9 @@ from storage.records import (
     LinkStatus,
     ListenerState,
     OAuthState,
+    PendingLink,
+    PendingTake,
+    PendingTaker,
     Session,
     SpotifyLink,
     StateConsumption,
@@ -59,6 +62,27 @@ class OAuthStateStore(Protocol):
 
     async def consume_oauth_state(self, state: str, now: float) -> StateConsumption:
         """Atomically use a state once: exactly one of any concurrent callers gets OK."""
+        ...
+
+
+class PendingLinkStore(Protocol):
+    """Finished authorizations waiting for their confirmation, shared by every web process."""
+
+    async def put_pending_link(self, pending: PendingLink, now: float, max_pending: int) -> None:
+        """Store (or restore) `pending`; drop expired ones and the oldest beyond `max_pending`."""
+        ...
+
+    async def get_pending_link(self, state: str, now: float) -> PendingTake:
+        """The unexpired pending link of `state` if nobody took it yet, else who took it."""
+        ...
+
+    async def update_pending_link(self, pending: PendingLink, now: float) -> bool:
+        """Replace it only while it still waits (untaken, unexpired); never resurrects one."""
+        ...
+
+    async def take_pending_link(self, state: str, now: float, by: PendingTaker) -> PendingTake:
+        """Atomically use it up: exactly one of any concurrent callers gets the pending link;
+        the others learn who took it. Its tokens are erased from storage."""
         ...
 
 
@@ -188,6 +212,7 @@ class LockStore(Protocol):
 class Storage(
     LinkStore,
     OAuthStateStore,
+    PendingLinkStore,
     SessionStore,
     StreamCache,
     LeaseStore,

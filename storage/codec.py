@@ -8,8 +8,16 @@ from dataclasses import asdict
 from typing import Any
 
 from storage.base import SessionFields
+from storage.crypto import TokenCipher
 from storage.errors import StorageError
-from storage.records import HostSnapshot, ListenerState, ListenerStatus
+from storage.records import (
+    HostSnapshot,
+    LinkStatus,
+    ListenerState,
+    ListenerStatus,
+    PendingLink,
+    SpotifyLink,
+)
 
 # Consumed and expired OAuth states are kept this long so the callback page can tell a reused
 # or expired link from a forged one.
@@ -44,3 +52,41 @@ def load_listener(raw: str | bytes) -> ListenerState:
     data: dict[str, Any] = json.loads(raw)
     data["status"] = ListenerStatus(data["status"])
     return ListenerState(**data)
+
+
+def dump_pending(pending: PendingLink, cipher: TokenCipher) -> str:
+    """The whole pending link encrypted: it carries the tokens and the form token."""
+    link = asdict(pending.link)
+    link["scopes"] = list(pending.link.scopes)
+    data = {
+        "form_token": pending.form_token,
+        "expires_at": pending.expires_at,
+        "vouch": pending.vouch,
+        "link": link,
+    }
+    return cipher.encrypt(json.dumps(data, separators=(",", ":")))
+
+
+def load_pending(state: str, blob: str, cipher: TokenCipher) -> PendingLink:
+    try:
+        data = json.loads(cipher.decrypt(blob))
+        link = data["link"]
+        return PendingLink(
+            state=state,
+            form_token=data["form_token"],
+            expires_at=float(data["expires_at"]),
+            vouch=data["vouch"],
+            link=SpotifyLink(
+                discord_user_id=int(link["discord_user_id"]),
+                spotify_user_id=link["spotify_user_id"],
+                display_name=link["display_name"],
+                access_token=link["access_token"],
+                refresh_token=link["refresh_token"],
+                expires_at=float(link["expires_at"]),
+                scopes=tuple(link["scopes"]),
+                linked_at=float(link["linked_at"]),
+                status=LinkStatus(link["status"]),
+            ),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StorageError(f"a stored pending link is unreadable: {type(exc).__name__}") from exc

@@ -89,4 +89,15 @@ MIGRATIONS: list[tuple[str, ...]] = [
             expires_at REAL NOT NULL
         )""",
     ),
+    # branch hostile2: pending links (a finished authorization waiting for its confirmation)
+    # shared by every web process; the whole record is encrypted (it carries the tokens).
+    (
+        """CREATE TABLE pending_links (
+            state_hash TEXT PRIMARY KEY,
+            expires_at REAL NOT NULL,
+            blob TEXT,
+            taken_by TEXT
+        )""",
+        "CREATE INDEX pending_links_by_expiry ON pending_links (expires_at)",
+    ),
 ]

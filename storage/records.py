@@ -38,6 +38,46 @@ class OAuthState:
     expires_at: float
 
 
+@dataclass(frozen=True)
+class PendingLink:
+    """A finished Spotify authorization waiting for the person to confirm it on our page.
+
+    Kept in storage (any web replica may receive the confirmation) under the hash of its
+    OAuth state, encrypted whole (it carries the tokens), until `expires_at`.
+    """
+
+    state: str = field(repr=False)
+    form_token: str = field(repr=False)  # the confirmation form must carry it (CSRF)
+    expires_at: float
+    link: SpotifyLink = field(repr=False)
+    vouch: str | None = field(default=None, repr=False)  # the Discord OAuth state bound to it
+
+    @property
+    def discord_user_id(self) -> int:
+        return self.link.discord_user_id
+
+    @property
+    def spotify_user_id(self) -> str:
+        return self.link.spotify_user_id
+
+    @property
+    def spotify_name(self) -> str:
+        return self.link.display_name
+
+
+class PendingTaker(StrEnum):
+    """Which button used a pending link up: the first press wins, the other is told so."""
+
+    LINK = "link"
+    CANCEL = "cancel"
+
+
+@dataclass(frozen=True)
+class PendingTake:
+    pending: PendingLink | None  # set when this call took it
+    taken_by: PendingTaker | None = None  # who had taken it before (None: unknown or expired)
+
+
 class StateCheck(StrEnum):
     """What consuming an OAuth state found; lets the callback page say what went wrong."""
 

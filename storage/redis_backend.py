@@ -26,8 +26,10 @@ from storage.codec import (
     STATE_RETENTION_S,
     check_session_fields,
     dump_listener,
+    dump_pending,
     dump_snapshot,
     load_listener,
+    load_pending,
     load_snapshot,
     state_key,
 )
@@ -42,6 +44,9 @@ from storage.records import (
     LinkStatus,
     ListenerState,
     OAuthState,
+    PendingLink,
+    PendingTake,
+    PendingTaker,
     Session,
     SpotifyLink,
     StateCheck,
@@ -63,15 +68,90 @@ redis.call('HSET', KEYS[1], 'used', ARGV[1])
 return {'ok', fields[1], fields[2], fields[3], fields[4]}
 """
 
-# KEYS[1] session hash, KEYS[2] listeners hash, KEYS[3] session index set.
-# ARGV[1] guild id, ARGV[2] session field count n, then n field/value pairs, then listener pairs.
+# KEYS[1] session hash, KEYS[2] listeners hash, KEYS[3] session index set, KEYS[4] the
+# listen-token index. ARGV[1] guild id, ARGV[2] listen token ('' for none), ARGV[3] session
+# field count n, then n field/value pairs, then listener pairs.
 _CREATE_SESSION = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local n = tonumber(ARGV[2])
-for i = 3, 2 + 2 * n, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-for i = 3 + 2 * n, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+local n = tonumber(ARGV[3])
+for i = 4, 3 + 2 * n, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 4 + 2 * n, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 redis.call('SADD', KEYS[3], ARGV[1])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[4], ARGV[2], ARGV[1]) end
 return 1
+"""
+
+# KEYS[1] session hash, KEYS[2] the listen-token index. ARGV[1] guild id, ARGV[2] new listen
+# token ('' when unchanged), ARGV[3] field count n, n field/value pairs, then fields to
+# delete. Only touches a session that exists; a replaced token leaves the index with it.
+_UPDATE_SESSION = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[2] ~= '' then
+  local old = redis.call('HGET', KEYS[1], 'listen_token')
+  if old then redis.call('HDEL', KEYS[2], old) end
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+end
+local n = tonumber(ARGV[3])
+for i = 4, 3 + 2 * n, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 4 + 2 * n, #ARGV do
+  if ARGV[i] == 'listen_token' then
+    local old = redis.call('HGET', KEYS[1], 'listen_token')
+    if old then redis.call('HDEL', KEYS[2], old) end
+  end
+  redis.call('HDEL', KEYS[1], ARGV[i])
+end
+return 1
+"""
+
+# KEYS[1] session hash, KEYS[2] listeners hash, KEYS[3] session index set, KEYS[4] the
+# listen-token index. ARGV[1] guild id. Returns 1 if the session existed.
+_DELETE_SESSION = """
+local token = redis.call('HGET', KEYS[1], 'listen_token')
+if token then redis.call('HDEL', KEYS[4], token) end
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+return redis.call('DEL', KEYS[1])
+"""
+
+# KEYS[1] pending link hash, KEYS[2] pending index zset. ARGV[1] encrypted record,
+# ARGV[2] expires_at (ms), ARGV[3] now (ms), ARGV[4] max pending, ARGV[5] key prefix for
+# pending links, ARGV[6] state hash. Drops expired ones and the oldest beyond the maximum.
+_PUT_PENDING = """
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'blob', ARGV[1], 'expires', ARGV[2])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3])) do
+  redis.call('DEL', ARGV[5] .. id)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[6])
+local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if excess > 0 then
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do
+    redis.call('DEL', ARGV[5] .. id)
+    redis.call('ZREM', KEYS[2], id)
+  end
+end
+return 1
+"""
+
+# KEYS[1] pending link hash. ARGV[1] encrypted record, ARGV[2] now (ms). Only a waiting one.
+_UPDATE_PENDING = """
+local f = redis.call('HMGET', KEYS[1], 'blob', 'expires')
+if not f[1] or tonumber(f[2]) < tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'blob', ARGV[1])
+return 1
+"""
+
+# KEYS[1] pending link hash. ARGV[1] taker, ARGV[2] now (ms).
+# Returns {'ok', blob}, {'taken', taker} or {'none'}.
+_TAKE_PENDING = """
+local f = redis.call('HMGET', KEYS[1], 'blob', 'expires', 'taken')
+if not f[2] or tonumber(f[2]) < tonumber(ARGV[2]) then return {'none'} end
+if f[3] then return {'taken', f[3]} end
+redis.call('HDEL', KEYS[1], 'blob')
+redis.call('HSET', KEYS[1], 'taken', ARGV[1])
+return {'ok', f[1]}
 """
 
 # KEYS[1] a hash. ARGV: field count n, n field/value pairs to set, then fields to delete.
@@ -233,6 +313,11 @@ class RedisStorage:
         self._consume_state = client.register_script(_CONSUME_STATE)
         self._create_session = client.register_script(_CREATE_SESSION)
         self._update_existing = client.register_script(_UPDATE_EXISTING)
+        self._update_session = client.register_script(_UPDATE_SESSION)
+        self._delete_session = client.register_script(_DELETE_SESSION)
+        self._put_pending = client.register_script(_PUT_PENDING)
+        self._update_pending = client.register_script(_UPDATE_PENDING)
+        self._take_pending = client.register_script(_TAKE_PENDING)
         self._touch = client.register_script(_TOUCH_STREAMS)
         self._update_link = client.register_script(_UPDATE_LINK)
         self._put_listener = client.register_script(_PUT_LISTENER)
@@ -375,6 +460,47 @@ class RedisStorage:
             StateCheck.OK if now <= record.expires_at else StateCheck.EXPIRED, record
         )
 
+    # --- pending links ---------------------------------------------------------------------
+
+    @_redis_errors
+    async def put_pending_link(self, pending: PendingLink, now: float, max_pending: int) -> None:
+        key_hash = state_key(pending.state)
+        keys = [self._k("pending", key_hash), self._k("pending_links")]
+        args: list[str | int] = [
+            dump_pending(pending, self._cipher),
+            int(pending.expires_at * 1000),
+            int(now * 1000),
+            max_pending,
+            self._k("pending", ""),
+            key_hash,
+        ]
+        await self._put_pending(keys=keys, args=args)
+
+    @_redis_errors
+    async def get_pending_link(self, state: str, now: float) -> PendingTake:
+        key = self._k("pending", state_key(state))
+        fields = await self._r.hmget(key, "blob", "expires", "taken")
+        blob, expires, taken = cast(list[str | None], fields)
+        if expires is None or int(expires) < int(now * 1000):
+            return PendingTake(None)
+        if taken is not None:
+            return PendingTake(None, PendingTaker(taken))
+        return PendingTake(None if blob is None else load_pending(state, blob, self._cipher))
+
+    @_redis_errors
+    async def update_pending_link(self, pending: PendingLink, now: float) -> bool:
+        key = self._k("pending", state_key(pending.state))
+        args: list[str | int] = [dump_pending(pending, self._cipher), int(now * 1000)]
+        return bool(await self._update_pending(keys=[key], args=args))
+
+    @_redis_errors
+    async def take_pending_link(self, state: str, now: float, by: PendingTaker) -> PendingTake:
+        key = self._k("pending", state_key(state))
+        result = await self._take_pending(keys=[key], args=[str(by), int(now * 1000)])
+        if result[0] == "ok":
+            return PendingTake(load_pending(state, result[1], self._cipher))
+        return PendingTake(None, PendingTaker(result[1]) if result[0] == "taken" else None)
+
     # --- sessions --------------------------------------------------------------------------
 
     def _session_keys(self, guild_id: int) -> list[str]:
@@ -409,16 +535,19 @@ class RedisStorage:
         listeners: list[str] = []
         for uid, listener in session.listeners.items():
             listeners += [str(uid), dump_listener(listener)]
-        keys = [*self._session_keys(session.guild_id), self._k("sessions")]
-        args: list[str | int] = [session.guild_id, len(pairs) // 2, *pairs, *listeners]
-        if session.listen_token:
-            await self._index_listen_token(session.listen_token, session.guild_id)
+        keys = [
+            *self._session_keys(session.guild_id),
+            self._k("sessions"),
+            self._k("listen_tokens"),
+        ]
+        args: list[str | int] = [
+            session.guild_id,
+            session.listen_token or "",
+            len(pairs) // 2,
+            *pairs,
+            *listeners,
+        ]
         return bool(await self._create_session(keys=keys, args=args))
-
-    async def _index_listen_token(self, token: str, guild_id: int) -> None:
-        # Written before the session itself: a cancel in between leaves only an entry that
-        # get_session_by_listen_token rejects (the session does not carry that token).
-        await self._r.hset(self._k("listen_tokens"), token, guild_id)
 
     @_redis_errors
     async def get_session_by_listen_token(self, token: str) -> Session | None:
@@ -467,23 +596,15 @@ class RedisStorage:
     async def update_session(self, guild_id: int, fields: SessionFields) -> bool:
         check_session_fields(fields)
         pairs, deletes = self._session_values(fields)
-        key = self._session_keys(guild_id)[0]
-        args: list[str | int] = [len(pairs) // 2, *pairs, *deletes]
-        token = fields.get("listen_token")
-        if token:
-            await self._index_listen_token(token, guild_id)
-        return bool(await self._update_existing(keys=[key], args=args))
+        keys = [self._session_keys(guild_id)[0], self._k("listen_tokens")]
+        token = fields.get("listen_token") or ""
+        args: list[str | int] = [guild_id, token, len(pairs) // 2, *pairs, *deletes]
+        return bool(await self._update_session(keys=keys, args=args))
 
     @_redis_errors
     async def delete_session(self, guild_id: int) -> bool:
-        token = await self._r.hget(self._session_keys(guild_id)[0], "listen_token")
-        async with self._r.pipeline(transaction=True) as pipe:
-            if token:
-                pipe.hdel(self._k("listen_tokens"), token)
-            pipe.delete(*self._session_keys(guild_id))
-            pipe.srem(self._k("sessions"), guild_id)
-            replies = await pipe.execute()
-        return bool(replies[-2])
+        keys = [*self._session_keys(guild_id), self._k("sessions"), self._k("listen_tokens")]
+        return bool(await self._delete_session(keys=keys, args=[guild_id]))
 
     @_redis_errors
     async def put_listener(self, guild_id: int, listener: ListenerState) -> bool:

@@ -24,8 +24,10 @@ from storage.codec import (
     STATE_RETENTION_S,
     check_session_fields,
     dump_listener,
+    dump_pending,
     dump_snapshot,
     load_listener,
+    load_pending,
     load_snapshot,
     state_key,
 )
@@ -41,6 +43,9 @@ from storage.records import (
     LinkStatus,
     ListenerState,
     OAuthState,
+    PendingLink,
+    PendingTake,
+    PendingTaker,
     Session,
     SpotifyLink,
     StateCheck,
@@ -76,16 +81,36 @@ def _sqlite_errors(
     async def wrapper(self: SQLiteStorage, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             result = await method(self, *args, **kwargs)
-        except (sqlite3.OperationalError, ValueError) as exc:
-            # aiosqlite raises ValueError once the connection is closed.
+        except (sqlite3.Error, ValueError) as exc:
+            if not _unavailable(exc, self._db):
+                if isinstance(exc, ValueError):
+                    raise  # our own bug (a bad value), not the database's
+                raise StorageError(f"SQLite database {self.path} failed: {exc}") from exc
             self.outage.failed(exc)
             raise StorageUnavailable(f"SQLite database {self.path} is unavailable: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            raise StorageError(f"SQLite database {self.path} failed: {exc}") from exc
         self.outage.answered()
         return result
 
     return wrapper
+
+
+# SQLite result codes that mean "the database cannot answer now" (it is busy past
+# busy_timeout, the disk failed or is full, the file cannot be opened or written) rather than
+# a broken query or a corrupt file. https://www.sqlite.org/rescode.html
+_OUTAGE_CODES = frozenset(
+    {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN"}
+    | {"SQLITE_READONLY", "SQLITE_NOMEM", "SQLITE_PROTOCOL"}
+)
+
+
+def _unavailable(exc: Exception, db: aiosqlite.Connection) -> bool:
+    """Whether `exc` is an outage (StorageUnavailable) rather than a bug or corruption."""
+    if isinstance(exc, ValueError):
+        # aiosqlite's "no active connection": the connection is closed or its thread died.
+        return db._connection is None  # aiosqlite has no public "closed"
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    base = name.split("_", 2)
+    return "_".join(base[:2]) in _OUTAGE_CODES
 
 
 class SQLiteStorage:
@@ -279,6 +304,63 @@ class SQLiteStorage:
             return StateConsumption(StateCheck.USED if used else StateCheck.UNKNOWN)
         record = OAuthState(state, row[0], row[1], row[2], row[3])
         return StateConsumption(StateCheck.OK if now <= row[3] else StateCheck.EXPIRED, record)
+
+    # --- pending links ---------------------------------------------------------------------
+
+    @_sqlite_errors
+    async def put_pending_link(self, pending: PendingLink, now: float, max_pending: int) -> None:
+        blob = dump_pending(pending, self._cipher)
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM pending_links WHERE expires_at < ?", (now,))
+            await db.execute(
+                "INSERT OR REPLACE INTO pending_links VALUES (?,?,?,NULL)",
+                (state_key(pending.state), pending.expires_at, blob),
+            )
+            await db.execute(
+                "DELETE FROM pending_links WHERE state_hash NOT IN "
+                "(SELECT state_hash FROM pending_links ORDER BY expires_at DESC LIMIT ?)",
+                (max_pending,),
+            )
+
+    @_sqlite_errors
+    async def get_pending_link(self, state: str, now: float) -> PendingTake:
+        row = await self._fetchone(
+            "SELECT blob, taken_by FROM pending_links WHERE state_hash=? AND expires_at >= ?",
+            (state_key(state), now),
+        )
+        if row is None:
+            return PendingTake(None)
+        if row[1] is not None:
+            return PendingTake(None, PendingTaker(row[1]))
+        return PendingTake(load_pending(state, row[0], self._cipher))
+
+    @_sqlite_errors
+    async def update_pending_link(self, pending: PendingLink, now: float) -> bool:
+        return (
+            await self._write(
+                "UPDATE pending_links SET blob=? WHERE state_hash=? AND expires_at >= ? "
+                "AND taken_by IS NULL",
+                (dump_pending(pending, self._cipher), state_key(pending.state), now),
+            )
+            == 1
+        )
+
+    @_sqlite_errors
+    async def take_pending_link(self, state: str, now: float, by: PendingTaker) -> PendingTake:
+        key = state_key(state)
+        async with self._transaction() as db:
+            async with db.execute(
+                "SELECT blob, taken_by, expires_at FROM pending_links WHERE state_hash=?", (key,)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None or row[2] < now:
+                return PendingTake(None)
+            if row[1] is not None:
+                return PendingTake(None, PendingTaker(row[1]))
+            await db.execute(
+                "UPDATE pending_links SET taken_by=?, blob=NULL WHERE state_hash=?", (by, key)
+            )
+        return PendingTake(load_pending(state, row[0], self._cipher))
 
     # --- sessions --------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from bot.web.services import MAX_BODY
 from core.errors import STORAGE_DOWN, UserFacingError
-from storage.errors import StorageError, StorageUnavailable
+from storage.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,9 @@ def error_response(request: web.Request, exc: Exception) -> web.Response:
         if exc.http_status >= 500:
             log.warning("%s %s failed: %s", request.method, logged_path(request), exc.message)
         return plain(exc.http_status, exc.message, getattr(exc, "retry_after", None))
-    if isinstance(exc, StorageError):
-        if not isinstance(exc, StorageUnavailable):  # an outage is logged once, by storage
-            log.warning("%s %s: storage failed: %s", request.method, logged_path(request), exc)
+    if isinstance(exc, StorageUnavailable):  # an outage: logged once, by storage
         return plain(503, STORAGE_DOWN, 60)
+    # Any other StorageError (corrupt or undecryptable data, a bad query) is a fault of ours:
+    # "your data is safe" would not be true, so it is a 500 with its traceback.
     log.error("Unhandled error on %s %s", request.method, logged_path(request), exc_info=exc)
     return plain(500, "Internal server error; it has been logged. Try again later.")

@@ -1,6 +1,7 @@
 """GET /spotify/callback and the confirmation: where Spotify sends the browser after consent.
 
-The callback stores nothing: `Linker.complete` exchanges the code and keeps a pending link, and
+The callback links nothing: `Linker.complete` exchanges the code and keeps a pending link (in
+storage, so any web replica can take the confirmation), and
 the page names the Discord account (name and avatar) that will be linked and the Spotify
 account it gets, with "Link" and "Cancel". That form POSTs to /spotify/confirm with the state
 and the pending link's form token (single use: a replay or a forged form links nothing). With
@@ -22,15 +23,15 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from bot.web.client_limit import ensure_limiter, limit
 from bot.web.discord_oauth import CALLBACK_PATH, DiscordOAuth, IdentifyFailed
 from bot.web.errors import logged_path
 from bot.web.inputs import BadRequest, check_text
-from bot.web.ratelimit import RateLimit, RateLimiter
-from bot.web.services import BODY_TIMEOUT, LIMITER
-from bot.web.songs import client_of
+from bot.web.payload import BodyTooSlow
+from bot.web.services import BODY_TIMEOUT
 from core.errors import STORAGE_DOWN
 from core.linking import Linker, LinkOutcome, PendingLink
-from storage.errors import StorageError
+from storage.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,13 @@ class Page:
     next_step: str
 
 
+NOTHING_LINKED = Page(200, "Nothing was linked", "Changed your mind? Run /link in Discord again.")
 PAGES: dict[str, Page] = {
     "linked": Page(200, "Spotify linked", "Go back to Discord: /gamenight join or start."),
-    "cancelled": Page(200, "Nothing was linked", "Changed your mind? Run /link in Discord again."),
+    "cancelled": NOTHING_LINKED,
+    "denied": NOTHING_LINKED,
+    "already_linked": Page(409, "These accounts are linked", "To undo it, run /unlink in Discord."),
     "mismatch": Page(403, "This link isn't yours", "Run /link in Discord for your own link."),
-    "denied": Page(200, "Nothing was linked", "Changed your mind? Run /link in Discord again."),
     "expired": Page(400, "This link has expired", "Run /link in Discord for a fresh link."),
     "used": Page(
         400, "This link was already used", "Check with /me in Discord; if not linked, run /link."
@@ -215,14 +218,14 @@ def _outcome_page(request: web.Request, outcome: LinkOutcome) -> web.Response:
 
 
 def _failure(request: web.Request, exc: Exception) -> web.Response:
-    if isinstance(exc, StorageError):  # an outage: storage logged it once
+    if isinstance(exc, StorageUnavailable):  # an outage: storage logged it once
         return _response(STORAGE_PAGE, STORAGE_DOWN, False, request)
     log.error("linking failed on %s", logged_path(request), exc_info=exc)
     return _response(BROKEN, BROKEN_MESSAGE, False, request)
 
 
 async def spotify_callback(request: web.Request) -> web.Response:
-    request.app[LIMITER].take(client_of(request))
+    limit(request)  # an unknown state costs a storage read: guessing must not be free
     linker = request.app[LINKER_KEY]
     query = request.query
     try:
@@ -237,12 +240,16 @@ async def spotify_callback(request: web.Request) -> web.Response:
     return _html(render_confirm(pending, person, via_discord=via_discord), 200, request, form=True)
 
 
+SLOW_FORM = Page(408, "The form took too long to arrive", "Reload the page and press again.")
+
+
 async def _form(request: web.Request) -> tuple[str, str, str]:
     try:
         async with asyncio.timeout(request.app[BODY_TIMEOUT]):
             form = await request.post()
     except TimeoutError:
-        raise BadRequest("The form took too long to arrive.") from None
+        # 408 like a slow song request: the client was too slow, the form may be fine.
+        raise BodyTooSlow("The form took too long to arrive.") from None
     values = []
     for name in ("state", "token", "action"):
         value = form.get(name)
@@ -257,21 +264,23 @@ async def _form(request: web.Request) -> tuple[str, str, str]:
 
 async def spotify_confirm(request: web.Request) -> web.Response:
     """POST /spotify/confirm: the person pressed Link or Cancel on the confirmation page."""
-    request.app[LIMITER].take(client_of(request))
+    limit(request)  # an unknown state costs a storage read: guessing must not be free
     linker = request.app[LINKER_KEY]
     try:
         state, token, action = await _form(request)
+    except BodyTooSlow as exc:
+        return _response(SLOW_FORM, exc.message, False, request)
     except BadRequest as exc:
         return _response(BAD_FORM, exc.message, False, request)
     try:
         if action == "cancel":
-            return _outcome_page(request, linker.cancel(state, token))
+            return _outcome_page(request, await linker.cancel(state, token))
         oauth = request.app[DISCORD_OAUTH_KEY]
         if oauth is None:
             return _outcome_page(request, await linker.confirm(state, token))
-        discord_state = linker.vouch(state, token)
+        discord_state = await linker.vouch(state, token)
         if discord_state is None:
-            return _outcome_page(request, await linker.confirm(state, token))  # "used"
+            return _outcome_page(request, Linker.failed("used"))
         url = oauth.authorize_url(discord_state)
         if url is None:
             return _response(DISCORD_DOWN, "The bot is still starting; try again.", False, request)
@@ -284,13 +293,13 @@ async def spotify_confirm(request: web.Request) -> web.Response:
 
 async def discord_callback(request: web.Request) -> web.Response:
     """GET /discord/callback: Discord says who confirmed; link only if it is the right person."""
-    request.app[LIMITER].take(client_of(request))
+    limit(request)  # an unknown state costs a storage read: guessing must not be free
     linker = request.app[LINKER_KEY]
     oauth = request.app[DISCORD_OAUTH_KEY]
     query = request.query
     state, code = query.get("state") or "", query.get("code") or ""
     try:
-        if oauth is None or linker.vouched_link(state) is None:
+        if oauth is None or await linker.vouched_link(state) is None:
             return _outcome_page(request, await linker.confirm_as(state, None))
         if not code:  # the person pressed Cancel on Discord (error=access_denied)
             log.info("Discord authorization declined (%r)", query.get("error", "")[:40])
@@ -356,8 +365,7 @@ def add_link_routes(
     app[TASKS_KEY] = set()
     app[WHO_KEY] = who or _nobody
     app[DISCORD_OAUTH_KEY] = discord_oauth
-    if LIMITER not in app:  # an app not made by create_app still limits its clients
-        app[LIMITER] = RateLimiter(RateLimit())
+    ensure_limiter(app)
     app.on_shutdown.append(_finish_notifications)
     app.router.add_get("/spotify/callback", spotify_callback)
     app.router.add_post("/spotify/confirm", spotify_confirm)

@@ -26,10 +26,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.web.ratelimit import RateLimit, RateLimiter, TooManyRequests
-from bot.web.services import LIMITER, RELAY, RelayConfig
+from bot.web.client_limit import ensure_limiter, limit
+from bot.web.services import RELAY, RelayConfig
 from bot.web.signing import RelaySigner
-from bot.web.songs import client_of
 from core.errors import NotFound
 from core.listen import ListenAlong, ListenView, StreamStatus
 
@@ -85,8 +84,7 @@ def add_listen_routes(
     """Add the listen page, its events and assets; `names` turns Discord ids into names."""
     app[LISTEN_KEY] = listen
     app[NAMES_KEY] = names or _no_names
-    if LIMITER not in app:  # an app not made by create_app still limits its clients
-        app[LIMITER] = RateLimiter(RateLimit())
+    ensure_limiter(app)
     if RELAY not in app:  # an app without the API (tests): relay URLs signed for this app only
         app[RELAY] = RelayConfig(RelaySigner(secrets.token_bytes(32), "http://127.0.0.1"))
     app.router.add_get("/listen/assets/{name}", listen_asset)
@@ -107,20 +105,8 @@ def _private(response: web.StreamResponse) -> web.StreamResponse:
     return response
 
 
-def _limit(request: web.Request) -> None:
-    # The same per-client budget as the other endpoints: an unknown token costs a storage
-    # read, and a loop over guesses must not be free. Raised as aiohttp's own 429, so it
-    # answers the same with or without create_app's error middleware.
-    try:
-        request.app[LIMITER].take(client_of(request))
-    except TooManyRequests as exc:
-        raise web.HTTPTooManyRequests(
-            text=exc.message + "\n", headers={"Retry-After": str(exc.retry_after)}
-        ) from None
-
-
 async def listen_page(request: web.Request) -> web.StreamResponse:
-    _limit(request)
+    limit(request)
     session = await request.app[LISTEN_KEY].find(request.match_info["token"])
     name = "listen.html" if session is not None else "listen-ended.html"
     response = web.Response(
@@ -143,7 +129,7 @@ async def listen_asset(request: web.Request) -> web.StreamResponse:
 
 
 async def listen_events(request: web.Request) -> web.StreamResponse:
-    _limit(request)
+    limit(request)
     listen = request.app[LISTEN_KEY]
     names = request.app[NAMES_KEY]
     if request.method == "HEAD":  # headers only: a HEAD must not open an endless stream

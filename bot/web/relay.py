@@ -12,6 +12,7 @@ resolver re-extracts from the cached video) and the relay tries once more.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -39,6 +40,24 @@ RETURNED = (
 )
 # Slow first byte is normal for googlevideo; a stalled transfer is not.
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=30)
+# A listener whose player stopped reading (paused tab, dead phone) is gone after this long:
+# otherwise its socket and our upstream connection would be held for ever.
+WRITE_TIMEOUT_S = 30.0
+
+
+async def write_within(
+    request: web.Request, response: web.StreamResponse, chunk: bytes, deadline_s: float
+) -> None:
+    """Write `chunk`; if the client takes none of it for `deadline_s`, close its connection
+    and raise ConnectionResetError (what a client that left would have raised)."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            await response.write(chunk)
+    except TimeoutError:
+        response.force_close()
+        if request.transport is not None:
+            request.transport.abort()  # close() would wait to flush to a client not reading
+        raise ConnectionResetError("the client stopped reading") from None
 
 
 class AudioSourceFailed(UserFacingError):
@@ -91,7 +110,7 @@ async def relay(
         await response.prepare(request)
         try:
             async for chunk, _ in upstream.content.iter_chunks():
-                await response.write(chunk)
+                await write_within(request, response, chunk, WRITE_TIMEOUT_S)
         except ConnectionResetError:
             # The listener closed the tab or skipped the song: nothing left to do.
             log.debug("client left during %s", request.path)

@@ -3,6 +3,7 @@ that the person who ran /link did not confirm, no answer is a 5xx, no log line i
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 
@@ -132,4 +133,25 @@ async def test_abuse_oauth_cross_user_completion_is_refused(
         for query in ("", "?state=x&code=y", "?error=access_denied", "?state=%00&code=%ff"):
             url = f"{world.settings.public_base_url}/discord/callback{query}"
             assert (await world.browse(url))[0] == 400, query
+    assert error_records.lines() == []
+
+
+async def test_abuse_a_slow_confirmation_form_is_408_like_a_slow_song_body(
+    world: World, target: Target, error_records: ErrorRecords
+) -> None:
+    """The form trickles in past the body deadline: 408 (too slow), as for /song; not 400."""
+    head = (
+        b"POST /spotify/confirm HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 500\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", target.port)
+    try:
+        writer.write(head + b"state=abc&tok")
+        await writer.drain()
+        async with asyncio.timeout(30):
+            answer = await reader.read(65536)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"took too long" in answer
     assert error_records.lines() == []

@@ -4,10 +4,12 @@ traceback per event."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 import aiohttp
 import pytest
 
+from bot.replies import GENERIC
 from core.errors import STORAGE_DOWN
 from storage.outage import Outage
 from tests.bot.conftest import World
@@ -55,3 +57,23 @@ async def test_users_are_told_the_database_is_not_answering(
     assert errors == []
     warnings = [r.getMessage() for r in caplog.records if r.name == "storage"]
     assert len(warnings) == 1 and "not answering" in warnings[0]
+
+
+async def test_corrupt_data_is_not_called_an_outage(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A row that cannot be decrypted is a fault, not an outage: "your data is safe" would be
+    a lie there, so users get the generic words, and the log an ERROR (not the outage line)."""
+    world.spotify.add_account("alice-sp", "Alice")
+    alice = world.discord.add_member("alice")
+    async with world.run() as app:
+        assert (await world.link(alice, "alice-sp"))[0] == 200
+        with sqlite3.connect(world.db_path) as db:  # a damaged row, as a bad restore leaves it
+            damage = "UPDATE links SET access_token_enc='garbage' WHERE discord_user_id=?"
+            db.execute(damage, (alice.user_id,))
+        caplog.clear()
+        reply = await (await world.discord.slash("me", alice)).reply()
+        assert reply.text == GENERIC
+        assert not app.services.storage.outage.ongoing
+    assert not [r for r in caplog.records if "not answering" in r.getMessage()]
+    assert [r for r in caplog.records if r.levelno == logging.ERROR]

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+from aiohttp import web
 
+from bot.web.linking import add_link_routes
+from bot.web.ratelimit import RateLimit, RateLimiter
+from bot.web.services import LIMITER
 from core.linking import Linker, PendingLink
 from core.spotify import SpotifyClient
 from storage import Storage
-from storage.records import LinkStatus
+from storage.errors import StorageUnavailable
+from storage.records import LinkStatus, SpotifyLink
 from tests.fakes.spotify import FakeSpotify
 from tests.spotify.conftest import ALICE, REDIRECT_URI
 
@@ -131,9 +137,10 @@ async def test_cancel_on_the_confirmation_links_nothing_and_uses_it_up(
 ) -> None:
     linker = Linker(links, links, client)
     pending = await _pending(fake, linker)
-    assert linker.cancel(pending.state, "wrong-token").reason == "used"
-    assert linker.cancel(pending.state, pending.form_token).reason == "cancelled"
-    assert (await linker.confirm(pending.state, pending.form_token)).reason == "used"
+    assert (await linker.cancel(pending.state, "wrong-token")).reason == "used"
+    assert (await linker.cancel(pending.state, pending.form_token)).reason == "cancelled"
+    # Link after Cancel: the first press won, and the page says what it did.
+    assert (await linker.confirm(pending.state, pending.form_token)).reason == "cancelled"
     assert await linker.link(ALICE) is None
 
 
@@ -153,8 +160,8 @@ async def test_discord_identity_must_match_the_user_who_ran_link(
 ) -> None:
     linker = Linker(links, links, client)
     pending = await _pending(fake, linker)
-    assert linker.vouch(pending.state, "wrong-token") is None
-    discord_state = linker.vouch(pending.state, pending.form_token)
+    assert await linker.vouch(pending.state, "wrong-token") is None
+    discord_state = await linker.vouch(pending.state, pending.form_token)
     assert discord_state is not None
     mismatch = await linker.confirm_as(discord_state, ALICE + 1)
     assert (mismatch.ok, mismatch.reason) == (False, "mismatch")
@@ -164,7 +171,7 @@ async def test_discord_identity_must_match_the_user_who_ran_link(
     assert (await linker.confirm(pending.state, pending.form_token)).reason == "used"
 
     pending = await _pending(fake, linker)
-    discord_state = linker.vouch(pending.state, pending.form_token)
+    discord_state = await linker.vouch(pending.state, pending.form_token)
     assert discord_state is not None
     assert (await linker.confirm_as(discord_state, ALICE)).reason == "linked"
     assert await linker.link(ALICE) is not None
@@ -185,3 +192,80 @@ async def test_a_returning_user_sees_the_consent_page_again(
         silent = url.replace("&show_dialog=true", "")
         async with http.get(silent, allow_redirects=False) as page:
             assert page.status == 302 and "code=" in page.headers["Location"]
+
+
+class _GatedLinks:
+    """The real store, with put_link held until the test opens the gate (a slow disk)."""
+
+    def __init__(self, store: Storage) -> None:
+        self.store = store
+        self.writing = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def put_link(self, link: SpotifyLink) -> None:
+        self.writing.set()
+        await self.gate.wait()
+        await self.store.put_link(link)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+
+async def test_cancel_while_link_is_saving_says_it_was_linked(
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
+) -> None:
+    """The first press wins, and the second is told what it did: never "used" while the link
+    is being stored anyway."""
+    gated = _GatedLinks(links)
+    linker = Linker(links, gated, client, pending=links)  # type: ignore[arg-type]
+    pending = await _pending(fake, linker)
+    linking = asyncio.create_task(linker.confirm(pending.state, pending.form_token))
+    await gated.writing.wait()
+    cancel = await linker.cancel(pending.state, pending.form_token)
+    assert (cancel.ok, cancel.reason) == (False, "already_linked")
+    assert "/unlink" in cancel.message
+    gated.gate.set()
+    assert (await linking).reason == "linked"
+    assert await linker.link(ALICE) is not None
+
+
+async def test_a_failed_save_puts_the_pending_link_back(
+    fake: FakeSpotify, links: Storage, client: SpotifyClient
+) -> None:
+    class Failing(_GatedLinks):
+        async def put_link(self, link: SpotifyLink) -> None:
+            raise StorageUnavailable("disk gone")
+
+    linker = Linker(links, Failing(links), client, pending=links)  # type: ignore[arg-type]
+    pending = await _pending(fake, linker)
+    with pytest.raises(StorageUnavailable):
+        await linker.confirm(pending.state, pending.form_token)
+    assert await linker.pending(pending.state, pending.form_token) is not None  # press again
+    assert (await Linker(links, links, client).confirm(pending.state, pending.form_token)).ok
+
+
+async def test_a_rate_limited_callback_on_a_bare_app_is_429_not_500(
+    links: Storage, client: SpotifyClient
+) -> None:
+    """add_link_routes on an app not made by create_app (no error middleware) still answers
+    the limiter's refusal as a plain 429 with Retry-After."""
+    app = web.Application()
+    app[LIMITER] = RateLimiter(RateLimit(rate=0.01, burst=1))
+    add_link_routes(app, Linker(links, links, client))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{port}/spotify/callback?state=forged&code=x"
+        async with aiohttp.ClientSession() as http:
+            statuses = []
+            for _ in range(2):
+                async with http.get(url) as response:
+                    statuses.append(response.status)
+                    retry_after = response.headers.get("Retry-After")
+        assert statuses == [400, 429]
+        assert retry_after is not None and int(retry_after) >= 1
+    finally:
+        await runner.cleanup()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from storage import Storage, StorageError, StorageUnavailable
+from storage import Storage, StorageError, StorageUnavailable, TokenCipher, open_storage
 from storage.records import (
     CachedStream,
     Failure,
@@ -20,10 +20,15 @@ from storage.records import (
     ListenerState,
     ListenerStatus,
     OAuthState,
+    PendingLink,
+    PendingTake,
+    PendingTaker,
     Session,
     SpotifyLink,
     StateCheck,
 )
+from storage.redis_backend import RedisStorage
+from tests.conftest import storage_url_for
 from tests.storage.conftest import Opener
 
 NOW = 1_800_000_000.0
@@ -167,6 +172,98 @@ async def test_oauth_state_hash_only_at_rest(
     state = a_state("bearer-secret-" + "z" * 30)
     await store.put_oauth_state(state)
     assert state.state.encode() not in await raw_dump(backend, storage_url)
+
+
+# --- pending links ---------------------------------------------------------------------------
+
+
+def a_pending(state: str = "p" * 43, user_id: int = 1, expires_in: float = 600) -> PendingLink:
+    return PendingLink(
+        state=state,
+        form_token="form-" + state,
+        expires_at=time.time() + expires_in,
+        link=a_link(user_id),
+    )
+
+
+async def test_pending_link_round_trip_and_single_use(store: Storage) -> None:
+    pending = a_pending()
+    now = time.time()
+    await store.put_pending_link(pending, now, 10)
+    assert (await store.get_pending_link(pending.state, now)).pending == pending
+    assert (await store.get_pending_link("other", now)) == PendingTake(None)
+    taken = await store.take_pending_link(pending.state, now, PendingTaker.CANCEL)
+    assert taken.pending == pending
+    # Used up: later presses learn who took it, and get no tokens.
+    again = await store.take_pending_link(pending.state, now, PendingTaker.LINK)
+    assert again == PendingTake(None, PendingTaker.CANCEL)
+    assert await store.get_pending_link(pending.state, now) == PendingTake(
+        None, PendingTaker.CANCEL
+    )
+    # An update never brings a taken one back; a put (storage failed while linking) does.
+    assert not await store.update_pending_link(dataclasses.replace(pending, vouch="v"), now)
+    await store.put_pending_link(pending, now, 10)
+    assert (await store.get_pending_link(pending.state, now)).pending == pending
+
+
+async def test_pending_link_update_and_expiry(store: Storage) -> None:
+    pending = a_pending()
+    now = time.time()
+    await store.put_pending_link(pending, now, 10)
+    vouched = dataclasses.replace(pending, vouch="discord-state")
+    assert await store.update_pending_link(vouched, now)
+    assert (await store.get_pending_link(pending.state, now)).pending == vouched
+    later = pending.expires_at + 1
+    assert await store.get_pending_link(pending.state, later) == PendingTake(None)
+    assert await store.take_pending_link(pending.state, later, PendingTaker.LINK) == PendingTake(
+        None
+    )
+    assert not await store.update_pending_link(vouched, later)
+
+
+async def test_pending_links_beyond_the_maximum_drop_the_oldest(store: Storage) -> None:
+    now = time.time()
+    pendings = [a_pending(f"state-{n}-" + "q" * 30, expires_in=600 + n) for n in range(5)]
+    for pending in pendings:
+        await store.put_pending_link(pending, now, 3)
+    found = [(await store.get_pending_link(p.state, now)).pending for p in pendings]
+    assert found == [None, None, *pendings[2:]]
+    # Expired ones go first and make room.
+    await store.put_pending_link(a_pending("late-" + "q" * 30), pendings[-1].expires_at + 1, 3)
+    left = [(await store.get_pending_link(p.state, now)).pending for p in pendings]
+    assert left == [None] * 5
+
+
+async def test_pending_link_concurrent_takers_exactly_one_wins(open_store: Opener) -> None:
+    stores = [await open_store() for _ in range(4)]
+    for n in range(5):
+        pending = a_pending(f"race-{n}-" + "r" * 30)
+        now = time.time()
+        await stores[0].put_pending_link(pending, now, 100)
+        takers = [PendingTaker.LINK, PendingTaker.CANCEL] * 10
+        results = await asyncio.gather(
+            *(
+                stores[i % 4].take_pending_link(pending.state, now, by)
+                for i, by in enumerate(takers)
+            )
+        )
+        winners = [r for r in results if r.pending is not None]
+        assert len(winners) == 1, results
+        first = takers[results.index(winners[0])]
+        assert all(r.taken_by is first for r in results if r.pending is None)
+
+
+async def test_pending_link_encrypted_and_hashed_at_rest(
+    store: Storage, backend: str, storage_url: str
+) -> None:
+    pending = a_pending("bearer-secret-" + "z" * 30)
+    await store.put_pending_link(pending, time.time(), 10)
+    dump = await raw_dump(backend, storage_url)
+    for secret in (pending.state, pending.form_token, pending.link.access_token):
+        assert secret.encode() not in dump, secret
+    assert pending.link.refresh_token.encode() not in dump
+    await store.take_pending_link(pending.state, time.time(), PendingTaker.LINK)
+    assert (await store.get_pending_link(pending.state, time.time())).taken_by is PendingTaker.LINK
 
 
 # --- sessions --------------------------------------------------------------------------------
@@ -547,6 +644,35 @@ async def test_session_found_by_listen_token(store: Storage) -> None:
     # A session made again for the guild does not answer to the old token.
     await store.create_session(a_session(200))
     assert await store.get_session_by_listen_token("tok-b") is None
+
+
+async def test_redis_listen_token_index_follows_the_session(
+    cipher: TokenCipher, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Redis only (SQLite finds a token by its column's index): the index is written in the
+    session's own script, so a replaced or deleted session's token leaves it at once."""
+    store = await open_storage(storage_url_for("redis", tmp_path, request), cipher, max_streams=10)
+    assert isinstance(store, RedisStorage)
+    try:
+        await _listen_token_index(store)
+    finally:
+        await store.aclose()
+
+
+async def _listen_token_index(store: RedisStorage) -> None:
+    index = store._k("listen_tokens")
+    await store.create_session(dataclasses.replace(a_session(100), listen_token="tok-a"))
+    assert await store._r.hgetall(index) == {"tok-a": "100"}
+    assert await store.update_session(100, {"listen_token": "tok-b"})
+    assert await store._r.hgetall(index) == {"tok-b": "100"}
+    assert await store.update_session(100, {"listen_token": None})
+    assert await store._r.hgetall(index) == {}
+    assert await store.update_session(100, {"listen_token": "tok-c"})
+    assert await store.delete_session(100)
+    assert await store._r.hgetall(index) == {}
+    # No session, no index entry: an update of a missing session writes nothing.
+    assert not await store.update_session(100, {"listen_token": "tok-d"})
+    assert await store._r.hgetall(index) == {}
 
 
 async def _cancel_after(steps: int, write: asyncio.Future[object] | asyncio.Task[object]) -> None:
