@@ -18,7 +18,7 @@ import discord
 from discord.ext import commands
 
 from bot.settings import Settings
-from core.errors import Misconfigured, RateLimited, Upstream
+from core.errors import Misconfigured, RateLimited, SpotifyError, Upstream
 from core.spotify.client import SpotifyClient
 
 log = logging.getLogger("bot")
@@ -51,6 +51,8 @@ async def check_spotify(settings: Settings, spotify: SpotifyClient) -> None:
         raise StartupError(
             f"cannot reach Spotify at {settings.spotify_accounts_base}: {exc.message}"
         ) from None
+    except SpotifyError as exc:  # any other refusal: its own words, never a traceback
+        raise StartupError(f"checking the Spotify app token failed: {exc.message}") from None
 
 
 def redirect_warnings(settings: Settings) -> list[str]:
