@@ -122,8 +122,8 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot | None) ->
     return app
 
 
-def _names(bot: GameNightBot | None) -> Callable[[int], str | None]:
-    return MemberNames(bot) if bot is not None else lambda user_id: None
+def _names(bot: GameNightBot | None) -> Callable[[int, int], str | None]:
+    return MemberNames(bot) if bot is not None else lambda guild_id, user_id: None
 
 
 def _link_identity(
@@ -257,7 +257,8 @@ async def serve(settings: Settings, *, web_only: bool = False) -> int:
         stopping.cancel()
         if app.bot_task is not None and app.bot_task.done() and not app.bot_task.cancelled():
             error = app.bot_task.exception()
-            failure = None if error is None else start_failure(error, settings)
+            intents = app.bot.intents if app.bot is not None else None
+            failure = None if error is None else start_failure(error, settings, intents)
             if failure is not None:
                 log.error("%s", failure)
                 return 1

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import aiohttp
+import discord
 import pytest
 
-from bot.startup import StartupError, check_spotify
+from bot.startup import StartupError, check_spotify, start_failure
 from core.spotify.client import SpotifyClient
 from storage import open_storage
 from storage.crypto import TokenCipher
@@ -27,3 +28,22 @@ async def test_an_unexpected_token_refusal_is_a_startup_error(world: World, stat
             await store.aclose()
     assert str(raised.value).startswith("checking the Spotify app token failed: ")
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        ({"presences": True, "members": True}, "Presence Intent and Server Members Intent"),
+        ({"members": True}, "Server Members Intent (developer"),
+    ],
+)
+def test_the_privileged_intents_refusal_names_what_the_bot_asked_for(
+    world: World, flags: dict[str, bool], named: str
+) -> None:
+    intents = discord.Intents.default()
+    for flag, on in flags.items():
+        setattr(intents, flag, on)
+    line = start_failure(discord.PrivilegedIntentsRequired(None), world.settings, intents)
+    assert line is not None
+    assert f"switch on {named}" in line
+    assert "Message Content" not in line

@@ -102,6 +102,7 @@ class Member:
     name: str
     permissions: int = MEMBER_PERMISSIONS
     bot: bool = False
+    nick: str | None = None  # the server nickname, shown instead of the name in that guild
 
     @property
     def mention(self) -> str:
@@ -127,7 +128,7 @@ class Member:
             "deaf": False,
             "mute": False,
             "flags": 0,
-            "nick": None,
+            "nick": self.nick,
             "avatar": None,
             "pending": False,
         }
@@ -368,6 +369,7 @@ class FakeDiscord:
             ("DELETE", "/channels/{cid}/messages/{mid}", self._channel_message),
             ("POST", "/users/@me/channels", self._create_dm),
             ("GET", "/users/{uid}", self._get_user),
+            ("GET", "/guilds/{gid}/members/{uid}", self._get_member),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, api + path, handler)
@@ -783,6 +785,18 @@ class FakeDiscord:
         if user is None:
             return error_response(404, 10013, "Unknown User")
         return json_response(user.user())
+
+    async def _get_member(self, request: web.Request) -> web.Response:
+        # A REST read: no members intent needed (discord.com/developers/docs/resources/guild).
+        if not self._authorized(request):
+            return error_response(401, 0, "401: Unauthorized")
+        guild = self.guilds.get(int(request.match_info["gid"]))
+        if guild is None:
+            return error_response(404, 10004, "Unknown Guild")
+        member = guild.members.get(int(request.match_info["uid"]))
+        if member is None:
+            return error_response(404, 10007, "Unknown Member")
+        return json_response(member.member())
 
     async def _create_dm(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
