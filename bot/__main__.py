@@ -53,6 +53,7 @@ from bot.web.discord_oauth import DiscordOAuth
 from bot.web.favicon import add_favicon
 from bot.web.linking import Person, WhoIs, add_link_routes
 from bot.web.listen import ListenLinks, add_listen_routes
+from bot.web.proxies import TrustedProxies
 from bot.web.quota_metrics import register_quota_metrics
 from bot.web.server import ServerLimits, start_http
 from bot.web.services import METRICS, SYNC_HEALTH
@@ -99,6 +100,7 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot | None) ->
         resolver=services.resolver,
         cors_origins=settings.cors_origins,
         rate_limit=RateLimit(settings.http_rate_per_s, settings.http_rate_burst),
+        trusted_proxies=TrustedProxies(settings.http_trusted_proxies),
         body_timeout_s=settings.http_body_timeout_s,
         relay=relay_config(settings),
     )
@@ -162,6 +164,7 @@ def server_limits(settings: Settings) -> ServerLimits:
         body_timeout_s=settings.http_body_timeout_s,
         keepalive_timeout_s=settings.http_keepalive_timeout_s,
         max_connections_per_client=settings.http_max_connections_per_client,
+        trusted_proxies=settings.http_trusted_proxies,
     )
 
 

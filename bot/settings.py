@@ -85,6 +85,8 @@ class Settings:
     http_body_timeout_s: float = 20.0
     http_keepalive_timeout_s: float = 75.0
     http_max_connections_per_client: int = 64
+    # Reverse proxies (addresses/CIDRs) whose X-Forwarded-For names the client (bot/web/proxies.py).
+    http_trusted_proxies: tuple[str, ...] = ()
     # The Discord application's OAuth2 client secret: set, the link confirmation page asks
     # Discord who the browser's user is and refuses a link completed by someone else.
     discord_client_secret: str | None = field(default=None, repr=False)
@@ -249,6 +251,15 @@ def _proxy_url(value: str) -> str:
     return value
 
 
+def _networks(value: str) -> tuple[str, ...]:
+    nets = tuple(
+        str(ipaddress.ip_network(p.strip(), strict=False)) for p in value.split(",") if p.strip()
+    )
+    if not nets:
+        raise ValueError(value)
+    return nets
+
+
 def _ip_address(value: str) -> str:
     return str(ipaddress.ip_address(value))
 
@@ -409,6 +420,9 @@ def load_settings(
         ),
         http_max_connections_per_client=r.parsed(
             "HTTP_MAX_CONNECTIONS_PER_CLIENT", 64, _positive_int, "a positive whole number"
+        ),
+        http_trusted_proxies=r.parsed(
+            "HTTP_TRUSTED_PROXIES", (), _networks, "comma-separated IP addresses or CIDRs"
         ),
         discord_client_secret=r.raw("DISCORD_CLIENT_SECRET"),
         youtube_cookies_file=r.parsed(
