@@ -16,7 +16,7 @@ import pytest
 
 from bot.__main__ import running
 from bot.keyfile import KEY_FILE, new_key, with_stored_key
-from bot.startup import quiet_discord_logs, redirect_warnings
+from bot.startup import redirect_warnings
 from storage.crypto import TokenCipher
 from storage.errors import StorageError
 from tests.bot.conftest import World
@@ -144,23 +144,29 @@ async def test_a_dropped_gateway_resumes_without_an_error_line(
         assert not [r for r in caplog.records if r.exc_info], caplog.text
 
 
-def test_a_failed_reconnect_is_one_warning_line_without_traceback(
-    caplog: pytest.LogCaptureFixture,
+async def test_a_failed_reconnect_is_one_warning_line_without_traceback(
+    world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
-    quiet_discord_logs()
-    with caplog.at_level(logging.INFO):
-        try:
-            raise ConnectionResetError(104, "Connection reset by peer")
-        except OSError:
-            # Exactly what discord.Client.connect logs when a reconnect attempt fails.
-            logging.getLogger("discord.client").exception("Attempting a reconnect in %.2fs", 3.7)
-    (record,) = caplog.records
-    assert record.levelno == logging.WARNING
-    assert record.exc_info is None and not record.exc_text
-    assert record.getMessage() == (
-        "lost the Discord connection ([Errno 104] Connection reset by peer); reconnecting in 4 s"
-    )
-    assert "Traceback" not in caplog.text
+    """A dropped gateway whose resume is refused once (503): discord.py's own reconnect path
+    logs it with a traceback; we see one WARNING line, then the bot is back."""
+    async with world.run():
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            resumes = world.discord.resume_count
+            world.discord.gateway_refusals = 1
+            await world.discord.drop_connection(4000)
+            # discord.py's backoff waits up to a few seconds before the next attempt.
+            await world.discord.wait_until(lambda: world.discord.resume_count > resumes, 30)
+        assert world.discord.gateway_refusals == 0  # the refusal really happened
+        problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(problems) == 1, caplog.text
+        (record,) = problems
+        assert record.name == "discord.client"
+        assert record.exc_info is None and not record.exc_text
+        assert re.fullmatch(
+            r"lost the Discord connection \(.*503.*\); reconnecting in \d+ s", record.getMessage()
+        ), record.getMessage()
+        assert "Traceback" not in caplog.text
 
 
 async def test_the_ready_line_names_the_dev_guild(

@@ -331,6 +331,9 @@ class FakeDiscord:
         self.identify_count = 0
         self.resume_count = 0
         self.heartbeats = 0
+        # The next N gateway connections are refused with 503 before the upgrade, as Discord's
+        # gateway does during an outage (discordstatus.com incidents: "gateway 5xx"); 0: never.
+        self.gateway_refusals = 0
 
         self._conn: _Connection | None = None
         self._session_id: str | None = None
@@ -818,7 +821,10 @@ class FakeDiscord:
 
     # ---------------------------------------------------------------- gateway
 
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        if self.gateway_refusals > 0:
+            self.gateway_refusals -= 1
+            return web.Response(status=503, text="upstream connect error")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self.gateway_queries.append(dict(request.query))
