@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run key index import-songs test lint typecheck imports pytest bench sandbox clean
 
+# Quiet, and on stderr: `make key > file` (or reading the key off the screen) gets the key alone.
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@echo "installing into $(VENV) (first run, or pyproject.toml changed)..." >&2
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) >&2
+	@$(PY) -m pip install --quiet --upgrade pip >&2
+	@$(PY) -m pip install --quiet -e '.[dev]' >&2
 	@touch $(STAMP)
 
 # `python -m bot` says why it stopped (exit 1: Discord or Spotify refused, 2: the settings). Its

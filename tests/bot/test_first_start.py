@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.__main__ import running
+from bot.__main__ import main, running
 from bot.keyfile import KEY_FILE, new_key, with_stored_key
 from bot.startup import redirect_warnings
 from storage.crypto import TokenCipher
@@ -229,8 +229,13 @@ def test_make_run_keeps_the_bots_exit_status(tmp_path: Path) -> None:
 
 def test_containers_listen_on_every_interface_whatever_env_says() -> None:
     root = Path(__file__).resolve().parents[2]
-    cmd = next(x for x in (root / "Dockerfile").read_text().splitlines() if x.startswith("CMD"))
-    assert json.loads(cmd.removeprefix("CMD").strip())[:2] == ["env", "HTTP_HOST=0.0.0.0"]
+    lines = (root / "Dockerfile").read_text().splitlines()
+    entry = next(x for x in lines if x.startswith("ENTRYPOINT"))
+    # In the entrypoint, so an overriding command (`docker run IMAGE python -m bot web`) keeps it.
+    assert json.loads(entry.removeprefix("ENTRYPOINT").strip()) == ["env", "HTTP_HOST=0.0.0.0"]
+    cmd = next(x for x in lines if x.startswith("CMD"))
+    assert json.loads(cmd.removeprefix("CMD").strip()) == ["python", "-m", "bot"]
+    assert "pip install '.[mysql]'" in "\n".join(lines)  # import-songs works in the image
     example = (root / ".env.example").read_text()
     # Copied to .env and passed with --env-file, an uncommented HTTP_HOST would win over ENV.
     assert re.search(r"^HTTP_HOST=", example, flags=re.M) is None
@@ -265,3 +270,26 @@ async def test_heartbeats_do_not_look_a_whole_interval_late(world: World) -> Non
             await asyncio.sleep(0.15)
             seen.append(app.bot.latency)
     assert max(seen[1:]) < 0.3, seen  # the interval (0.4 s) would mean the race was lost
+
+
+def test_keygen_prints_a_key_and_make_key_prints_only_that(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["keygen"]) == 0
+    key = capsys.readouterr().out
+    assert key.endswith("\n") and key.count("\n") == 1
+    TokenCipher.from_keys(key)
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "MAKEFLAGS"}
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-o", ".venv/.installed", "key"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    (line,) = done.stdout.splitlines()  # nothing but the key on stdout
+    assert line != key.strip()
+    TokenCipher.from_keys(line)

@@ -172,6 +172,11 @@ async def test_bad_urls_and_unreachable_servers_are_one_line(
     assert status == 2
     assert "cannot read 127.0.0.1:1/nowhere.song_cache" in err
     assert "Traceback" not in err
+    # Without a key set: a wrong URL leaves no data folder and no generated key behind.
+    data = tmp_path / "data"
+    status, _, err = await run_import("mysql://root@127.0.0.1:1/x", data / "g.db", monkeypatch, "")
+    assert status == 2 and "cannot read" in err
+    assert not data.exists()
 
 
 def test_video_urls_are_normalised_or_refused() -> None:
