@@ -12,7 +12,7 @@ WORKDIR /app
 # Dependencies first, so code changes do not reinstall them.
 COPY pyproject.toml README.md ./
 RUN mkdir bot core storage && touch bot/__init__.py core/__init__.py storage/__init__.py \
-    && pip install . \
+    && pip install '.[mysql]' \
     && pip uninstall -y gamenight
 
 COPY bot ./bot
@@ -36,5 +36,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthcheck' % os.environ.get('HTTP_PORT', '8000'), timeout=4)"
 
 # Inside a container only 0.0.0.0 is reachable through a published port, and `--env-file .env`
-# would override an ENV default with the .env's HTTP_HOST: so the command sets it last.
-CMD ["env", "HTTP_HOST=0.0.0.0", "python", "-m", "bot"]
+# would override an ENV default with the .env's HTTP_HOST: so the entrypoint sets it last, for
+# every command (`docker run IMAGE python -m bot web` and compose's `command:` keep it).
+ENTRYPOINT ["env", "HTTP_HOST=0.0.0.0"]
+CMD ["python", "-m", "bot"]

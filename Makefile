@@ -7,16 +7,19 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run key index import-songs test lint typecheck imports pytest bench sandbox clean
 
+# Quiet, and on stderr: `make key > file` (or reading the key off the screen) gets the key alone.
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@echo "installing into $(VENV) (first run, or pyproject.toml changed)..." >&2
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) >&2
+	@$(PY) -m pip install --quiet --upgrade pip >&2
+	@$(PY) -m pip install --quiet -e '.[dev]' >&2
 	@touch $(STAMP)
 
-# `python -m bot` has already said why it stopped (exit 1: Discord or Spotify refused, 2: the
-# settings); make's own "Error 1" line after that would only look like a second problem.
+# `python -m bot` says why it stopped (exit 1: Discord or Spotify refused, 2: the settings). Its
+# status must reach the caller (scripts, CI, systemd), so make adds its own "Error N" line after
+# the bot's report: make cannot fail quietly.
 run: $(STAMP)
-	@$(PY) -m bot || { status=$$?; [ $$status -le 2 ] || exit $$status; }
+	@$(PY) -m bot
 
 # Print a new TOKEN_ENCRYPTION_KEY (with the venv's cryptography, nothing system-wide needed).
 key: $(STAMP)
@@ -25,10 +28,10 @@ key: $(STAMP)
 # The module commands through the venv: make index ARGS="--playlist ID",
 # make import-songs ARGS=mysql://user:pass@host/db
 index: $(STAMP)
-	@$(PY) -m bot index $(ARGS) || { status=$$?; [ $$status -le 2 ] || exit $$status; }
+	@$(PY) -m bot index $(ARGS)
 
 import-songs: $(STAMP)
-	@$(PY) -m bot import-songs $(ARGS) || { status=$$?; [ $$status -le 2 ] || exit $$status; }
+	@$(PY) -m bot import-songs $(ARGS)
 
 test: lint typecheck imports pytest
 

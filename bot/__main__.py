@@ -25,11 +25,11 @@ from typing import Any
 
 from aiohttp import web
 
-from bot import doctor, import_songs, index_cli
+from bot import cli
 from bot.client import GameNightBot, make_bot, point_discord_at
 from bot.dblock import lock_sqlite
 from bot.discord_lookup import DiscordDirectory, bounded_who
-from bot.keyfile import KeyFileError, new_key, with_stored_key
+from bot.keyfile import KeyFileError, with_stored_key
 from bot.names import MemberNames
 from bot.services import Services, open_resources, relay_config
 from bot.settings import (
@@ -54,6 +54,7 @@ from bot.web.discord_oauth import DiscordOAuth
 from bot.web.favicon import add_favicon
 from bot.web.linking import Person, WhoIs, add_link_routes
 from bot.web.listen import ListenLinks, add_listen_routes
+from bot.web.proxies import TrustedProxies
 from bot.web.quota_metrics import register_quota_metrics
 from bot.web.server import ServerLimits, start_http
 from bot.web.services import METRICS, SYNC_HEALTH
@@ -64,14 +65,6 @@ from core.sessions import SessionService
 from storage.errors import StorageError
 
 log = logging.getLogger("bot")
-
-USAGE = """usage: python -m bot [web | doctor ... | index ... | import-songs MYSQL_URL | keygen]
-  (no arguments)  run the bot (settings from .env, see .env.example)
-  web             run only the HTTP API, relay and resolver (no Discord gateway)
-  doctor          check the settings and services, with the fix for each problem (--online)
-  index           pre-resolve playlists into the stream cache (python -m bot index --help)
-  import-songs    import video matches from the PWA's old MySQL song_cache table
-  keygen          print a new TOKEN_ENCRYPTION_KEY"""
 
 # spotDL and yt-dlp do CPU work (HTML parsing, ranking) in the resolver's worker threads. With
 # CPython's default 5 ms switch interval such a thread keeps the GIL for up to 5 ms each time
@@ -106,6 +99,7 @@ def web_app(
         resolver=services.resolver,
         cors_origins=settings.cors_origins,
         rate_limit=RateLimit(settings.http_rate_per_s, settings.http_rate_burst),
+        trusted_proxies=TrustedProxies(settings.http_trusted_proxies),
         body_timeout_s=settings.http_body_timeout_s,
         relay=relay_config(settings),
     )
@@ -129,8 +123,8 @@ def web_app(
     return app
 
 
-def _names(bot: GameNightBot | None) -> Callable[[int], str | None]:
-    return MemberNames(bot) if bot is not None else lambda user_id: None
+def _names(bot: GameNightBot | None) -> Callable[[int, int], str | None]:
+    return MemberNames(bot) if bot is not None else lambda guild_id, user_id: None
 
 
 def _link_identity(
@@ -176,6 +170,7 @@ def server_limits(settings: Settings) -> ServerLimits:
         body_timeout_s=settings.http_body_timeout_s,
         keepalive_timeout_s=settings.http_keepalive_timeout_s,
         max_connections_per_client=settings.http_max_connections_per_client,
+        trusted_proxies=settings.http_trusted_proxies,
     )
 
 
@@ -282,7 +277,8 @@ async def serve(settings: Settings, *, web_only: bool = False) -> int:
         stopping.cancel()
         if app.bot_task is not None and app.bot_task.done() and not app.bot_task.cancelled():
             error = app.bot_task.exception()
-            failure = None if error is None else start_failure(error, settings)
+            intents = app.bot.intents if app.bot is not None else None
+            failure = None if error is None else start_failure(error, settings, intents)
             if failure is not None:
                 log.error("%s", failure)
                 return 1
@@ -295,22 +291,10 @@ async def serve(settings: Settings, *, web_only: bool = False) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["index"]:
-        return index_cli.main(argv[1:])
-    if argv[:1] == ["doctor"]:
-        return doctor.main(argv[1:])
-    if argv[:1] == ["keygen"]:
-        print(new_key())  # a TOKEN_ENCRYPTION_KEY; works in the venv, no system packages
-        return 0
-    if argv[:1] == ["import-songs"]:
-        return import_songs.main(argv[1:])
-    if argv[:1] in (["-h"], ["--help"]):
-        print(USAGE)
-        return 0
+    status = cli.run_subcommand(argv)
+    if status is not None:
+        return status
     web_only = argv == ["web"]  # no gateway, so no DISCORD_TOKEN needed
-    if argv and not web_only:
-        print(USAGE, file=sys.stderr)
-        return 2
     try:
         settings = load_settings(required=INDEXER_KEYS) if web_only else load_settings()
     except SettingsError as err:
@@ -319,18 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     try:
         settings = with_stored_key(settings)
-    except KeyFileError as err:
-        print(f"Game Night cannot start: {err}", file=sys.stderr)
-        return 2
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    try:
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         return asyncio.run(serve(settings, web_only=web_only))
-    except (StorageError, OSError) as err:  # OSError: e.g. the HTTP port is taken
+    # OSError: e.g. the HTTP port is taken. Exit 2: the settings or this machine; 1: a service.
+    except (KeyFileError, StorageError, OSError, StartupError) as err:
         print(f"Game Night cannot start: {err}", file=sys.stderr)
-        return 2
-    except StartupError as err:
-        print(f"Game Night cannot start: {err}", file=sys.stderr)
-        return 1
+        return 1 if isinstance(err, StartupError) else 2
 
 
 if __name__ == "__main__":

@@ -27,11 +27,13 @@ import aiohttp
 from aiohttp import web
 
 import storage
+from bot.keyfile import KEY_FILE, KeyFileError, data_folder, with_stored_key
 from bot.services import open_resources, relay_config, youtube_config
 from bot.settings import Settings, SettingsError, load_settings
 from bot.web import create_app
 from core.errors import UserFacingError
 from core.youtube import YouTube, YouTubeConfig
+from storage.crypto import TokenCipher
 
 # Spotify's own id of a track every YouTube has (Rick Astley, "Never Gonna Give You Up").
 KNOWN_TRACK = "4PTG3Z6ehGkBFwjybzWkR8"
@@ -120,16 +122,31 @@ def check_redirect_uri(settings: Settings) -> Check:
 
 async def check_storage(settings: Settings) -> Check:
     fix = "check STORAGE_URL: the SQLite file's directory must be writable, Redis reachable"
+    note, cipher = "", TokenCipher.generate()  # no key yet: the doctor must not create one
+    try:
+        keyed = with_stored_key(settings) if _key_exists(settings) else settings
+    except KeyFileError as exc:
+        return Check("storage", False, str(exc), "see TOKEN_ENCRYPTION_KEY in README")
+    if keyed.token_encryption_key:
+        cipher = keyed.cipher()
+    else:
+        note = " (TOKEN_ENCRYPTION_KEY unset: a key will be generated on first start)"
     try:
         async with asyncio.timeout(15):
-            store = await storage.open_storage(settings.storage_url, settings.cipher())
+            store = await storage.open_storage(settings.storage_url, cipher)
             try:
                 await store.ping()
             finally:
                 await store.aclose()
     except Exception as exc:  # any failure is the finding; the checklist shows it
         return Check("storage", False, f"{type(exc).__name__}: {exc}", fix)
-    return Check("storage", True, urlsplit(settings.storage_url).scheme + " answers")
+    return Check("storage", True, urlsplit(settings.storage_url).scheme + " answers" + note)
+
+
+def _key_exists(settings: Settings) -> bool:
+    """A key is set, the data folder has one, or there is no data folder (with_stored_key says)."""
+    folder = data_folder(settings.storage_url)
+    return bool(settings.token_encryption_key) or folder is None or (folder / KEY_FILE).exists()
 
 
 async def check_discord(settings: Settings, http: aiohttp.ClientSession) -> Check:

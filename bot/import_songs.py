@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import logging
 import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -35,7 +36,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     pymysql = None
 
 from bot.keyfile import KeyFileError, with_stored_key
-from bot.settings import SettingsError, load_settings
+from bot.settings import Settings, SettingsError, load_settings
 from core.tracks import is_track_id
 from storage.base import StreamCache
 from storage.errors import StorageError
@@ -137,7 +138,7 @@ def check_row(row: Sequence[object]) -> tuple[str, str] | str:
     return spotify_id.strip(), url
 
 
-def read_rows(source: Source) -> Iterator[list[tuple[Any, ...]]]:
+def read_rows(source: Source) -> Generator[list[tuple[Any, ...]]]:
     """Blocking: the table's rows in batches (unbuffered, so a big table is not held whole)."""
     assert pymysql is not None  # run() checked
     connection = pymysql.connect(
@@ -215,10 +216,30 @@ async def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         )
         return EXIT_USAGE
     try:
-        settings = with_stored_key(load_settings(required=()))
+        settings = load_settings(required=())
     except SettingsError as exc:
         print(exc.report(), file=err)
         return EXIT_USAGE
+    where = f"{source.host}:{source.port}/{source.database}.{source.table}"
+    batches = read_rows(source)
+    try:
+        # The old database first: a wrong URL must not leave a data folder and a new key behind.
+        first: list[tuple[Any, ...]] = await asyncio.get_running_loop().run_in_executor(
+            None, next, batches, []
+        )
+        return await _import(settings, itertools.chain([first], batches), out, err)
+    except pymysql.MySQLError as exc:
+        print(f"python -m bot import-songs: cannot read {where}: {exc.args[-1]}", file=err)
+        return EXIT_USAGE
+    finally:
+        batches.close()
+
+
+async def _import(
+    settings: Settings, batches: Iterator[list[tuple[Any, ...]]], out: TextIO, err: TextIO
+) -> int:
+    try:
+        settings = with_stored_key(settings)
     except KeyFileError as exc:
         print(f"python -m bot import-songs: {exc}", file=err)
         return EXIT_USAGE
@@ -230,10 +251,9 @@ async def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         print(f"python -m bot import-songs: {exc}", file=err)
         return EXIT_USAGE
     try:
-        report = await import_rows(store, read_rows(source), time.time())
-    except pymysql.MySQLError as exc:
-        where = f"{source.host}:{source.port}/{source.database}.{source.table}"
-        print(f"python -m bot import-songs: cannot read {where}: {exc.args[-1]}", file=err)
+        report = await import_rows(store, batches, time.time())
+    except StorageError as exc:  # the rows written so far stay; running it again resumes
+        print(f"python -m bot import-songs: storage failed during the import: {exc}", file=err)
         return EXIT_USAGE
     finally:
         await store.aclose()

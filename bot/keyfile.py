@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from cryptography.fernet import Fernet
 
 from bot.settings import Settings
+from storage.crypto import TokenCipher
 
 log = logging.getLogger("bot")
 
@@ -54,30 +56,53 @@ def with_stored_key(settings: Settings) -> Settings:
         )
     path = folder / KEY_FILE
     try:
-        key = path.read_text(encoding="ascii").strip() if path.exists() else ""
-        if not key:
-            key = _create(path)
-            log.warning(
-                "TOKEN_ENCRYPTION_KEY is not set, so a new key was written to %s (mode 600). "
-                "Back that file up with the database: without it every player must /link "
-                "again. Anyone with a copy of that folder can read the stored Spotify tokens; "
-                "to keep the key apart from the data, set TOKEN_ENCRYPTION_KEY to its contents "
-                "and delete the file.",
-                path,
-            )
+        created = False
+        if path.exists():
+            key = path.read_text(encoding="ascii", errors="replace").strip()
+        else:
+            key, created = _create(path)
     except OSError as exc:
         raise KeyFileError(f"cannot keep the encryption key in {path}: {exc.strerror}") from None
+    try:
+        TokenCipher.from_keys(key)
+    except ValueError:
+        # An empty or edited file: generating a new key would silently orphan every stored
+        # token, so the operator decides (restore the file from a backup, or delete it).
+        raise KeyFileError(
+            f"{path} does not hold a valid encryption key (empty or damaged): restore it from "
+            "a backup, or delete it to generate a new key (every player must then /link again)"
+        ) from None
+    if created:
+        log.warning(
+            "TOKEN_ENCRYPTION_KEY is not set, so a new key was written to %s (mode 600). "
+            "Back that file up with the database: without it every player must /link "
+            "again. Anyone with a copy of that folder can read the stored Spotify tokens; "
+            "to keep the key apart from the data, set TOKEN_ENCRYPTION_KEY to its contents "
+            "and delete the file.",
+            path,
+        )
     return replace(settings, token_encryption_key=key)
 
 
-def _create(path: Path) -> str:
+def _create(path: Path) -> tuple[str, bool]:
+    """Write a new key to `path` unless another process got there first: (key, whether ours).
+
+    The key is written in full to a private temporary file, then hard-linked into place: the
+    link either appears complete or fails with FileExistsError, so a process starting at the
+    same moment never reads a half-written (empty) file, and the loser reads the winner's key.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     key = new_key()
-    # O_EXCL: two processes starting at once must not both write (the loser reads the winner's).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{KEY_FILE}.")  # mode 600
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="ascii").strip()
-    with os.fdopen(fd, "w", encoding="ascii") as out:
-        out.write(key + "\n")
-    return key
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(key + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return path.read_text(encoding="ascii", errors="replace").strip(), False
+    finally:
+        os.unlink(tmp)
+    return key, True

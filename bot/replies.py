@@ -42,6 +42,21 @@ def for_discord(text: str) -> str:
     return render_times(text, discord_time)
 
 
+LINK_BUTTON_URL_LIMIT = 512  # Discord refuses longer link-button URLs
+
+
+async def send_link(
+    interaction: discord.Interaction[Any], text: str, url: str, *, label: str, emoji: str
+) -> None:
+    """`text` with `url` as a link button, or as a plain <url> where a button cannot hold it."""
+    if len(url) <= LINK_BUTTON_URL_LIMIT:
+        view = discord.ui.View()
+        view.add_item(discord.ui.Button(label=label, emoji=emoji, url=url))
+        await send_private(interaction, text, view=view)
+    else:
+        await send_private(interaction, f"{text}\n<{url}>")
+
+
 def user_message(error: BaseException) -> str | None:
     """The message a user should see for `error`, or None for an unexpected failure."""
     if isinstance(error, app_commands.CommandInvokeError | app_commands.TransformerError):

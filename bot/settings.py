@@ -7,24 +7,40 @@ operator fixes a broken configuration in one pass instead of one restart per mis
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
-from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from core.ytargs import parse_extractor_args
+from bot.settings_parse import (
+    LOG_LEVELS,
+    _bool,
+    _extractor_args,
+    _fernet_keys,
+    _http_url,
+    _ip_address,
+    _log_level,
+    _networks,
+    _non_negative_float,
+    _origins,
+    _port,
+    _positive_float,
+    _positive_int,
+    _proxy_url,
+    _readable_file,
+    _Reader,
+    _redirect_uri,
+    _relay_secret,
+    _shard_ids,
+    _storage_url,
+    _ws_url,
+)
 from storage.crypto import TokenCipher
 
-T = TypeVar("T")
-
 DEFAULT_STORAGE_URL = "sqlite:///data/gamenight.db"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The keys without a default. The bot needs them all; a job that never talks to Discord (the
 # indexer) asks only for the ones it uses, and the others stay empty. TOKEN_ENCRYPTION_KEY may
 # stay empty too: bot/keyfile.py then keeps a generated key in the data folder.
@@ -85,6 +101,8 @@ class Settings:
     http_body_timeout_s: float = 20.0
     http_keepalive_timeout_s: float = 75.0
     http_max_connections_per_client: int = 64
+    # Reverse proxies (addresses/CIDRs) whose X-Forwarded-For names the client (bot/web/proxies.py).
+    http_trusted_proxies: tuple[str, ...] = ()
     # The Discord application's OAuth2 client secret: set, the link confirmation page asks
     # Discord who the browser's user is and refuses a link completed by someone else.
     discord_client_secret: str | None = field(default=None, repr=False)
@@ -104,176 +122,6 @@ class Settings:
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
-
-
-class _Reader:
-    """Reads typed values from a mapping and remembers every problem instead of stopping."""
-
-    def __init__(self, env: Mapping[str, str], required: Collection[str]) -> None:
-        self.env = env
-        self.needed = required
-        self.problems: list[str] = []
-
-    def raw(self, key: str) -> str | None:
-        value = self.env.get(key)
-        return value.strip() if value is not None and value.strip() else None
-
-    def required(self, key: str, what: str) -> str:
-        value = self.raw(key)
-        if value is None:
-            if key in self.needed:
-                self.problems.append(f"{key} is missing ({what})")
-            return ""
-        return value
-
-    def parsed(
-        self,
-        key: str,
-        default: T,
-        parse: Callable[[str], T],
-        expected: str,
-        *,
-        secret: bool = False,
-    ) -> T:
-        """`secret` keeps the value out of the report (it goes to stderr and container logs)."""
-        value = self.raw(key)
-        if value is None:
-            return default
-        try:
-            return parse(value)
-        except ValueError:
-            shown = key if secret else f"{key}={value!r}"
-            self.problems.append(f"{shown} is not valid: expected {expected}")
-            return default
-
-
-def _port(value: str) -> int:
-    port = int(value)
-    if not 0 < port < 65536:
-        raise ValueError(value)
-    return port
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise ValueError(value)
-    return number
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0 or number == float("inf"):
-        raise ValueError(value)
-    return number
-
-
-def _non_negative_float(value: str) -> float:
-    number = float(value)
-    if not number >= 0 or number == float("inf"):
-        raise ValueError(value)
-    return number
-
-
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(value)
-    return value.rstrip("/")
-
-
-def _ws_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("ws", "wss") or not parts.netloc:
-        raise ValueError(value)
-    return value
-
-
-def _storage_url(value: str) -> str:
-    scheme = urlsplit(value).scheme
-    if scheme not in ("sqlite", "redis", "rediss"):
-        raise ValueError(value)
-    return value
-
-
-def _log_level(value: str) -> str:
-    level = value.upper()
-    if level not in LOG_LEVELS:
-        raise ValueError(value)
-    return level
-
-
-def _redirect_uri(value: str) -> str:
-    # Spotify accepts only HTTPS redirect URIs, or plain HTTP on a loopback IP literal
-    # (it rejects `localhost` since 2025).
-    parts = urlsplit(value)
-    if parts.scheme == "https" and parts.netloc:
-        return value
-    if parts.scheme == "http" and parts.hostname:
-        try:
-            if ipaddress.ip_address(parts.hostname).is_loopback:
-                return value
-        except ValueError:
-            pass
-    raise ValueError(value)
-
-
-def _origins(value: str) -> tuple[str, ...]:
-    origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
-    if not origins:
-        raise ValueError(value)
-    return origins
-
-
-def _shard_ids(value: str) -> tuple[int, ...]:
-    ids = tuple(sorted({int(part) for part in value.split(",") if part.strip()}))
-    if not ids or ids[0] < 0:
-        raise ValueError(value)
-    return ids
-
-
-def _bool(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(value)
-
-
-def _proxy_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https", "socks4", "socks4a", "socks5", "socks5h"):
-        raise ValueError(value)
-    if not parts.hostname:
-        raise ValueError(value)
-    return value
-
-
-def _ip_address(value: str) -> str:
-    return str(ipaddress.ip_address(value))
-
-
-def _readable_file(value: str) -> str:
-    if not Path(value).is_file():
-        raise ValueError(value)
-    return value
-
-
-def _extractor_args(value: str) -> str:
-    parse_extractor_args(value)
-    return value
-
-
-def _relay_secret(value: str) -> str:
-    if len(value) < 16:
-        raise ValueError(value)
-    return value
-
-
-def _fernet_keys(value: str) -> str:
-    TokenCipher.from_keys(value)  # raises ValueError on a malformed key
-    return value
 
 
 def load_settings(
@@ -410,6 +258,9 @@ def load_settings(
         ),
         http_max_connections_per_client=r.parsed(
             "HTTP_MAX_CONNECTIONS_PER_CLIENT", 64, _positive_int, "a positive whole number"
+        ),
+        http_trusted_proxies=r.parsed(
+            "HTTP_TRUSTED_PROXIES", (), _networks, "comma-separated IP addresses or CIDRs"
         ),
         discord_client_secret=r.raw("DISCORD_CLIENT_SECRET"),
         youtube_cookies_file=r.parsed(

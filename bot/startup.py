@@ -18,7 +18,7 @@ import discord
 from discord.ext import commands
 
 from bot.settings import Settings
-from core.errors import Misconfigured, RateLimited, Upstream
+from core.errors import Misconfigured, RateLimited, SpotifyError, Upstream
 from core.spotify.client import SpotifyClient
 
 log = logging.getLogger("bot")
@@ -51,6 +51,8 @@ async def check_spotify(settings: Settings, spotify: SpotifyClient) -> None:
         raise StartupError(
             f"cannot reach Spotify at {settings.spotify_accounts_base}: {exc.message}"
         ) from None
+    except SpotifyError as exc:  # any other refusal: its own words, never a traceback
+        raise StartupError(f"checking the Spotify app token failed: {exc.message}") from None
 
 
 def redirect_warnings(settings: Settings) -> list[str]:
@@ -71,14 +73,28 @@ def redirect_warnings(settings: Settings) -> list[str]:
     return warnings
 
 
-def start_failure(error: BaseException, settings: Settings) -> str | None:
-    """One line for a Discord connection that failed in a way the operator can fix."""
+# The developer portal's names for the privileged intents, in the portal's order.
+PRIVILEGED_INTENTS = (
+    ("presences", "Presence Intent"),
+    ("members", "Server Members Intent"),
+    ("message_content", "Message Content Intent"),
+)
+
+
+def start_failure(
+    error: BaseException, settings: Settings, intents: discord.Intents | None = None
+) -> str | None:
+    """One line for a Discord connection that failed in a way the operator can fix;
+    `intents` are the ones the bot asked for (the refusal names exactly those)."""
     if isinstance(error, discord.LoginFailure):
         return "Discord refused the bot token: check DISCORD_TOKEN"
     if isinstance(error, discord.PrivilegedIntentsRequired):
+        wanted = [label for flag, label in PRIVILEGED_INTENTS if getattr(intents, flag, False)] or [
+            label for _, label in PRIVILEGED_INTENTS
+        ]
         return (
-            "Discord refused the privileged intents: switch on Presence Intent and Server "
-            "Members Intent (developer portal -> your application -> Bot)"
+            f"Discord refused the privileged intents: switch on {' and '.join(wanted)} "
+            "(developer portal -> your application -> Bot)"
         )
     if isinstance(error, OSError | aiohttp.ClientError | discord.GatewayNotFound | TimeoutError):
         return f"cannot reach Discord at {settings.discord_api_base}: {_reason(error)}"

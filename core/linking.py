@@ -65,7 +65,8 @@ _MESSAGES: dict[Reason, str] = {
     "expired": "Links from /link last 10 minutes, and this one ran out.",
     "used": "Each link from /link works once, and this one was already used.",
     "unknown": "This address is not one the bot handed out, or it was cut short.",
-    "exchange_failed": "Spotify did not complete the link.",
+    "exchange_failed": "Spotify answered with an error while confirming your account, so "
+    "nothing was linked.",
     "misconfigured": "Spotify refused this bot's own app credentials, so no account can be "
     "linked until they are fixed.",
     "cancelled": "You cancelled on the confirmation page, so nothing was linked.",

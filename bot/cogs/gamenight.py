@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.presence import presence_note
-from bot.replies import for_discord, report_error
+from bot.replies import for_discord, report_error, send_link
 from bot.status import StatusBoard, render_status
 from bot.web.listen import ListenLinks
 from core.errors import UserFacingError
@@ -21,7 +21,6 @@ from storage.records import Session
 
 log = logging.getLogger(__name__)
 
-LINK_BUTTON_URL_LIMIT = 512  # Discord refuses longer link-button URLs
 JOIN_ID = "gamenight:join"
 LEAVE_ID = "gamenight:leave"
 
@@ -192,15 +191,10 @@ class GameNight(commands.GroupCog, group_name="gamenight"):
         await interaction.response.defer(ephemeral=True, thinking=True)
         url = await self.listen_links.link(_guild_id(interaction))
         text = (
-            "🌐 Listen along in your browser: it plays the host's music in sync and works until "
+            "Listen along in your browser: it plays the host's music in sync and works until "
             "the game night ends. Share it only with people in this server."
         )
-        if len(url) <= LINK_BUTTON_URL_LIMIT:  # a button, like /link's
-            view = discord.ui.View()
-            view.add_item(discord.ui.Button(label="Open the listen page", emoji="🌐", url=url))
-            await interaction.followup.send(text, view=view, ephemeral=True)
-        else:
-            await interaction.followup.send(f"{text}\n<{url}>", ephemeral=True)
+        await send_link(interaction, text, url, label="Open the listen page", emoji="🌐")
 
     # --- shared by commands and buttons -------------------------------------------------
 

@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.replies import for_discord
+from bot.replies import for_discord, send_link
 from core.errors import UserFacingError
 from core.linking import Linker
 from core.sessions import NotListening, SessionService
@@ -19,7 +19,6 @@ from storage.records import LinkStatus
 
 log = logging.getLogger(__name__)
 
-BUTTON_URL_LIMIT = 512  # Discord refuses longer link-button URLs
 
 _STATUS_TEXT = {
     LinkStatus.OK: "✅ Linked",
@@ -53,12 +52,7 @@ class Linking(commands.Cog):
             "Open Spotify to link your account. The link is just for you, works once "
             "and expires in 10 minutes."
         )
-        if len(url) <= BUTTON_URL_LIMIT:
-            view = discord.ui.View()
-            view.add_item(discord.ui.Button(label="Link Spotify", emoji="🔗", url=url))
-            await interaction.followup.send(text, view=view, ephemeral=True)
-        else:
-            await interaction.followup.send(f"{text}\n<{url}>", ephemeral=True)
+        await send_link(interaction, text, url, label="Link Spotify", emoji="🔗")
 
     @app_commands.command(name="unlink")
     async def unlink(self, interaction: discord.Interaction) -> None:

@@ -19,6 +19,7 @@ from bot.web import ops, relay_route, songs, tracks
 from bot.web.cors import Cors
 from bot.web.errors import error_response, refuse_encoding
 from bot.web.metrics import WebMetrics
+from bot.web.proxies import TrustedProxies, client_address_middleware
 from bot.web.ratelimit import RateLimit, RateLimiter
 from bot.web.relay import CHUNK as RELAY_CHUNK
 from bot.web.services import (
@@ -50,6 +51,7 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY,
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT,
     relay: RelayConfig | None = None,
+    trusted_proxies: TrustedProxies | None = None,
 ) -> web.Application:
     """`relay` signs relay URLs and says how the relay reaches YouTube; without one, URLs are
     signed with a random per-app secret for http://127.0.0.1 (tests, benchmarks)."""
@@ -85,7 +87,9 @@ def create_app(
         finally:
             metrics.observe_request(request, status, time.perf_counter() - started)
 
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[edge])
+    # Behind a trusted proxy the client's address replaces the proxy's first (HTTP_TRUSTED_PROXIES).
+    middlewares = [client_address_middleware(trusted_proxies), edge] if trusted_proxies else [edge]
+    app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
     app.on_response_prepare.append(cors.add_headers)
     app[STORAGE] = storage
     app[RESOLVER] = resolver

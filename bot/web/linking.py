@@ -85,8 +85,8 @@ PAGES: dict[str, Page] = {
     "misconfigured": Page(
         503,
         "This bot is misconfigured",
-        "Please tell the bot's operator (whoever runs it in your server); "
-        "running /link again won't help until they fix it.",
+        "Please tell the bot's operator (whoever runs it in your server): "
+        "running /link again won't help.",
     ),
 }
 BROKEN = Page(500, "Something went wrong on our side", "Please run /link in Discord again.")

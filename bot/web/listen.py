@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 BEACON_S = 1.0
 RETRY_MS = 2000  # how soon a browser reconnects after the stream dropped
 
-Names = Callable[[int], str | None]
+Names = Callable[[int, int], str | None]  # (guild id, user id) -> name
 
 LISTEN_KEY = web.AppKey("listen", ListenAlong)
 NAMES_KEY: web.AppKey[Names] = web.AppKey("listen_names")
@@ -74,7 +74,7 @@ class ListenLinks:
         return f"{self.public_base_url.rstrip('/')}/listen/{token}"
 
 
-def _no_names(user_id: int) -> str | None:
+def _no_names(guild_id: int, user_id: int) -> str | None:
     return None
 
 
@@ -214,8 +214,8 @@ def view_payload(
             "message": stream.message,
         },
         "people": {
-            "host": names(view.host_user_id) or "Someone",
-            "spotify": [names(uid) or "someone" for uid in view.listener_ids],
+            "host": names(view.guild_id, view.host_user_id) or "Someone",
+            "spotify": [names(view.guild_id, uid) or "someone" for uid in view.listener_ids],
             "browser": view.audience,
         },
     }

@@ -27,6 +27,8 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from bot.web.proxies import TrustedProxies
+
 log = logging.getLogger(__name__)
 
 
@@ -37,6 +39,9 @@ class ServerLimits:
     keepalive_timeout_s: float = 75.0  # idle time between requests before we close
     max_connections_per_client: int = 64  # simultaneous connections from one address
     lingering_s: float = 2.0  # how long an unread body is drained after the answer
+    # HTTP_TRUSTED_PROXIES: a proxy carries many clients, so its connections are not capped
+    # (per-client limits then come from the rate limiter, which sees X-Forwarded-For).
+    trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if min(self.header_timeout_s, self.body_timeout_s, self.keepalive_timeout_s) <= 0:
@@ -142,9 +147,11 @@ class GuardedServer(web.Server):
         super().__init__(*args, **kwargs)
         self.limits = limits
         self.per_client: Counter[str] = Counter()
+        self._proxies = TrustedProxies(limits.trusted_proxies)
 
     def admit(self, host: str) -> bool:
-        if self.per_client[host] >= self.limits.max_connections_per_client:
+        cap = self.limits.max_connections_per_client
+        if self.per_client[host] >= cap and not self._proxies.trusts(host):
             return False
         self.per_client[host] += 1
         return True

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import io
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -13,6 +14,7 @@ from aiohttp import web
 from bot import doctor
 from bot.__main__ import main
 from bot.doctor import Check, check_versions, run_checks
+from bot.keyfile import KEY_FILE
 from bot.settings import Settings, SettingsError
 from core.youtube import YouTubeConfig
 from tests.bot.conftest import World
@@ -98,6 +100,22 @@ async def test_storage_that_does_not_answer(world: World, youtube: FakeYouTube) 
     found = failed(await checklist(settings, youtube))
     assert list(found) == ["storage"]
     assert "STORAGE_URL" in found["storage"].fix
+
+
+async def test_an_unset_key_is_generated_on_first_start_not_a_failure(
+    world: World, youtube: FakeYouTube, tmp_path: Path
+) -> None:
+    settings = dataclasses.replace(
+        world.settings, storage_url=f"sqlite:///{tmp_path}/data/g.db", token_encryption_key=""
+    )
+    checks = await checklist(settings, youtube)
+    assert failed(checks) == {}
+    assert "will be generated on first start" in checks["storage"].detail
+    assert not (tmp_path / "data" / KEY_FILE).exists()  # the doctor changes nothing
+    (tmp_path / "data" / KEY_FILE).write_text("damaged\n")
+    found = failed(await checklist(settings, youtube))
+    assert list(found) == ["storage"]
+    assert "does not hold a valid encryption key" in found["storage"].detail
 
 
 async def test_a_redirect_uri_spotify_refuses(world: World, youtube: FakeYouTube) -> None:

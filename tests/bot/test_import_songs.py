@@ -23,6 +23,7 @@ import storage
 from bot import import_songs
 from storage.crypto import TokenCipher
 from storage.records import CachedStream
+from tests.conftest import free_port
 
 SERVER_URL = os.environ.get("MARIADB_URL", "mysql://root@127.0.0.1:3306")
 TRACK_A = "4PTG3Z6ehGkBFwjybzWkR8"
@@ -44,14 +45,39 @@ def _connect(database: str | None = None) -> pymysql.connections.Connection:  # 
     )
 
 
+# pymysql's client error numbers: CR_CONNECTION_ERROR (socket), CR_CONN_HOST_ERROR (TCP).
+NO_SERVER = {2002, 2003}
+
+
+def _no_server(exc: pymysql.MySQLError) -> bool:
+    return bool(exc.args) and exc.args[0] in NO_SERVER
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
+
+
+def test_only_a_missing_server_may_skip(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(pymysql.MySQLError) as nothing:
+        pymysql.connect(host="127.0.0.1", port=free_port(), connect_timeout=3)
+    assert _no_server(nothing.value)
+    denied = pymysql.err.OperationalError(1045, "Access denied for user 'root'@'localhost'")
+    assert not _no_server(denied)
+    for value, ci in [("true", True), ("1", True), ("", False), ("false", False)]:
+        monkeypatch.setenv("CI", value)
+        assert _in_ci() is ci
+
+
 @pytest.fixture
 def old_backend() -> Iterator[str]:
     """A fresh database with the old backend's song_cache table; its mysql:// URL."""
     try:
         admin = _connect()
     except pymysql.MySQLError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"no MariaDB at {SERVER_URL} under CI=true: {exc}")
+        # Only "nothing answers" may skip, and never in CI: a server that refuses us (access
+        # denied, no database) is a broken set-up that must show.
+        if _in_ci() or not _no_server(exc):
+            pytest.fail(f"MariaDB at {SERVER_URL} (CI={os.environ.get('CI', '')!r}): {exc}")
         pytest.skip(f"no MariaDB at {SERVER_URL}")
     name = f"gamenight_import_{secrets.token_hex(4)}"
     with admin.cursor() as cur:
@@ -146,6 +172,11 @@ async def test_bad_urls_and_unreachable_servers_are_one_line(
     assert status == 2
     assert "cannot read 127.0.0.1:1/nowhere.song_cache" in err
     assert "Traceback" not in err
+    # Without a key set: a wrong URL leaves no data folder and no generated key behind.
+    data = tmp_path / "data"
+    status, _, err = await run_import("mysql://root@127.0.0.1:1/x", data / "g.db", monkeypatch, "")
+    assert status == 2 and "cannot read" in err
+    assert not data.exists()
 
 
 def test_video_urls_are_normalised_or_refused() -> None:

@@ -87,6 +87,7 @@ async def test_every_callback_failure_gets_its_own_page(world: World) -> None:
         status, page = await world.link(bob, "bob-sp")
         assert status == 502
         assert "Spotify didn't finish linking" in page
+        assert "did not complete the link" not in page  # the heading, not said twice
         assert fault.hits >= 1
         world.spotify.clear_faults()
         assert await app.services.storage.get_link(bob.user_id) is None
@@ -247,6 +248,7 @@ async def test_a_secret_rejected_after_start_says_misconfigured_not_try_again(
     assert "This bot is misconfigured" in page
     assert "tell the bot&#x27;s operator" in page or "tell the bot's operator" in page
     assert "Wait a moment" not in page
+    assert page.count("until they") <= 1  # the page says it once
 
 
 async def test_callback_pages_say_each_thing_once(world: World) -> None:

@@ -34,6 +34,7 @@ async def test_listen_link_page_audience_and_end(world: World) -> None:
         reply = await (await world.discord.slash("gamenight listen", stranger)).reply()
         assert reply.ephemeral
         (text,) = reply.link_urls()  # a button, like /link's
+        assert reply.content.startswith("Listen along") and "🌐" not in reply.content  # button's
         base = re.escape(world.settings.public_base_url)
         match = re.search(base + r"/listen/([A-Za-z0-9_-]{32})\b", text)
         assert match, text

@@ -155,7 +155,7 @@ async def stage(tmp_path: Path) -> AsyncIterator[Stage]:
             rate_limit=RateLimit(rate=1000, burst=1000),
             relay=relay,
         )
-        add_listen_routes(app, listen, names=NAMES.get)
+        add_listen_routes(app, listen, names=lambda guild_id, user_id: NAMES.get(user_id))
         server = TestServer(app, host="127.0.0.1")
         await stack.enter_async_context(server)
 

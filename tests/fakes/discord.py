@@ -104,6 +104,7 @@ class Member:
     name: str
     permissions: int = MEMBER_PERMISSIONS
     bot: bool = False
+    nick: str | None = None  # the server nickname, shown instead of the name in that guild
 
     @property
     def mention(self) -> str:
@@ -129,7 +130,7 @@ class Member:
             "deaf": False,
             "mute": False,
             "flags": 0,
-            "nick": None,
+            "nick": self.nick,
             "avatar": None,
             "pending": False,
         }
@@ -332,6 +333,9 @@ class FakeDiscord:
         self.identify_count = 0
         self.resume_count = 0
         self.heartbeats = 0
+        # The next N gateway connections are refused with 503 before the upgrade, as Discord's
+        # gateway does during an outage (discordstatus.com incidents: "gateway 5xx"); 0: never.
+        self.gateway_refusals = 0
 
         self._conn: _Connection | None = None
         self._session_id: str | None = None
@@ -371,6 +375,7 @@ class FakeDiscord:
             ("DELETE", "/channels/{cid}/messages/{mid}", self._channel_message),
             ("POST", "/users/@me/channels", self._create_dm),
             ("GET", "/users/{uid}", self._get_user),
+            ("GET", "/guilds/{gid}/members/{uid}", self._get_member),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, api + path, handler)
@@ -788,6 +793,18 @@ class FakeDiscord:
             return error_response(404, 10013, "Unknown User")
         return json_response(user.user())
 
+    async def _get_member(self, request: web.Request) -> web.Response:
+        # A REST read: no members intent needed (discord.com/developers/docs/resources/guild).
+        if not self._authorized(request):
+            return error_response(401, 0, "401: Unauthorized")
+        guild = self.guilds.get(int(request.match_info["gid"]))
+        if guild is None:
+            return error_response(404, 10004, "Unknown Guild")
+        member = guild.members.get(int(request.match_info["uid"]))
+        if member is None:
+            return error_response(404, 10007, "Unknown Member")
+        return json_response(member.member())
+
     async def _create_dm(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return error_response(401, 0, "401: Unauthorized")
@@ -808,7 +825,10 @@ class FakeDiscord:
 
     # ---------------------------------------------------------------- gateway
 
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        if self.gateway_refusals > 0:
+            self.gateway_refusals -= 1
+            return web.Response(status=503, text="upstream connect error")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self.gateway_queries.append(dict(request.query))

@@ -121,7 +121,7 @@ async def test_bad_code_is_an_exchange_failure(
     params = callback_params(await fake.consent(await linker.begin(ALICE, None), "alice"))
     outcome = await linker.complete(params["state"], "not-the-code", None)
     assert (outcome.ok, outcome.reason) == (False, "exchange_failed")
-    assert "did not complete" in outcome.message  # the page adds what to do next
+    assert "nothing was linked" in outcome.message  # the page adds what to do next
     assert await linker.link(ALICE) is None
 
 
