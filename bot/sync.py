@@ -16,6 +16,7 @@ import socket
 import uuid
 from typing import TYPE_CHECKING
 
+from bot.guild_names import guild_name
 from core.sessions import SessionService
 from core.sync.engine import EngineConfig, SyncEngine, SyncEngines
 from core.sync.planner import SyncConfig
@@ -44,8 +45,8 @@ class DiscordSyncEvents:
             await board.show_playback(status.guild_id, status.track, status.is_playing)
 
     async def notify_user(self, guild_id: int, user_id: int, message: str) -> None:
-        guild = self._bot.get_guild(guild_id)
-        where = f" in {guild.name}" if guild is not None else ""
+        name = await guild_name(self._bot, guild_id)  # REST when another shard carries it
+        where = f" in {name}" if name is not None else ""
         await self._bot.dm(user_id, f"🎮 Game night{where}: {message}")
 
     async def session_ended(self, guild_id: int, reason: str) -> None:
