@@ -27,6 +27,7 @@ import discord
 from aiohttp import web
 
 from bot import doctor, import_songs, index_cli
+from bot.audience import start_audience_watch
 from bot.client import GameNightBot, make_bot, point_discord_at
 from bot.keyfile import KeyFileError, new_key, with_stored_key
 from bot.names import MemberNames
@@ -56,6 +57,7 @@ from bot.web.listen import ListenLinks, add_listen_routes
 from bot.web.quota_metrics import register_quota_metrics
 from bot.web.server import ServerLimits, start_http
 from bot.web.services import METRICS
+from core.audience import AudiencePublisher
 from core.linking import Linker, LinkOutcome
 from core.listen import ListenAlong
 from core.sessions import SessionService
@@ -192,6 +194,9 @@ async def running(
             log.warning("%s", warning)
         await resolver.start()
         listen = ListenAlong(store, resolver, spotify)
+        audience = AudiencePublisher(store)  # the status messages may be posted elsewhere
+        listen.watch_audience(audience.changed)
+        stack.push_async_callback(audience.aclose)  # after listen.aclose: its last counts
         stack.push_async_callback(listen.aclose)
         services = Services(
             http=http,
@@ -240,6 +245,7 @@ async def running(
 
         stack.push_async_callback(stop_bot)
         stack.push_async_callback(sync.aclose)  # first out: its last reports reach a live bot
+        stack.push_async_callback(start_audience_watch(bot, sync, store).aclose)
         yield Running(services, bot, bot_task, runner)
 
 

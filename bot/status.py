@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import discord
@@ -108,13 +108,14 @@ class StatusBoard:
         sessions: SessionService,
         buttons: Callable[[], discord.ui.View],
         tracks: TrackLookup | None = None,
-        audience: Callable[[int], int] | None = None,
+        audience: Callable[[int], Awaitable[int]] | None = None,
     ) -> None:
         self._client = client
         self._sessions = sessions
         self._buttons = buttons
         self._tracks = tracks
-        self._audience = audience  # browsers on the listen page, by guild
+        # Browsers on the listen page, by guild, from storage: they may be on another process.
+        self._audience = audience
         self._audience_refresh: dict[int, asyncio.Task[None]] = {}
         self._track_cache: dict[str, TrackInfo] = {}
         self._playback: dict[int, tuple[TrackInfo | None, bool]] = {}  # from the sync engine
@@ -155,8 +156,14 @@ class StatusBoard:
 
     # --- for the listen page ------------------------------------------------------------
 
-    def browser_listeners(self, session: Session) -> int:
-        return self._audience(session.guild_id) if self._audience is not None else 0
+    async def browser_listeners(self, session: Session) -> int:
+        if self._audience is None:
+            return 0
+        try:
+            return await self._audience(session.guild_id)
+        except Exception as exc:  # storage trouble: the message still shows the rest
+            log.info("guild %s: no browser count for the status message: %r", session.guild_id, exc)
+            return 0
 
     def audience_changed(self, guild_id: int, count: int) -> None:
         """A browser opened or closed the listen page: show the count, at most every 2 s
@@ -181,7 +188,7 @@ class StatusBoard:
         """Post the status message for a new session and remember where it is."""
         track, playing = await self.now_playing(session)
         message = await channel.send(
-            embed=render_status(session, track, playing, self.browser_listeners(session)),
+            embed=render_status(session, track, playing, await self.browser_listeners(session)),
             view=self._buttons(),
         )
         await self._sessions.set_status_message(session.guild_id, message.channel.id, message.id)
@@ -193,7 +200,7 @@ class StatusBoard:
         if session.channel_id is None:
             return
         track, playing = await self.now_playing(session)
-        embed = render_status(session, track, playing, self.browser_listeners(session))
+        embed = render_status(session, track, playing, await self.browser_listeners(session))
         channel = self._client.get_partial_messageable(session.channel_id)
         try:
             if session.status_message_id is not None:

@@ -98,6 +98,9 @@ class SQLiteStorage:
         self._named_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        # Listen-page audience by guild and process: one process owns a SQLite file, so the
+        # count lives in its memory (guild -> process -> (count, expires on the monotonic clock)).
+        self._audience: dict[int, dict[str, tuple[int, float]]] = {}
         self.path = path
         self.url = f"sqlite:///{path}"
         self.shared_across_processes = False  # one process owns the file
@@ -509,6 +512,22 @@ class SQLiteStorage:
             yield
         finally:
             lock.release()
+
+    # --- listen-page audience (in memory: one process owns a SQLite file) -----------------
+
+    async def set_audience(self, guild_id: int, process: str, count: int, ttl: float) -> None:
+        counts = self._audience.setdefault(guild_id, {})
+        if count > 0:
+            counts[process] = (count, time.monotonic() + ttl)
+        else:
+            counts.pop(process, None)
+        if not counts:
+            del self._audience[guild_id]
+
+    async def get_audience(self, guild_id: int) -> int:
+        now = time.monotonic()
+        counts = self._audience.get(guild_id, {})
+        return sum(count for count, expires in counts.values() if expires > now)
 
     # --- counters and holds (the Spotify call budget) ------------------------------------
 
