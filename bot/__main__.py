@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from bot import cli
+from bot.audience import start_audience_watch
 from bot.client import GameNightBot, make_bot, point_discord_at
 from bot.dblock import lock_sqlite
 from bot.discord_lookup import DiscordDirectory, bounded_who
@@ -58,6 +59,7 @@ from bot.web.proxies import TrustedProxies
 from bot.web.quota_metrics import register_quota_metrics
 from bot.web.server import ServerLimits, start_http
 from bot.web.services import METRICS, SYNC_HEALTH
+from core.audience import AudiencePublisher
 from core.linking import Linker, LinkOutcome
 from core.listen import ListenAlong
 from core.presence import PresenceBoard
@@ -205,6 +207,9 @@ async def running(
         await resolver.start()
         presence = PresenceBoard()
         listen = ListenAlong(store, resolver, spotify, presence=presence)
+        audience = AudiencePublisher(store)  # the status messages may be posted elsewhere
+        listen.watch_audience(audience.changed)
+        stack.push_async_callback(audience.aclose)  # after listen.aclose: its last counts
         stack.push_async_callback(listen.aclose)
         services = Services(
             http=http,
@@ -261,6 +266,7 @@ async def running(
 
         stack.push_async_callback(stop_bot)
         stack.push_async_callback(sync.aclose)  # first out: its last reports reach a live bot
+        stack.push_async_callback(start_audience_watch(bot, sync, store).aclose)
         yield Running(services, bot, bot_task, runner)
 
 

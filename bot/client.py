@@ -87,7 +87,7 @@ class GameNightBot(commands.Bot):
             s.sessions,
             buttons,
             tracks=s.spotify,
-            audience=listen.audience,
+            audience=s.storage.get_audience,  # browsers may be on another process (web replica)
         )
         self.board = board
         listen.watch_audience(board.audience_changed)

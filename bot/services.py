@@ -120,6 +120,7 @@ async def open_resources(
         config=ResolverConfig(workers=resolver_workers, force_cooldown_s=settings.force_cooldown_s),
         youtube_config=youtube_config(settings),
         ytmusic_client_factory=ytmusic_client_factory,
+        leases=store,  # one refresher pass at a time across the processes on this storage
     )
     stack.push_async_callback(resolver.aclose)
     return Resources(http, store, spotify, resolver)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import discord
@@ -117,13 +117,14 @@ class StatusBoard:
         sessions: SessionService,
         buttons: Callable[[], discord.ui.View],
         tracks: TrackLookup | None = None,
-        audience: Callable[[int], int] | None = None,
+        audience: Callable[[int], Awaitable[int]] | None = None,
     ) -> None:
         self._client = client
         self._sessions = sessions
         self._buttons = buttons
         self._tracks = tracks
-        self._audience = audience  # browsers on the listen page, by guild
+        # Browsers on the listen page, by guild, from storage: they may be on another process.
+        self._audience = audience
         self._audience_refresh: dict[int, asyncio.Task[None]] = {}
         self._track_cache: dict[str, TrackInfo] = {}
         self._playback: dict[int, tuple[TrackInfo | None, bool, bool]] = {}  # from the engine
@@ -202,8 +203,14 @@ class StatusBoard:
 
     # --- for the listen page ------------------------------------------------------------
 
-    def browser_listeners(self, session: Session) -> int:
-        return self._audience(session.guild_id) if self._audience is not None else 0
+    async def browser_listeners(self, session: Session) -> int:
+        if self._audience is None:
+            return 0
+        try:
+            return await self._audience(session.guild_id)
+        except Exception as exc:  # storage trouble: the message still shows the rest
+            log.info("guild %s: no browser count for the status message: %r", session.guild_id, exc)
+            return 0
 
     def audience_changed(self, guild_id: int, count: int) -> None:
         """A browser opened or closed the listen page: show the count, at most every 2 s
@@ -233,7 +240,11 @@ class StatusBoard:
         """The one place a status message is created (callers hold the guild's lock)."""
         track, playing, unreadable = await self._now(session)
         embed = render_status(
-            session, track, playing, self.browser_listeners(session), host_unreadable=unreadable
+            session,
+            track,
+            playing,
+            await self.browser_listeners(session),
+            host_unreadable=unreadable,
         )
         message = await channel.send(embed=embed, view=self._buttons())
         self._messages[session.guild_id] = (message.channel.id, message.id)
@@ -256,7 +267,11 @@ class StatusBoard:
                 return  # not posted yet: the start posts it, showing what is current then
             track, playing, unreadable = await self._now(session)
             embed = render_status(
-                session, track, playing, self.browser_listeners(session), host_unreadable=unreadable
+                session,
+                track,
+                playing,
+                await self.browser_listeners(session),
+                host_unreadable=unreadable,
             )
             channel = self._client.get_partial_messageable(session.channel_id)
             try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from bot.guild_names import guild_name
 from bot.instance import data_folder, instance_id
 from bot.replies import for_discord
 from core.sessions import SessionService
@@ -49,8 +50,8 @@ class DiscordAnnouncer:
             )
 
     async def notify_user(self, guild_id: int, user_id: int, message: str) -> None:
-        guild = self._bot.get_guild(guild_id)
-        where = f" in {guild.name}" if guild is not None else ""
+        name = await guild_name(self._bot, guild_id)  # REST when another shard carries it
+        where = f" in {name}" if name is not None else ""
         await self._bot.dm(user_id, f"🎮 Game night{where}: {for_discord(message)}")
 
     async def session_ended(self, guild_id: int, reason: str) -> None:

@@ -33,8 +33,11 @@ import gc
 import hashlib
 import json
 import logging
+import os
 import re
+import socket
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,7 +58,7 @@ from core.errors import (
 from core.matcher import SpotdlFinder, VideoMatch
 from core.tracks import TrackInfo, is_track_id
 from core.youtube import Extraction, YouTube, YouTubeConfig, stream_expiry
-from storage.base import StreamCache
+from storage.base import LeaseStore, StreamCache
 from storage.records import CachedStream, Failure
 
 __all__ = [
@@ -71,6 +74,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+REFRESH_LEASE = "resolver-refresh"
 
 T = TypeVar("T")
 TrackLookup = Callable[[str], Awaitable[TrackInfo]]
@@ -179,8 +184,12 @@ class Resolver:
         *,
         config: ResolverConfig | None = None,
         clock: Callable[[], float] = time.time,
+        leases: LeaseStore | None = None,
     ) -> None:
         self._cache = cache
+        # With leases (shared storage), one process at a time runs the refresher's pass.
+        self._leases = leases
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._finder = finder
         self._extractor = extractor
         self._track_lookup = track_lookup
@@ -215,7 +224,7 @@ class Resolver:
         gc.freeze()
         self._loops = [
             asyncio.create_task(self._every(self.config.touch_interval_s, self.flush_access)),
-            asyncio.create_task(self._every(self.config.refresh_interval_s, self.refresh_expiring)),
+            asyncio.create_task(self._every(self.config.refresh_interval_s, self.refresh_turn)),
         ]
 
     async def aclose(self) -> None:
@@ -508,6 +517,21 @@ class Resolver:
         except Overloaded:
             return None  # the entry is still valid; the next pass tries again
 
+    async def refresh_turn(self) -> int:
+        """The timer's pass: `refresh_expiring` if this process takes the refresher's lease.
+
+        Every process of a deployment runs this timer over the same shared cache, so without
+        the lease each would re-extract the same batch (N processes, N times the yt-dlp work
+        and N times the exposure to YouTube's rate limits). The lease is held for one interval
+        and never released, so passes anywhere are at least an interval apart; whoever's timer
+        comes first after it lapses runs the next (the same one again while it lives).
+        """
+        if self._leases is not None and not await self._leases.acquire_lease(
+            REFRESH_LEASE, self._holder, self.config.refresh_interval_s
+        ):
+            return 0
+        return await self.refresh_expiring()
+
     async def refresh_expiring(self) -> int:
         """One refresher pass: re-extract recently used entries expiring soon; how many."""
         await self.flush_access()
@@ -561,6 +585,7 @@ def build_resolver(
     ytmusic_client_factory: Callable[[], Any] | None = None,
     duration_tolerance_s: float = 7.0,
     youtube_config: YouTubeConfig | None = None,
+    leases: LeaseStore | None = None,
 ) -> Resolver:
     """A Resolver over spotDL + yt-dlp. Call from the running loop; then `await start()`.
 
@@ -580,4 +605,4 @@ def build_resolver(
         duration_tolerance_s=duration_tolerance_s,
         ytmusic_client_factory=ytmusic_client_factory,
     )
-    return Resolver(cache, finder, youtube, track_lookup, config=config)
+    return Resolver(cache, finder, youtube, track_lookup, config=config, leases=leases)

@@ -168,6 +168,21 @@ class LeaseStore(Protocol):
         ...
 
 
+class AudienceStore(Protocol):
+    """Browsers listening along to each guild's game night, counted by every process that
+    serves some: the process posting the status message is usually not the one serving them
+    (a web replica). Each process's count lives `ttl` seconds unless written again, so the
+    count of a process that died goes away by itself."""
+
+    async def set_audience(self, guild_id: int, process: str, count: int, ttl: float) -> None:
+        """This process serves `count` browsers of the guild (0 forgets its count)."""
+        ...
+
+    async def get_audience(self, guild_id: int) -> int:
+        """The sum over the processes whose counts are still alive."""
+        ...
+
+
 class CounterStore(Protocol):
     """Rolling-window call counters and holds, shared by every process on the same store.
 
@@ -218,6 +233,7 @@ class Storage(
     LeaseStore,
     CounterStore,
     LockStore,
+    AudienceStore,
     Protocol,
 ):
     """Everything a backend provides, plus its lifetime."""

@@ -124,6 +124,9 @@ class SQLiteStorage:
         self._tx_lock = asyncio.Lock()
         # Lease releases for this process's waiters (SQLite leases serve one process).
         self._released: set[asyncio.Queue[str]] = set()
+        # Listen-page audience by guild and process: one bot process owns a SQLite file, so the
+        # count lives in its memory (guild -> process -> (count, expires on the monotonic clock)).
+        self._audience: dict[int, dict[str, tuple[int, float]]] = {}
         self.path = path
         self.url = f"sqlite:///{path}"
         # The indexer (`python -m bot index`) runs beside the bot on the same file: the
@@ -637,6 +640,22 @@ class SQLiteStorage:
             # Only our own row: past its ttl another holder may have taken it.
             with contextlib.suppress(StorageError):
                 await asyncio.shield(self._drop_lock(name, holder))
+
+    # --- listen-page audience (in memory: one process owns a SQLite file) -----------------
+
+    async def set_audience(self, guild_id: int, process: str, count: int, ttl: float) -> None:
+        counts = self._audience.setdefault(guild_id, {})
+        if count > 0:
+            counts[process] = (count, time.monotonic() + ttl)
+        else:
+            counts.pop(process, None)
+        if not counts:
+            del self._audience[guild_id]
+
+    async def get_audience(self, guild_id: int) -> int:
+        now = time.monotonic()
+        counts = self._audience.get(guild_id, {})
+        return sum(count for count, expires in counts.values() if expires > now)
 
     # --- counters and holds (the Spotify call budget) ------------------------------------
 

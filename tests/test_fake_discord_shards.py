@@ -16,7 +16,12 @@ import pytest
 import yarl
 from discord import app_commands
 
-from tests.fakes.discord_shards import INVALID_SHARD, ShardedDiscord, shard_of
+from tests.fakes.discord_shards import (
+    INVALID_SHARD,
+    SHARDING_REQUIRED,
+    ShardedDiscord,
+    shard_of,
+)
 
 
 class ShardProbe(discord.AutoShardedClient):
@@ -101,3 +106,35 @@ async def test_gateway_bot_recommends_the_shard_count_and_a_bad_shard_is_refused
             assert closed.type == aiohttp.WSMsgType.CLOSE
             assert ws.close_code == INVALID_SHARD
     assert fake.sessions == []
+
+
+async def identify(fake: ShardedDiscord, shard: list[int] | None) -> int | None:
+    """IDENTIFY on a raw gateway connection; the close code, or None if READY came."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(fake.gateway_url) as ws:
+        assert (await ws.receive_json())["op"] == 10
+        data: dict[str, object] = {"token": fake.token, "intents": 0, "properties": {}}
+        if shard is not None:
+            data["shard"] = shard
+        await ws.send_json({"op": 2, "d": data})
+        message = await ws.receive()
+        if message.type == aiohttp.WSMsgType.CLOSE:
+            return ws.close_code
+        assert message.json()["t"] == "READY"
+        return None
+
+
+async def test_a_session_with_too_many_guilds_must_shard() -> None:
+    fake = await ShardedDiscord(shard_count=2, max_guilds_per_session=2).start()
+    try:
+        for shard in (0, 0, 1, 1):
+            fake.add_guild_on_shard(shard, "Guild", owner=fake.owner)
+        assert len(fake.guilds) == 5  # with the default guild: 3 on one shard, 2 on the other
+        # Unsharded, one session would hold all 5 guilds: refused with 4011.
+        assert await identify(fake, None) == SHARDING_REQUIRED
+        crowded = max((0, 1), key=lambda s: sum(shard_of(g, 2) == s for g in fake.guilds))
+        assert await identify(fake, [crowded, 2]) == SHARDING_REQUIRED
+        assert await identify(fake, [1 - crowded, 2]) is None  # 2 guilds: within the limit
+        assert [s.shard for s in fake.sessions] == [(1 - crowded, 2)]
+        assert ShardedDiscord().max_guilds_per_session == 2500  # Discord's limit by default
+    finally:
+        await fake.stop()

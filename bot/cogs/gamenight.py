@@ -149,7 +149,9 @@ class GameNight(commands.GroupCog, group_name="gamenight"):
             lines.append(for_discord((await self.quota.refresh()).line()))
         await interaction.followup.send(
             "\n".join(line for line in lines if line),
-            embed=render_status(session, track, playing, self.board.browser_listeners(session)),
+            embed=render_status(
+                session, track, playing, await self.board.browser_listeners(session)
+            ),
             ephemeral=True,
         )
 

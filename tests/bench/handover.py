@@ -7,12 +7,14 @@ Discord, a fake Spotify (one port per process, so every command names its sender
 private redis-server, with one game night in a guild of each shard (tests/scale/cluster.py).
 First shard 1 is stopped so that one process holds both game nights; then each run:
 
-1. both hosts skip to a new track and the process holding both game nights gets `kill -9`;
-   the time until the other process has commanded both listeners to play the new tracks is
-   the kill -9 hand-over;
-2. the killed one is started again (a new process on its shard) and, once it runs, both hosts
-   skip again and the holder gets SIGTERM: the time until the new process commanded both
-   listeners is the SIGTERM hand-over; the stopped one is started again for the next run.
+1. after a random pause (0 to SYNC_LEASE_TTL, so that the runs fall at every point of the
+   loops' lease renewals and retries), both hosts skip to a new track and the process holding
+   both game nights gets `kill -9`; the time until the other process has commanded both
+   listeners to play the new tracks is the kill -9 hand-over;
+2. the killed one is started again (a new process on its shard) and, once it runs and after
+   another random pause, the holder gets SIGTERM and, once it logs that it is shutting down,
+   both hosts skip: the time from the signal until the new process commanded both listeners
+   is the SIGTERM hand-over; the stopped one is started again for the next run.
 
 It also counts the commands sent by the wrong process: any command for a listener from a
 process after another process had taken that listener's game night over (must be 0).
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import signal
 import statistics
 import tempfile
@@ -64,13 +67,26 @@ async def measure(runs: int, lease_ttl: float, poll: float) -> None:
                 await c.first_play(f"fan{i}", first[i], after=started, within=30)
 
             async def hand_over(holder: Proc, how: signal.Signals) -> float:
-                """Skip on both hosts, stop `holder` with `how`; seconds until both fans
-                were commanded by another process."""
-                at = time.monotonic()
+                """Stop `holder` with `how` and skip on both hosts; seconds from the signal
+                until both fans were commanded by another process."""
+                # A random moment: the caller starts right after a log line, which would put
+                # every run at the same point of the loops' lease renewals and retries (every
+                # TTL/3) and measure one phase only instead of the spread up to the worst.
+                await asyncio.sleep(random.uniform(0, lease_ttl))
                 new = [next(tracks), next(tracks)]
-                for i in (0, 1):
-                    c.spotify.player(f"host{i}").load([new[i]])
-                os.kill(holder.pid, how)
+                at = time.monotonic()
+                if how == signal.SIGKILL:
+                    # No await between the skips and the kill: the holder runs no more code.
+                    for i in (0, 1):
+                        c.spotify.player(f"host{i}").load([new[i]])
+                    os.kill(holder.pid, how)
+                else:
+                    # Skip only once it is stopping: before, its in-flight polls could see the
+                    # new tracks and command the fans themselves.
+                    os.kill(holder.pid, how)
+                    await c.wait_log(holder, "shutting down", within=10)
+                    for i in (0, 1):
+                        c.spotify.player(f"host{i}").load([new[i]])
                 took = [await c.first_play(f"fan{i}", new[i], after=at, within=60) for i in (0, 1)]
                 assert holder.name not in {c.sender(r) for r in took}
                 await holder.process.wait()

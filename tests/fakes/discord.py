@@ -376,6 +376,7 @@ class FakeDiscord:
             ("POST", "/users/@me/channels", self._create_dm),
             ("GET", "/users/{uid}", self._get_user),
             ("GET", "/guilds/{gid}/members/{uid}", self._get_member),
+            ("GET", "/guilds/{guild}", self._get_guild),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, api + path, handler)
@@ -804,6 +805,31 @@ class FakeDiscord:
         if member is None:
             return error_response(404, 10007, "Unknown Member")
         return json_response(member.member())
+
+    async def _get_guild(self, request: web.Request) -> web.Response:
+        """`GET /guilds/{id}`: the REST guild object, without the gateway-only fields (members,
+        channels, presences, joined_at ...). Discord answers 404 Unknown Guild for an id the
+        bot is not in (docs: "Get Guild"; 10004)."""
+        if not self._authorized(request):
+            return error_response(401, 0, "401: Unauthorized")
+        guild = self.guilds.get(int(request.match_info["guild"]))
+        if guild is None:
+            return error_response(404, 10004, "Unknown Guild")
+        gateway_only = [
+            "unavailable",
+            "member_count",
+            "large",
+            "channels",
+            "members",
+            "voice_states",
+            "presences",
+            "threads",
+            "stage_instances",
+            "guild_scheduled_events",
+            "joined_at",
+        ]
+        payload = self.guild_payload(guild)
+        return json_response({k: v for k, v in payload.items() if k not in gateway_only})
 
     async def _create_dm(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

@@ -12,6 +12,16 @@ sharded):
 - Every session has its own sequence numbers and RESUMEs with its own session id: a process
   that dies leaves its session resumable, and its events queue there, not elsewhere.
 - `GET /gateway/bot` recommends `shard_count` shards.
+- A session whose shard would hold more than `max_guilds_per_session` guilds (Discord: 2,500,
+  "Each shard can only support a maximum of 2500 guilds") is closed with 4011 "Sharding
+  required" at IDENTIFY: an unsharded bot (a session without `shard`) stops connecting once it
+  is in more guilds than that (gateway docs, "Sharding" and close code 4011).
+
+Not modelled: the IDENTIFY rate. Discord lets `session_start_limit.max_concurrency` sessions
+IDENTIFY per 5 s (1 for most bots; buckets by `shard_id % max_concurrency`) and 1,000 session
+starts a day; this fake accepts any number at once and reports `max_concurrency: 1`, so a test
+here cannot show several shards of one process queueing their IDENTIFYs (discord.py does that
+itself for the shards it runs; separate processes must not IDENTIFY inside one 5 s window).
 
     fake = await ShardedDiscord(shard_count=2).start()
     g0 = fake.add_guild_on_shard(0, "Zero", owner=fake.owner)
@@ -32,6 +42,8 @@ from aiohttp import web
 from tests.fakes.discord import JSON, FakeDiscord, Guild, Member, _Connection, json_response
 
 INVALID_SHARD = 4010
+SHARDING_REQUIRED = 4011
+MAX_GUILDS_PER_SESSION = 2500  # Discord's limit per shard (gateway docs, "Sharding")
 SNOWFLAKE_LOW_BITS = 22  # below the timestamp: worker, process and increment
 
 
@@ -71,9 +83,16 @@ class GatewaySession:
 class ShardedDiscord(FakeDiscord):
     """The fake Discord with several gateway sessions, routing guilds to shards."""
 
-    def __init__(self, *, shard_count: int = 2, **options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        shard_count: int = 2,
+        max_guilds_per_session: int = MAX_GUILDS_PER_SESSION,
+        **options: Any,
+    ) -> None:
         super().__init__(**options)
         self.shard_count = shard_count
+        self.max_guilds_per_session = max_guilds_per_session
         self.sessions: list[GatewaySession] = []
 
     # ---------------------------------------------------------------- world
@@ -114,11 +133,14 @@ class ShardedDiscord(FakeDiscord):
             return
         if await self.presence.identify(conn.ws, data):
             return  # 4014: privileged intents not enabled in the developer portal
+        session = GatewaySession(secrets.token_hex(16), (shard_id, count), conn)
+        guilds = [g for g in self.guilds.values() if session.receives(g.id)]
+        if len(guilds) > self.max_guilds_per_session:
+            await conn.ws.close(code=SHARDING_REQUIRED, message=b"Sharding required.")
+            return
         self.identify_count += 1
         self._conn = conn  # the latest session, for the base class's helpers
-        session = GatewaySession(secrets.token_hex(16), (shard_id, count), conn)
         self.sessions.append(session)
-        guilds = [g for g in self.guilds.values() if session.receives(g.id)]
         await self._send(
             session,
             "READY",

@@ -63,10 +63,13 @@ async def test_two_shards_and_a_web_replica_share_the_game_nights(
 
         await check_web_replica(c, web, tracks[0])
 
-        # SIGTERM of shard 1: shard 0 takes its game night over.
+        # SIGTERM of shard 1: shard 0 takes its game night over. The host skips only once
+        # shard 1 is stopping (its loops are cancelled right after that line): skipping before
+        # the signal would let shard 1's in-flight poll see the new track and command fan1 itself.
         at = time.monotonic()
-        c.spotify.player("host1").load([tracks[2]])
         shard1.process.send_signal(signal.SIGTERM)
+        await c.wait_log(shard1, "shutting down", within=5)
+        c.spotify.player("host1").load([tracks[2]])
         term_handover = (await c.first_play("fan1", tracks[2], after=at)).received_at - at
         assert await asyncio.wait_for(shard1.process.wait(), 20) == 0, shard1.output()[-3000:]
 
@@ -78,6 +81,7 @@ async def test_two_shards_and_a_web_replica_share_the_game_nights(
         # the other shard's in its rescan.
         await c.wait_log(shard1b, "resumed 1 game night(s) from storage")
         await c.wait_log(shard1b, "started 1 sync loop(s) for sessions found in storage")
+        # (No await between the skips and the kill: shard 0 runs no more code once it is sent.)
         at = time.monotonic()
         c.spotify.player("host0").load([tracks[3]])
         c.spotify.player("host1").load([tracks[4]])

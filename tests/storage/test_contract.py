@@ -471,6 +471,30 @@ async def test_lease_concurrent_acquire_exactly_one_wins(open_store: Opener) -> 
     assert results.count(True) == 1
 
 
+# --- listen-page audience (branch scale2) ----------------------------------------------------
+
+
+async def test_audience_sums_the_processes_and_forgets_one_at_zero(store: Storage) -> None:
+    assert await store.get_audience(7) == 0
+    await store.set_audience(7, "web-a", 3, 30)
+    await store.set_audience(7, "web-b", 2, 30)
+    await store.set_audience(8, "web-a", 5, 30)
+    assert await store.get_audience(7) == 5
+    await store.set_audience(7, "web-a", 1, 30)  # a count replaces that process's last one
+    assert await store.get_audience(7) == 3
+    await store.set_audience(7, "web-b", 0, 30)
+    assert await store.get_audience(7) == 1
+    assert await store.get_audience(8) == 5
+
+
+async def test_audience_of_a_process_that_stops_writing_lapses(store: Storage) -> None:
+    await store.set_audience(9, "died", 4, 0.15)
+    await store.set_audience(9, "alive", 1, 30)
+    assert await store.get_audience(9) == 5
+    await asyncio.sleep(0.25)
+    assert await store.get_audience(9) == 1
+
+
 # --- counters and holds (the Spotify call budget, branch quota) ------------------------------
 
 

@@ -1,0 +1,38 @@
+"""The status message's browser count, when the browsers are on another process.
+
+Wires `core.audience.AudienceWatch` to this process's status board for the game nights whose
+sync loops run here (that process keeps their status messages current).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from core.audience import AudienceWatch
+from storage.base import Storage
+
+if TYPE_CHECKING:
+    from bot.client import GameNightBot
+    from core.sync.supervisor import SyncSupervisor
+
+
+def start_audience_watch(bot: GameNightBot, sync: SyncSupervisor, store: Storage) -> AudienceWatch:
+    """Start watching (close with `aclose`)."""
+
+    async def loop_guilds() -> list[int]:
+        sessions = await store.list_sessions()
+        # Only loops holding their guild's lease: a waiting loop's message is kept elsewhere.
+        return [s.guild_id for s in sessions if _holds(sync, s.guild_id)]
+
+    def show(guild_id: int, count: int) -> None:
+        if bot.board is not None:  # None only before the bot's setup_hook ran
+            bot.board.audience_changed(guild_id, count)
+
+    watch = AudienceWatch(store, loop_guilds, show)
+    watch.start()
+    return watch
+
+
+def _holds(sync: SyncSupervisor, guild_id: int) -> bool:
+    engine = sync.engines.get(guild_id)
+    return engine is not None and engine.lease.held
