@@ -41,11 +41,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
+from core.budget import Bucket, BucketLimit
 from core.errors import (
     ExtractionFailed,
     NoMatch,
     NotFound,
     Overloaded,
+    RateLimited,
     ResolveError,
     ResolveTimeout,
     SearchFailed,
@@ -98,6 +100,10 @@ class Extractor(Protocol):
         ...
 
 
+LOOKUPS = BucketLimit(burst=20, per_s=1 / 30)  # ~2,900 a day at most, at BACKGROUND priority
+CLAIM_SEARCHES = BucketLimit(burst=10, per_s=1 / 30)
+
+
 @dataclass(frozen=True)
 class ResolverConfig:
     workers: int = 4  # threads running spotDL / yt-dlp
@@ -115,6 +121,13 @@ class ResolverConfig:
     front_ttl_s: float = 30.0  # how long an entry in memory is served without asking storage
     force_cooldown_s: float = 600.0  # a track is re-matched on request at most this often
     known_tracks: int = 10_000  # Spotify's metadata of this many tracks is kept in memory
+    # Spotify lookups any client can trigger (a new id sent to /song or /v1/tracks/{id}): one
+    # budget for all clients together, so many addresses cannot drain the daily Spotify quota.
+    lookups: BucketLimit = LOOKUPS
+    # Searches from a client's own metadata (only while Spotify cannot be asked): all clients.
+    claim_searches: BucketLimit = CLAIM_SEARCHES
+    claim_entries: int = 64  # matches kept under claim keys (`id~digest`) by this process
+    reextract_cooldown_s: float = 60.0  # a refused stream URL is re-extracted at most this often
 
 
 @dataclass
@@ -130,7 +143,8 @@ class ResolverStats:
     failures: int = 0  # resolutions that ended in NoMatch / ExtractionFailed / SearchFailed
 
 
-_FAILURE_KINDS: dict[str, Callable[[], ResolveError]] = {
+_FAILURE_KINDS: dict[str, Callable[[], UserFacingError]] = {
+    "not_found": lambda: NotFound("Spotify has no track with this id."),
     "no_match": lambda: NoMatch("No YouTube video matches this track."),
     "extraction_failed": lambda: ExtractionFailed(
         "Could not get an audio stream for this track; try again in a few minutes."
@@ -153,6 +167,10 @@ def claim_key(claimed: TrackInfo) -> str:
 def is_stream_key(value: str) -> bool:
     """A track id, or a claim key made by `claim_key`."""
     return _CLAIM_KEY.fullmatch(value) is not None
+
+
+def _is_claim(key: str) -> bool:
+    return "~" in key
 
 
 def still_usable(entry: CachedStream, now: float, min_validity_s: float) -> bool:
@@ -197,6 +215,12 @@ class Resolver:
         # (free) or one app-token lookup; a client's claim never lands here.
         self._known: OrderedDict[str, TrackInfo] = OrderedDict()
         self._forced_at: dict[str, float] = {}
+        self._lookups = Bucket(self.config.lookups)
+        self._claim_searches = Bucket(self.config.claim_searches)
+        # Claim keys this process wrote, least recently used first: the only entries a client's
+        # body can create, so they get a small bound of their own (storage's is for real ones).
+        self._claims: OrderedDict[str, None] = OrderedDict()
+        self._reextracted_at: dict[str, float] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._stats = ResolverStats()
         self._closed = False
@@ -295,6 +319,17 @@ class Resolver:
         self._front.pop(key, None)
         flight = self._flights.get((key, "reextract"))
         if flight is None:
+            # While YouTube keeps refusing, every listener's request would cost an extraction.
+            last = self._reextracted_at.get(key, float("-inf"))
+            if now - last < self.config.reextract_cooldown_s:
+                log.info("YouTube refused %s again within the re-extraction cooldown", key)
+                return None
+            self._reextracted_at[key] = now
+            if len(self._reextracted_at) > self.config.known_tracks:
+                cutoff = now - self.config.reextract_cooldown_s
+                self._reextracted_at = {
+                    k: t for k, t in self._reextracted_at.items() if t >= cutoff
+                }
             log.info("YouTube refused the cached stream URL of %s early; re-extracting", key)
             flight = self._launch((key, "reextract"), self._reextract(cached))
         try:
@@ -376,6 +411,8 @@ class Resolver:
     def _hit(self, cached: CachedStream, now: float) -> CachedStream:
         self._stats.hits += 1
         self._accessed[cached.track_id] = now
+        if cached.track_id in self._claims:
+            self._claims.move_to_end(cached.track_id)
         if cached.expires_at - now < self.config.refresh_ahead_s:
             self._refresh_in_background(cached)
         return cached
@@ -444,8 +481,10 @@ class Resolver:
                     # The video may be gone (deleted, blocked): look for another one.
                     log.info("cached video of %s no longer extracts; searching again", track_id)
             if track is None:
-                track = await self._track_lookup(track_id)
-                self._learn(track)
+                track = await self._lookup(track_id)
+            if _is_claim(track_id) and not self._claim_searches.take():
+                # Not cached as a failure: the next claim may come when there is budget again.
+                raise Overloaded("Too many songs are being looked up right now; try again soon.")
             self._stats.searches += 1
             match = await self._run(self._finder.find, track)
             self._stats.extractions += 1
@@ -464,6 +503,8 @@ class Resolver:
             )
             await self._cache.put_stream(entry)
             self._remember(entry, self._clock())
+            if _is_claim(track_id):
+                await self._keep_claim(track_id)
             if force:
                 await self._cache.delete_failure(track_id)
             log.info(
@@ -480,6 +521,36 @@ class Resolver:
             await self._cache.put_failure(Failure(track_id, _failure_kind(exc), retry_after))
             log.info("resolving %s failed: %s", track_id, exc.message)
             raise
+
+    async def _lookup(self, track_id: str) -> TrackInfo:
+        """Spotify's metadata of a track nobody has described yet: one budgeted app call.
+
+        An id Spotify does not know is remembered as a failure (for `failure_ttl_s`), so a
+        client repeating it costs no further call. A refused call (budget, quota) is a
+        SpotifyError: `resolve_claimed` then falls back to the client's own claim.
+        """
+        if not self._lookups.take():
+            raise RateLimited(
+                "Too many new tracks are being looked up right now; try again in a minute.",
+                self._lookups.retry_after(),
+            )
+        try:
+            track = await self._track_lookup(track_id)
+        except NotFound:
+            retry_after = self._clock() + self.config.failure_ttl_s
+            await self._cache.put_failure(Failure(track_id, "not_found", retry_after))
+            raise
+        self._learn(track)
+        return track
+
+    async def _keep_claim(self, key: str) -> None:
+        """Count a claim entry just written; the least recently used beyond the bound goes."""
+        self._claims[key] = None
+        self._claims.move_to_end(key)
+        while len(self._claims) > self.config.claim_entries:
+            old, _ = self._claims.popitem(last=False)
+            self._front.pop(old, None)
+            await self._cache.delete_stream(old)
 
     async def _reextract(self, cached: CachedStream) -> CachedStream:
         self._stats.extractions += 1
@@ -500,6 +571,8 @@ class Resolver:
 
     def _refresh_in_background(self, cached: CachedStream) -> asyncio.Task[CachedStream] | None:
         key = (cached.track_id, "refresh")
+        if _is_claim(cached.track_id):
+            return None  # a claim's match is not kept alive: it is re-extracted when asked
         if self._closed or key in self._flights:
             return self._flights.get(key)
         self._stats.refreshes += 1
@@ -515,8 +588,10 @@ class Resolver:
         entries = await self._cache.streams_to_refresh(
             expiring_before=now + self.config.refresh_ahead_s,
             accessed_since=now - self.config.refresh_recent_s,
-            limit=self.config.refresh_batch,
+            # Claim entries are skipped: ask for enough that they cannot crowd real ones out.
+            limit=self.config.refresh_batch + self.config.claim_entries,
         )
+        entries = [e for e in entries if not _is_claim(e.track_id)][: self.config.refresh_batch]
         tasks = [t for e in entries if (t := self._refresh_in_background(e)) is not None]
         results = await asyncio.gather(*tasks, return_exceptions=True)
         refreshed = sum(1 for r in results if isinstance(r, CachedStream))
