@@ -25,16 +25,18 @@ async def relay_stream(request: web.Request, entry: CachedStream) -> web.StreamR
         fresh = await resolver.refused(entry.track_id, entry.stream_url)
         return fresh.stream_url if fresh is not None else None
 
-    return await relay(
-        request,
-        request.app[HTTP_CLIENT],
-        entry.stream_url,
-        proxy=config.route.http_proxy,
-        refetch=refetch,
-    )
+    with config.slots.hold(request.remote or "unknown"):
+        return await relay(
+            request,
+            request.app[HTTP_CLIENT],
+            entry.stream_url,
+            proxy=config.route.http_proxy,
+            refetch=refetch,
+        )
 
 
-@routes.get("/v1/relay/{key}")
+# No HEAD: aiohttp would answer it with this handler, i.e. a full upstream GET and a body.
+@routes.get("/v1/relay/{key}", allow_head=False)
 async def relay_get(request: web.Request) -> web.StreamResponse:
     """The track's audio, streamed (Range supported), for a signed URL this server issued."""
     key = request.match_info["key"]

@@ -36,6 +36,7 @@ from aiohttp import web
 from bot.web import RateLimit, create_app
 from bot.web.services import RelayConfig
 from bot.web.signing import RelaySigner
+from bot.web.slots import StreamSlots
 from core.errors import NotFound
 from core.resolver import build_resolver
 from core.tracks import TrackInfo
@@ -91,7 +92,8 @@ async def relay_app(
         storage=storage,
         resolver=resolver,
         rate_limit=RateLimit(rate=1e9, burst=1_000_000_000),
-        relay=RelayConfig(signer),
+        # 100 listeners from one address: lift the per-client stream cap for the bench.
+        relay=RelayConfig(signer, slots=StreamSlots(per_client=10_000)),
     )
 
 

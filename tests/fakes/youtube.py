@@ -42,6 +42,8 @@ Control API (plain attributes, change them at any time, also from another thread
     fake.ip_binding = True         # stream URLs play only for the address that got the page
     fake.refuse_streams = 0        # answer 403 to this many more valid stream fetches (YouTube
                                    # revoking a URL before its expiry)
+    fake.revoke_streams()          # 403 for every stream URL handed out so far (URLs from
+                                   # later page fetches play): order-independent revocation
     fake.search_delay = 0.0        # seconds every search (YTM and RSS) takes
     fake.page_delay = 0.0          # seconds every watch page takes (yt-dlp extraction)
     fake.search_status = 200       # e.g. 500 to make searches fail
@@ -150,6 +152,7 @@ class FakeYouTube:
     audio_seconds: float = AUDIO_SECONDS
     ip_binding: bool = True
     refuse_streams: int = 0
+    revoked_through: int = 0  # stream URLs from page fetches numbered up to this are refused
     ytmusic_language: str | None = None
     counts: Counts = field(default_factory=Counts)
     videos: dict[str, Video] = field(default_factory=dict)
@@ -205,6 +208,9 @@ class FakeYouTube:
         with self._lock:
             self.videos[video_id] = video
         return video
+
+    def revoke_streams(self) -> None:
+        self.revoked_through = self.counts.page_fetches
 
     def remove_video(self, video_id: str) -> None:
         with self._lock:
@@ -288,6 +294,8 @@ class FakeYouTube:
             return self._refuse(f"bound to {ip}, fetched from {request.remote}")
         if self.refuse_streams > 0:
             self.refuse_streams -= 1
+            return self._refuse("revoked")
+        if int(request.query.get("rn", "0") or 0) <= self.revoked_through:
             return self._refuse("revoked")
         body = self.audio(video_id)
         headers = {"Accept-Ranges": "bytes"}
