@@ -500,6 +500,7 @@ class Resolver:
                 title=match.title,
                 duration_s=match.duration_s,
                 score=match.score,
+                http_headers=extraction.http_headers,
             )
             await self._cache.put_stream(entry)
             self._remember(entry, self._clock())
@@ -560,6 +561,7 @@ class Resolver:
             cached,
             stream_url=extraction.stream_url,
             expires_at=stream_expiry(extraction.stream_url, now, self.config.fallback_ttl_s),
+            http_headers=extraction.http_headers,
             resolved_at=now,
             last_access=max(cached.last_access, self._accessed.get(cached.track_id, 0.0)),
         )

@@ -45,6 +45,23 @@ class Extraction:
     stream_url: str
     title: str
     duration_s: float
+    # yt-dlp's `http_headers` for the chosen format (User-Agent, Accept...): the stream URL is
+    # fetched with exactly these (googlevideo refuses one fetched as another client; yt-dlp
+    # #17456). Cookies are left out: they are the operator's secret and not kept in the cache.
+    http_headers: tuple[tuple[str, str], ...] = ()
+
+
+# Never kept with a cached stream: credentials yt-dlp may put into a format's headers.
+_SECRET_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization"})
+
+
+def _format_headers(info: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    headers = info.get("http_headers") or {}
+    return tuple(
+        (str(name), str(value))
+        for name, value in headers.items()
+        if str(name).lower() not in _SECRET_HEADERS
+    )
 
 
 @dataclass(frozen=True)
@@ -227,6 +244,7 @@ class YouTube:
             stream_url=url,
             title=str(info.get("title") or ""),
             duration_s=float(info.get("duration") or 0.0),
+            http_headers=_format_headers(info),
         )
 
     def view_count(self, video_url: str) -> int:

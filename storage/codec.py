@@ -44,3 +44,14 @@ def load_listener(raw: str | bytes) -> ListenerState:
     data: dict[str, Any] = json.loads(raw)
     data["status"] = ListenerStatus(data["status"])
     return ListenerState(**data)
+
+
+def encode_headers(headers: tuple[tuple[str, str], ...]) -> str:
+    """Request headers as stored (JSON pairs; "" for none)."""
+    return json.dumps([list(pair) for pair in headers]) if headers else ""
+
+
+def decode_headers(text: str | None) -> tuple[tuple[str, str], ...]:
+    if not text:
+        return ()
+    return tuple((str(name), str(value)) for name, value in json.loads(text))

@@ -80,4 +80,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
             reason TEXT NOT NULL
         )""",
     ),
+    # branch streams2: the headers a stream URL was extracted with (User-Agent: googlevideo
+    # refuses a URL fetched with another client's), sent again by the relay.
+    ("ALTER TABLE streams ADD COLUMN http_headers TEXT NOT NULL DEFAULT ''",),
 ]

@@ -25,8 +25,10 @@ from storage.base import SessionFields
 from storage.codec import (
     STATE_RETENTION_S,
     check_session_fields,
+    decode_headers,
     dump_listener,
     dump_snapshot,
+    encode_headers,
     load_listener,
     load_snapshot,
     state_key,
@@ -520,6 +522,7 @@ class RedisStorage:
             "title": entry.title,
             "duration_s": repr(entry.duration_s),
             "score": repr(entry.score),
+            "http_headers": encode_headers(entry.http_headers),
         }
         flat = [item for pair in fields.items() for item in pair]
         await self._put_stream(
@@ -710,4 +713,5 @@ def _stream(track_id: str, data: Mapping[str, str]) -> CachedStream:
         title=data["title"],
         duration_s=float(data["duration_s"]),
         score=float(data["score"]),
+        http_headers=decode_headers(data.get("http_headers", "")),  # absent before streams2
     )

@@ -52,8 +52,11 @@ async def test_cold_resolve_searches_once_extracts_once_and_caches(
     stats = resolver.stats
     assert (stats.misses, stats.hits, stats.searches, stats.extractions) == (1, 0, 1, 1)
 
-    async with aiohttp.ClientSession() as http, http.get(entry.stream_url) as response:
-        body = await response.read()
+    # With the headers it was extracted with (the relay sends them): yt-dlp's User-Agent.
+    headers = dict(entry.http_headers)
+    async with aiohttp.ClientSession() as http, http.get(entry.stream_url, headers=headers) as r:
+        body = await r.read()
+    response = r
     assert response.status == 200
     assert response.content_type == "audio/wav"
     assert body[:4] == b"RIFF"
