@@ -69,6 +69,10 @@ def test_without_a_provider_address_no_po_token_is_fetched() -> None:
     assert "youtube" not in with_provider["extractor_args"]
 
 
+def private_copies() -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob(f"gamenight-cookies-{os.getpid()}-*"))
+
+
 async def test_the_operators_cookies_file_is_never_written(tmp_path: Path) -> None:
     cookies = tmp_path / "cookies.txt"
     original = (
@@ -87,7 +91,7 @@ async def test_the_operators_cookies_file_is_never_written(tmp_path: Path) -> No
             youtube.close()  # YoutubeDL.close() saves its cookie jar
     assert extraction.stream_url
     assert cookies.read_text() == original
-    assert not list(Path(tempfile.gettempdir()).glob(f"gamenight-cookies-*{os.getpid()}*"))
+    assert not private_copies()  # the copy went with close()
 
 
 def test_the_po_token_plugin_is_installed() -> None:
