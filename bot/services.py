@@ -16,7 +16,8 @@ from bot.web.listen import ListenLinks
 from bot.web.services import AudioRoute, RelayConfig
 from bot.web.signing import RelaySigner, derive_secret
 from core.linking import Linker
-from core.resolver import Resolver, ResolverConfig, TrackLookup, build_resolver
+from core.resolver import Resolver, ResolverConfig, TrackLookup
+from core.resolver_factory import build_resolver
 from core.sessions import SessionService
 from core.spotify import CallPriority, SpotifyClient, SpotifyConfig
 from core.sync.health import SyncHealth

@@ -1,4 +1,5 @@
-"""One global token bucket: a cap on work that anyone on the internet can trigger.
+"""Caps on work that anyone on the internet can trigger: one global token bucket, and a
+per-key cooldown.
 
 Per-client limits (bot/web/ratelimit.py) stop one client hogging the server; they do not stop
 many addresses together from spending what every client shares: the Spotify call budget (a
@@ -46,3 +47,25 @@ class Bucket:
     def retry_after(self) -> float:
         """Seconds until the next token."""
         return max(0.0, (1.0 - self._tokens) / self.limit.per_s)
+
+
+class Cooldown:
+    """Work on a key is allowed at most once per `cooldown_s` (a forced re-match, a re-extraction
+    of a refused URL). At most about `limit` keys are remembered: past it, expired ones go."""
+
+    def __init__(self, cooldown_s: float, limit: int, clock: Callable[[], float]) -> None:
+        self._cooldown_s = cooldown_s
+        self._limit = limit
+        self._clock = clock
+        self._at: dict[str, float] = {}
+
+    def allow(self, key: str) -> bool:
+        """Whether the work may run now; if so, the cooldown starts."""
+        now = self._clock()
+        if now - self._at.get(key, float("-inf")) < self._cooldown_s:
+            return False
+        self._at[key] = now
+        if len(self._at) > self._limit:
+            cutoff = now - self._cooldown_s
+            self._at = {k: t for k, t in self._at.items() if t >= cutoff}
+        return True

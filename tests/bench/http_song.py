@@ -46,7 +46,8 @@ from aiohttp import web
 from bot.__main__ import SWITCH_INTERVAL_S
 from bot.web import RateLimit, create_app
 from core.errors import NotFound
-from core.resolver import ResolverConfig, build_resolver
+from core.resolver import ResolverConfig
+from core.resolver_factory import build_resolver
 from core.tracks import TrackInfo
 from storage import open_storage
 from storage.base import Storage

@@ -38,7 +38,7 @@ from bot.web.services import RelayConfig
 from bot.web.signing import RelaySigner
 from bot.web.slots import StreamSlots
 from core.errors import NotFound
-from core.resolver import build_resolver
+from core.resolver_factory import build_resolver
 from core.tracks import TrackInfo
 from storage import open_storage
 from storage.crypto import TokenCipher
