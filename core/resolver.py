@@ -347,6 +347,9 @@ class Resolver:
                 except ExtractionFailed:
                     # The video may be gone (deleted, blocked): look for another one.
                     log.info("cached video of %s no longer extracts; searching again", key)
+            if track is None and is_claim(key):
+                # A claim's entry was evicted (ClaimEntries): only its claim can match it again.
+                raise NoMatch("This song's match is no longer kept; play it again.")
             if track is None:
                 track = await self._lookup(key)
             if is_claim(key) and not self._claim_searches.take():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import string
 
+import aiohttp
 import pytest
 
 from core.budget import BucketLimit
@@ -80,3 +81,20 @@ async def test_claims_have_a_bound_and_a_search_budget(
     before = youtube.counts.page_fetches
     assert await api.resolver.refresh_expiring() == 0
     assert youtube.counts.page_fetches == before
+
+
+async def test_an_evicted_claims_relay_url_costs_no_lookup(
+    api_factory: ApiFactory, youtube: FakeYouTube
+) -> None:
+    api = await api_factory(resolver_config=ResolverConfig(claim_entries=1, timeout_s=20.0))
+    api.spotify.fail(503, path=f"/v1/tracks/{TRACK_ID}", times=None)
+    first = await api.post_song({**track_body(), "albumName": "first"})
+    url = (await first.text()).replace('"', "")
+    assert first.status == 200 and "~" in url  # a claim key's relay URL
+    second = await api.post_song({**track_body(), "albumName": "second"})  # evicts the first
+    assert second.status == 200
+    lookups = api.spotify.count("/v1/tracks/", method="GET")
+    async with aiohttp.ClientSession() as browser, browser.get(url) as audio:
+        assert audio.status == 404
+        assert "play it again" in await audio.text()
+    assert api.spotify.count("/v1/tracks/", method="GET") == lookups
