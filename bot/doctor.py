@@ -1,11 +1,12 @@
-"""`python -m bot doctor [--online] [--track ID]`: check a deployment before (or while) it runs.
+"""`python -m bot doctor [--online] [--web] [--track ID]`: check a deployment before it runs.
 
 Checks every setting, storage, the Discord token, the Spotify app credentials (one
 client-credentials token), the redirect URI's form, the JS runtime yt-dlp needs, the yt-dlp and
 spotDL versions, and the PO-token provider when one is set. `--online` also resolves one known
 track end to end (Spotify metadata, spotDL's search, yt-dlp's extraction) and plays its first
 second through the audio relay: the smoke test of a real deployment. Prints a checklist with the
-fix for each failure; exits 0 only when every check passed.
+fix for each failure; exits 0 only when every check passed ("warn" lines do not fail it).
+`--web` checks a web-only deployment (`python -m bot web`): no DISCORD_TOKEN needed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -29,7 +31,7 @@ from aiohttp import web
 import storage
 from bot.keyfile import KEY_FILE, KeyFileError, data_folder, with_stored_key
 from bot.services import open_resources, relay_config, youtube_config
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import INDEXER_KEYS, Settings, SettingsError, load_settings
 from bot.web import create_app
 from core.errors import UserFacingError
 from core.youtube import YouTube, YouTubeConfig
@@ -50,6 +52,7 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    warn: bool = False  # passed, but worth a look (printed with its fix; exit code unchanged)
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -120,6 +123,26 @@ def check_redirect_uri(settings: Settings) -> Check:
     )
 
 
+def check_public_base_url(settings: Settings) -> Check:
+    """Relay URLs (`/song` answers, the listen page's audio) are made on PUBLIC_BASE_URL: a
+    loopback address only works for a browser on this very machine."""
+    base = settings.public_base_url
+    host = urlsplit(base).hostname or ""
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = False
+    if not local:
+        return Check("public base URL", True, base)
+    return Check(
+        "public base URL",
+        True,
+        f"{base}: relay URLs only play in a browser on this machine",
+        "on a server, set PUBLIC_BASE_URL to the address browsers use (https://your.host)",
+        warn=True,
+    )
+
+
 async def check_storage(settings: Settings) -> Check:
     fix = "check STORAGE_URL: the SQLite file's directory must be writable, Redis reachable"
     note, cipher = "", TokenCipher.generate()  # no key yet: the doctor must not create one
@@ -153,6 +176,8 @@ async def check_discord(settings: Settings, http: aiohttp.ClientSession) -> Chec
     fix = (
         "Discord developer portal -> your application -> Bot -> Reset Token, then set DISCORD_TOKEN"
     )
+    if not settings.discord_token:  # only loadable so with --web
+        return Check("Discord token", True, "not set: a web-only deployment (python -m bot web)")
     url = f"{settings.discord_api_base}/users/@me"
     try:
         headers = {"Authorization": f"Bot {settings.discord_token}"}
@@ -161,10 +186,17 @@ async def check_discord(settings: Settings, http: aiohttp.ClientSession) -> Chec
                 return Check("Discord token", False, "Discord refused the token (401)", fix)
             if r.status != 200:
                 return Check("Discord token", False, f"Discord answered {r.status}", fix)
-            me = await r.json()
+            me = await r.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError) as exc:
         return Check("Discord token", False, f"Discord unreachable: {exc!r}", "check networking")
+    except ValueError:  # not JSON: a proxy's error page, a wrong DISCORD_API_BASE
+        return Check("Discord token", False, "Discord's answer was not JSON", _API_BASE_FIX)
+    if not isinstance(me, dict):
+        return Check("Discord token", False, "Discord's answer was not a user", _API_BASE_FIX)
     return Check("Discord token", True, f"bot user {me.get('username', '?')}")
+
+
+_API_BASE_FIX = "check DISCORD_API_BASE (unset: Discord's own) and any proxy in between"
 
 
 async def check_spotify_app(settings: Settings, http: aiohttp.ClientSession) -> Check:
@@ -241,11 +273,18 @@ async def check_online(
                 ytmusic_client_factory=ytmusic_client_factory,
             )
             await res.resolver.start()
+        except Exception as exc:  # any failure is the finding; the checklist shows it
+            detail = f"could not start the resolver: {type(exc).__name__}: {exc}"
+            return [Check("resolve a known track", False, detail, fix)]
+        try:
             async with asyncio.timeout(ONLINE_TIMEOUT_S):
                 entry = await res.resolver.resolve_id(track_id)
         except (UserFacingError, TimeoutError) as exc:
             message = getattr(exc, "message", None) or "took too long"
             return [Check("resolve a known track", False, message, fix)]
+        except Exception as exc:  # storage failing mid-way, say: still a line, not a traceback
+            detail = f"{type(exc).__name__}: {exc}"
+            return [Check("resolve a known track", False, detail, fix)]
         resolved = Check("resolve a known track", True, f"{track_id} -> {entry.video_url}")
 
         # The relay exactly as the server runs it, on a private port of this host.
@@ -292,6 +331,7 @@ async def run_checks(
         checks.append(await check_discord(settings, http))
         checks.append(await check_spotify_app(settings, http))
         checks.append(check_redirect_uri(settings))
+        checks.append(check_public_base_url(settings))
         checks.append(await asyncio.to_thread(check_js_runtime, yt))
         checks += check_versions(
             importlib.metadata.version("yt-dlp"),
@@ -313,16 +353,19 @@ async def run_checks(
 def report(checks: list[Check], out: TextIO) -> None:
     print("Game Night doctor", file=out)
     for check in checks:
-        print(f"  [{'ok' if check.ok else 'FAIL'}] {check.name}: {check.detail}", file=out)
-        if not check.ok and check.fix:
+        mark = "FAIL" if not check.ok else "warn" if check.warn else "ok"
+        print(f"  [{mark}] {check.name}: {check.detail}", file=out)
+        if (not check.ok or check.warn) and check.fix:
             print(f"         fix: {check.fix}", file=out)
     failed = sum(not c.ok for c in checks)
     print("All checks passed." if not failed else f"{failed} check(s) failed.", file=out)
 
 
 def settings_failures(error: SettingsError) -> list[Check]:
+    fix = "set it in the environment or .env (see .env.example)"
+    web = " (a web-only deployment, `python -m bot web`, needs none: `python -m bot doctor --web`)"
     return [
-        Check("settings", False, problem, "set it in the environment or .env (see .env.example)")
+        Check("settings", False, problem, fix + (web if "DISCORD_TOKEN" in problem else ""))
         for problem in error.problems
     ]
 
@@ -331,10 +374,14 @@ async def _amain(settings: Settings, online: bool, track_id: str) -> list[Check]
     return await run_checks(settings, online=online, track_id=track_id)
 
 
+_LOAD_WEB = partial(load_settings, required=INDEXER_KEYS)  # no DISCORD_TOKEN needed
+
+
 def main(
     argv: list[str],
     *,
     load: Callable[[], Settings] = load_settings,
+    load_web: Callable[[], Settings] = _LOAD_WEB,
     run: Callable[[Settings, bool, str], Coroutine[Any, Any, list[Check]]] = _amain,
     out: TextIO = sys.stdout,
 ) -> int:
@@ -343,9 +390,12 @@ def main(
         "--online", action="store_true", help="also resolve a track and play it via the relay"
     )
     parser.add_argument("--track", default=KNOWN_TRACK, help="Spotify track id for --online")
+    parser.add_argument(
+        "--web", action="store_true", help="a web-only deployment (python -m bot web): no Discord"
+    )
     args = parser.parse_args(argv)
     try:
-        settings = load()
+        settings = load_web() if args.web else load()
     except SettingsError as err:
         checks = settings_failures(err)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -16,9 +17,10 @@ from bot.web.services import AudioRoute, RelayConfig
 from bot.web.signing import RelaySigner, derive_secret
 from core.linking import Linker
 from core.presence import PresenceBoard
-from core.resolver import Resolver, ResolverConfig, build_resolver
+from core.resolver import Resolver, ResolverConfig, TrackLookup
+from core.resolver_factory import build_resolver
 from core.sessions import SessionService
-from core.spotify import SpotifyClient, SpotifyConfig, StoreLocks
+from core.spotify import CallPriority, SpotifyClient, SpotifyConfig, StoreLocks
 from core.sync.health import SyncHealth
 from core.youtube import YouTubeConfig
 from core.ytargs import parse_extractor_args
@@ -79,6 +81,13 @@ def relay_config(settings: Settings) -> RelayConfig:
     )
 
 
+def track_lookup(spotify: SpotifyClient) -> TrackLookup:
+    """The resolver's metadata lookup: any client can trigger one (a new id), so it runs at the
+    lowest priority; the budget's reserve keeps a host's player reads (COMMAND) admitted, and
+    a refused lookup makes `/song` match the client's claim instead."""
+    return partial(spotify.track, priority=CallPriority.BACKGROUND)
+
+
 @dataclass(frozen=True)
 class Resources:
     """What the bot and the indexer both open: HTTP session, storage, Spotify, resolver."""
@@ -116,7 +125,7 @@ async def open_resources(
     stack.push_async_callback(spotify.aclose)
     resolver = build_resolver(
         store,
-        spotify.track,
+        track_lookup(spotify),
         config=ResolverConfig(workers=resolver_workers, force_cooldown_s=settings.force_cooldown_s),
         youtube_config=youtube_config(settings),
         ytmusic_client_factory=ytmusic_client_factory,

@@ -8,56 +8,52 @@ Paths through `resolve()`:
 
 Concurrent requests for one track share one resolution (single-flight). The blocking libraries
 run in a bounded thread pool owned by the resolver, never on the event loop. Failures are
-cached for a short time (storage `Failure` records). Cache hits do not write: last-access
-times are collected and written in batches by a timer, which also re-resolves recently used
-entries before their stream URLs expire.
+cached for a short time (storage `Failure` records), and so is an id Spotify does not know.
 
-Front cache: the most recently used entries are also kept in process memory (a small LRU), so
-a hot track is answered without a storage round trip. Storage stays the source of truth; the
-copy in memory is only served while (a) its stream URL is still usable (same minimum remaining
-life as a storage hit) and (b) it was read or written by this process less than
-`front_ttl_s` ago. Every write this process makes (resolution, re-extraction, refresh, forced
-re-match) replaces the copy; a forced request never reads it (while the re-match runs, storage
-holds the same entry, so other requests get the same answer from either). What (b) bounds is the
-staleness of changes made elsewhere: another process's forced re-match (Redis) or an entry
-evicted or deleted in storage may still be served from here for up to `front_ttl_s`. That is
-acceptable because such a URL still plays (it is checked for expiry like any hit), and the
-deferred access-time writes never resurrect an evicted entry (both backends only touch entries
-that exist), so storage's bound holds.
+Around it: the front cache in process memory (core/front_cache.py), the claims a client's body
+makes and how far they are trusted (core/claims.py), deferred access-time writes and the
+refresher (core/refresher.py), and what anyone on the internet can make it spend, capped for all
+clients together (core/budget.py): Spotify lookups of new ids, searches from claims, and
+re-extractions of URLs YouTube refuses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
-import json
 import logging
-import os
-import re
-import socket
 import time
-import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
+from core.budget import Bucket, Cooldown
+from core.claims import (
+    ClaimEntries,
+    KnownTracks,
+    claim_key,
+    is_claim,
+    is_stream_key,
+    resolve_claimed,
+)
 from core.errors import (
     ExtractionFailed,
     NoMatch,
     NotFound,
     Overloaded,
+    RateLimited,
     ResolveError,
     ResolveTimeout,
     SearchFailed,
-    SpotifyError,
     UserFacingError,
 )
-from core.matcher import SpotdlFinder, VideoMatch
-from core.tracks import TrackInfo, is_track_id
-from core.youtube import Extraction, YouTube, YouTubeConfig, stream_expiry
+from core.front_cache import FrontCache, still_usable
+from core.matcher import VideoMatch
+from core.refresher import Refresher
+from core.resolver_config import ResolverConfig, ResolverStats
+from core.tracks import InvalidTrackId, TrackInfo, check_track_id
+from core.youtube import Extraction, stream_expiry
 from storage.base import LeaseStore, StreamCache
 from storage.records import CachedStream, Failure
 
@@ -68,14 +64,12 @@ __all__ = [
     "ResolverConfig",
     "ResolverStats",
     "TrackLookup",
-    "build_resolver",
     "claim_key",
     "is_stream_key",
+    "still_usable",
 ]
 
 log = logging.getLogger(__name__)
-
-REFRESH_LEASE = "resolver-refresh"
 
 T = TypeVar("T")
 TrackLookup = Callable[[str], Awaitable[TrackInfo]]
@@ -103,67 +97,14 @@ class Extractor(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class ResolverConfig:
-    workers: int = 4  # threads running spotDL / yt-dlp
-    max_in_flight: int = 256  # distinct tracks resolving at once before Overloaded
-    timeout_s: float = 45.0  # a caller waits this long (the resolution itself carries on)
-    min_validity_s: float = 120.0  # a stream URL with less time left is treated as expired
-    refresh_ahead_s: float = 1800.0  # a hit expiring within this is refreshed in the background
-    fallback_ttl_s: float = 3600.0  # lifetime of a stream URL without an `expire` parameter
-    failure_ttl_s: float = 120.0  # negative cache
-    touch_interval_s: float = 10.0  # how often deferred last-access times are written
-    refresh_interval_s: float = 60.0  # how often the refresher looks for expiring entries
-    refresh_recent_s: float = 6 * 3600.0  # "recently used": accessed within this
-    refresh_batch: int = 16  # entries re-extracted per refresher pass
-    front_entries: int = 1024  # entries kept in process memory (0: every hit reads storage)
-    front_ttl_s: float = 30.0  # how long an entry in memory is served without asking storage
-    force_cooldown_s: float = 600.0  # a track is re-matched on request at most this often
-    known_tracks: int = 10_000  # Spotify's metadata of this many tracks is kept in memory
-
-
-@dataclass
-class ResolverStats:
-    hits: int = 0  # served from the cache
-    memory_hits: int = 0  # of the hits, those served from the in-process front cache
-    misses: int = 0  # had to wait for a resolution (including joiners)
-    coalesced: int = 0  # of the misses, those that joined a resolution already running
-    negative_hits: int = 0  # answered from the negative cache
-    searches: int = 0
-    extractions: int = 0
-    refreshes: int = 0  # background re-extractions (included in extractions)
-    failures: int = 0  # resolutions that ended in NoMatch / ExtractionFailed / SearchFailed
-
-
-_FAILURE_KINDS: dict[str, Callable[[], ResolveError]] = {
+_FAILURE_KINDS: dict[str, Callable[[], UserFacingError]] = {
+    "not_found": lambda: NotFound("Spotify has no track with this id."),
     "no_match": lambda: NoMatch("No YouTube video matches this track."),
     "extraction_failed": lambda: ExtractionFailed(
         "Could not get an audio stream for this track; try again in a few minutes."
     ),
     "search_failed": lambda: SearchFailed("YouTube search is not answering; try again later."),
 }
-
-
-_CLAIM_KEY = re.compile(r"[0-9A-Za-z]{22}(~[0-9a-f]{16})?")
-
-
-def claim_key(claimed: TrackInfo) -> str:
-    """The cache key of a match made from a client's own metadata (`id~digest`): only requests
-    carrying exactly that metadata share it; it never stands for the bare id."""
-    described = [claimed.name, list(claimed.artists), claimed.album, claimed.duration_ms]
-    digest = hashlib.sha256(json.dumps([*described, claimed.isrc]).encode()).hexdigest()
-    return f"{claimed.id}~{digest[:16]}"
-
-
-def is_stream_key(value: str) -> bool:
-    """A track id, or a claim key made by `claim_key`."""
-    return _CLAIM_KEY.fullmatch(value) is not None
-
-
-def still_usable(entry: CachedStream, now: float, min_validity_s: float) -> bool:
-    """Whether a cached stream URL may still be handed out: it has at least `min_validity_s`
-    seconds left (the resolver's and the indexer's notion of "cached" must agree)."""
-    return bool(entry.stream_url) and entry.expires_at - now > min_validity_s
 
 
 def _failure_kind(exc: ResolveError) -> str:
@@ -186,26 +127,32 @@ class Resolver:
         clock: Callable[[], float] = time.time,
         leases: LeaseStore | None = None,
     ) -> None:
+        """`leases`: with several processes on one storage, one refresher pass at a time."""
         self._cache = cache
-        # With leases (shared storage), one process at a time runs the refresher's pass.
-        self._leases = leases
-        self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._finder = finder
         self._extractor = extractor
         self._track_lookup = track_lookup
-        self.config = config or ResolverConfig()
+        self.config = config = config or ResolverConfig()
         self._clock = clock
-        self._pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="resolver")
+        self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="resolver")
         # One task per track and kind of work ("fill", "force", "refresh"): a forced re-match
         # never returns the result of a plain resolution, and a hit never waits for a refresh.
         self._flights: dict[tuple[str, str], asyncio.Task[CachedStream]] = {}
-        self._accessed: dict[str, float] = {}
-        # track id -> (entry, served from memory until); least recently used first.
-        self._front: OrderedDict[str, tuple[CachedStream, float]] = OrderedDict()
-        # Spotify's own metadata per track id (it never changes): from a host's player read
-        # (free) or one app-token lookup; a client's claim never lands here.
-        self._known: OrderedDict[str, TrackInfo] = OrderedDict()
-        self._forced_at: dict[str, float] = {}
+        self._front = FrontCache(config.front_entries, config.front_ttl_s, config.min_validity_s)
+        self._refresher = Refresher(
+            cache, config, clock, self._refresh_in_background, leases=leases
+        )
+        # Spotify's own metadata (a host's player read, or one app-token lookup); a client's
+        # claim never lands here.
+        self._known = KnownTracks(config.known_tracks)
+        # A forced re-match costs a search and maybe a Spotify lookup, and anyone may ask for
+        # one; a refused URL's re-extraction is asked for by every listener while YouTube
+        # keeps refusing. Each runs at most once per key per cooldown.
+        self._forces = Cooldown(config.force_cooldown_s, config.known_tracks, clock)
+        self._reextracts = Cooldown(config.reextract_cooldown_s, config.known_tracks, clock)
+        self._claims = ClaimEntries(config.claim_entries)
+        self._lookups = Bucket(config.lookups)
+        self._claim_searches = Bucket(config.claim_searches)
         self._loops: list[asyncio.Task[None]] = []
         self._stats = ResolverStats()
         self._closed = False
@@ -222,10 +169,7 @@ class Resolver:
         # regexes); a full collection walking them stalled the loop ~150 ms. Freeze what
         # exists after start-up so the collector leaves it alone.
         gc.freeze()
-        self._loops = [
-            asyncio.create_task(self._every(self.config.touch_interval_s, self.flush_access)),
-            asyncio.create_task(self._every(self.config.refresh_interval_s, self.refresh_turn)),
-        ]
+        self._loops = self._refresher.timers()
 
     async def aclose(self) -> None:
         """Stop the timers, cancel running resolutions, write pending access times."""
@@ -253,43 +197,46 @@ class Resolver:
         """A snapshot of the counters (for /metrics)."""
         return replace(self._stats)
 
+    async def flush_access(self) -> None:
+        """Write the deferred last-access times now (core/refresher.py)."""
+        await self._refresher.flush_access()
+
+    async def refresh_expiring(self) -> int:
+        """One refresher pass now; how many entries were re-extracted (core/refresher.py)."""
+        return await self._refresher.refresh_expiring()
+
+    async def refresh_turn(self) -> int:
+        """The timer's pass: `refresh_expiring` if this process takes the refresher's lease."""
+        return await self._refresher.refresh_turn()
+
     # --- resolving ---------------------------------------------------------------------------
 
     async def resolve(self, track: TrackInfo, force: bool = False) -> CachedStream:
         """The stream for a track whose metadata came from Spotify itself (a host's player read,
         a playlist the indexer read): trusted, and remembered for later searches."""
-        self._learn(track)
+        self._known.learn(track)
         return await self._resolve(track.id, track, force)
 
     async def resolve_claimed(self, claimed: TrackInfo, force: bool = False) -> CachedStream:
-        """The stream for a track described by a client (the PWA's body): a claim, not the truth.
-
-        The match kept under the bare id is made from Spotify's own metadata only (known, or
-        one app-token lookup), so no client can change what another one gets for an id. Only
-        when Spotify cannot be asked (quota, outage) is the client's metadata searched, and that
-        match and its failures are kept under `claim_key(claimed)`, for the same claim only.
-        """
-        try:
-            return await self._resolve(claimed.id, self._known.get(claimed.id), force)
-        except NotFound:
-            raise
-        except SpotifyError as exc:
-            log.info(
-                "Spotify metadata of %s unavailable (%s); matching the client's",
-                claimed.id,
-                exc.message,
-            )
-        return await self._resolve(claim_key(claimed), claimed, force)
+        """The stream for a track described by a client (the PWA's body): a claim, not the
+        truth (core/claims.py). No client can change what another one gets for an id."""
+        return await resolve_claimed(self._resolve, self._known, claimed, force)
 
     async def resolve_key(self, key: str) -> CachedStream:
         """The stream cached under a key handed out earlier (a track id or a claim key)."""
         if not is_stream_key(key):
-            raise UserFacingError("That is not a Spotify track id (22 letters and digits).")
+            raise InvalidTrackId("That is not a Spotify track id (22 letters and digits).")
         return await self._resolve(key, self._known.get(key), False)
+
+    async def resolve_id(self, spotify_id: str, force: bool = False) -> CachedStream:
+        """The stream for a track id; Spotify is asked for the metadata only if a search runs."""
+        return await self._resolve(check_track_id(spotify_id), None, force)
 
     async def refused(self, key: str, stream_url: str) -> CachedStream | None:
         """YouTube refused `stream_url` (403) before its expiry: re-extract it once from the
-        cached video and update the cache. None when there is nothing to re-extract from.
+        cached video and update the cache. None when there is nothing to re-extract from, or
+        when this key was re-extracted within `reextract_cooldown_s` (YouTube keeps refusing:
+        every listener's retry would cost an extraction).
 
         Listeners refused at the same moment share one re-extraction; one arriving after it
         finished gets the new URL without another.
@@ -299,120 +246,76 @@ class Resolver:
             return None
         now = self._clock()
         if cached.stream_url != stream_url and still_usable(cached, now, 0.0):
-            self._remember(cached, now)
+            self._front.remember(cached, now)
             return cached
-        self._front.pop(key, None)
+        self._front.forget(key)
         flight = self._flights.get((key, "reextract"))
         if flight is None:
+            if not self._reextracts.allow(key):
+                log.info("YouTube refused %s again within the re-extraction cooldown", key)
+                return None
             log.info("YouTube refused the cached stream URL of %s early; re-extracting", key)
             flight = self._launch((key, "reextract"), self._reextract(cached))
-        try:
-            async with asyncio.timeout(self.config.timeout_s):
-                return await asyncio.shield(flight)
-        except TimeoutError:
-            raise ResolveTimeout("The audio source is slow to answer; try again shortly.") from None
+        return await self._wait(flight, "The audio source is slow to answer; try again shortly.")
 
-    def _learn(self, track: TrackInfo) -> None:
-        self._known[track.id] = track
-        self._known.move_to_end(track.id)
-        while len(self._known) > self.config.known_tracks:
-            self._known.popitem(last=False)
-
-    def _may_force(self, key: str) -> bool:
-        """A forced re-match is honoured at most once per track per cooldown: it costs a search
-        and may cost a Spotify lookup, and anyone may ask for it."""
-        now = self._clock()
-        if now - self._forced_at.get(key, float("-inf")) < self.config.force_cooldown_s:
-            log.info("ignoring a forced re-match of %s within its cooldown", key)
-            return False
-        self._forced_at[key] = now
-        if len(self._forced_at) > self.config.known_tracks:
-            cutoff = now - self.config.force_cooldown_s
-            self._forced_at = {k: t for k, t in self._forced_at.items() if t >= cutoff}
-        return True
-
-    async def resolve_id(self, spotify_id: str, force: bool = False) -> CachedStream:
-        """The stream for a track id; Spotify is asked for the metadata only if a search runs."""
-        if not is_track_id(spotify_id):
-            raise UserFacingError("That is not a Spotify track id (22 letters and digits).")
-        return await self._resolve(spotify_id, None, force)
-
-    async def _resolve(self, track_id: str, track: TrackInfo | None, force: bool) -> CachedStream:
+    async def _resolve(self, key: str, track: TrackInfo | None, force: bool) -> CachedStream:
         if self._closed:
             raise Overloaded("The stream resolver is shutting down.")
-        if force and not self._may_force(track_id):
+        if force and not self._forces.allow(key):
+            log.info("ignoring a forced re-match of %s within its cooldown", key)
             force = False
         kind = "force" if force else "fill"
-        flight = self._flights.get((track_id, kind))
+        flight = self._flights.get((key, kind))
         if flight is not None:
             self._stats.coalesced += 1
         else:
             cached = None
             if not force:
                 now = self._clock()
-                cached = self._front_get(track_id, now)
+                cached = self._front.get(key, now)
                 if cached is not None:
                     self._stats.memory_hits += 1
                     return self._hit(cached, now)
-                cached = await self._cache.get_stream(track_id)
+                cached = await self._cache.get_stream(key)
                 if cached is not None and still_usable(cached, now, self.config.min_validity_s):
-                    self._remember(cached, now)
+                    self._front.remember(cached, now)
                     return self._hit(cached, now)
-                failure = await self._cache.get_failure(track_id, now)
+                failure = await self._cache.get_failure(key, now)
                 if failure is not None:
                     self._stats.negative_hits += 1
                     raise _FAILURE_KINDS.get(failure.reason, _FAILURE_KINDS["search_failed"])()
             # Another request may have started a flight while we awaited storage; a running
             # background refresh produces exactly what an expired entry needs, too.
-            flight = self._flights.get((track_id, kind))
+            flight = self._flights.get((key, kind))
             if flight is None and not force:
-                flight = self._flights.get((track_id, "refresh"))
+                flight = self._flights.get((key, "refresh"))
             if flight is None:
-                flight = self._launch((track_id, kind), self._fill(track_id, track, cached, force))
+                flight = self._launch((key, kind), self._fill(key, track, cached, force))
             else:
                 self._stats.coalesced += 1
         self._stats.misses += 1
+        entry = await self._wait(
+            flight, "Finding this track's stream is taking too long; try again shortly."
+        )
+        self._refresher.touch(key, self._clock())
+        return entry
+
+    async def _wait(self, flight: asyncio.Task[CachedStream], slow: str) -> CachedStream:
+        """A caller's wait for a shared flight: at most `timeout_s`, and giving up never cancels
+        the flight (others may wait for it; its result is cached either way)."""
         try:
             async with asyncio.timeout(self.config.timeout_s):
-                entry = await asyncio.shield(flight)
+                return await asyncio.shield(flight)
         except TimeoutError:
-            raise ResolveTimeout(
-                "Finding this track's stream is taking too long; try again shortly."
-            ) from None
-        self._accessed[track_id] = self._clock()
-        return entry
+            raise ResolveTimeout(slow) from None
 
     def _hit(self, cached: CachedStream, now: float) -> CachedStream:
         self._stats.hits += 1
-        self._accessed[cached.track_id] = now
+        self._refresher.touch(cached.track_id, now)
+        self._claims.touch(cached.track_id)
         if cached.expires_at - now < self.config.refresh_ahead_s:
             self._refresh_in_background(cached)
         return cached
-
-    def _front_get(self, track_id: str, now: float) -> CachedStream | None:
-        """The entry in memory if it may still be served without asking storage."""
-        remembered = self._front.get(track_id)
-        if remembered is None:
-            return None
-        entry, until = remembered
-        if now < until and still_usable(entry, now, self.config.min_validity_s):
-            self._front.move_to_end(track_id)
-            return entry
-        del self._front[track_id]
-        return None
-
-    def _remember(self, entry: CachedStream, now: float) -> None:
-        """Keep (or replace) an entry just read from or written to storage in memory."""
-        if self.config.front_entries <= 0:
-            return
-        known = self._front.get(entry.track_id)
-        if known is not None and known[0].resolved_at > entry.resolved_at:
-            # A storage read that started before this process wrote a newer resolution.
-            entry = known[0]
-        self._front[entry.track_id] = (entry, now + self.config.front_ttl_s)
-        self._front.move_to_end(entry.track_id)
-        while len(self._front) > self.config.front_entries:
-            self._front.popitem(last=False)
 
     def _launch(
         self, key: tuple[str, str], work: Awaitable[CachedStream]
@@ -443,7 +346,7 @@ class Resolver:
         return await loop.run_in_executor(self._pool, fn, *args)
 
     async def _fill(
-        self, track_id: str, track: TrackInfo | None, cached: CachedStream | None, force: bool
+        self, key: str, track: TrackInfo | None, cached: CachedStream | None, force: bool
     ) -> CachedStream:
         try:
             if cached is not None and cached.video_url and not force:
@@ -451,17 +354,22 @@ class Resolver:
                     return await self._reextract(cached)
                 except ExtractionFailed:
                     # The video may be gone (deleted, blocked): look for another one.
-                    log.info("cached video of %s no longer extracts; searching again", track_id)
+                    log.info("cached video of %s no longer extracts; searching again", key)
+            if track is None and is_claim(key):
+                # A claim's entry was evicted (ClaimEntries): only its claim can match it again.
+                raise NoMatch("This song's match is no longer kept; play it again.")
             if track is None:
-                track = await self._track_lookup(track_id)
-                self._learn(track)
+                track = await self._lookup(key)
+            if is_claim(key) and not self._claim_searches.take():
+                # Not cached as a failure: the next claim may come when there is budget again.
+                raise Overloaded("Too many songs are being looked up right now; try again soon.")
             self._stats.searches += 1
             match = await self._run(self._finder.find, track)
             self._stats.extractions += 1
             extraction = await self._run(self._extractor.extract, match.video_url)
             now = self._clock()
             entry = CachedStream(
-                track_id=track_id,
+                track_id=key,
                 video_url=match.video_url,
                 stream_url=extraction.stream_url,
                 expires_at=stream_expiry(extraction.stream_url, now, self.config.fallback_ttl_s),
@@ -470,14 +378,19 @@ class Resolver:
                 title=match.title,
                 duration_s=match.duration_s,
                 score=match.score,
+                http_headers=extraction.http_headers,
             )
             await self._cache.put_stream(entry)
-            self._remember(entry, self._clock())
+            self._front.remember(entry, self._clock())
+            if is_claim(key):
+                for old in self._claims.add(key):
+                    self._front.forget(old)
+                    await self._cache.delete_stream(old)
             if force:
-                await self._cache.delete_failure(track_id)
+                await self._cache.delete_failure(key)
             log.info(
                 "resolved %s -> %s (%s, score %.0f)",
-                track_id,
+                key,
                 match.video_url,
                 match.source,
                 match.score,
@@ -486,9 +399,30 @@ class Resolver:
         except (NoMatch, ExtractionFailed, SearchFailed) as exc:
             self._stats.failures += 1
             retry_after = self._clock() + self.config.failure_ttl_s
-            await self._cache.put_failure(Failure(track_id, _failure_kind(exc), retry_after))
-            log.info("resolving %s failed: %s", track_id, exc.message)
+            await self._cache.put_failure(Failure(key, _failure_kind(exc), retry_after))
+            log.info("resolving %s failed: %s", key, exc.message)
             raise
+
+    async def _lookup(self, track_id: str) -> TrackInfo:
+        """Spotify's metadata of a track nobody has described yet: one budgeted app call.
+
+        An id Spotify does not know is remembered as a failure (for `failure_ttl_s`), so a
+        client repeating it costs no further call. A refused call (budget, quota) is a
+        SpotifyError: `resolve_claimed` then falls back to the client's own claim.
+        """
+        if not self._lookups.take():
+            raise RateLimited(
+                "Too many new tracks are being looked up right now; try again in a minute.",
+                self._lookups.retry_after(),
+            )
+        try:
+            track = await self._track_lookup(track_id)
+        except NotFound:
+            retry_after = self._clock() + self.config.failure_ttl_s
+            await self._cache.put_failure(Failure(track_id, "not_found", retry_after))
+            raise
+        self._known.learn(track)
+        return track
 
     async def _reextract(self, cached: CachedStream) -> CachedStream:
         self._stats.extractions += 1
@@ -498,17 +432,18 @@ class Resolver:
             cached,
             stream_url=extraction.stream_url,
             expires_at=stream_expiry(extraction.stream_url, now, self.config.fallback_ttl_s),
+            http_headers=extraction.http_headers,
             resolved_at=now,
-            last_access=max(cached.last_access, self._accessed.get(cached.track_id, 0.0)),
+            last_access=max(cached.last_access, self._refresher.last_access(cached.track_id)),
         )
         await self._cache.put_stream(entry)
-        self._remember(entry, self._clock())
+        self._front.remember(entry, self._clock())
         return entry
-
-    # --- background work ---------------------------------------------------------------------
 
     def _refresh_in_background(self, cached: CachedStream) -> asyncio.Task[CachedStream] | None:
         key = (cached.track_id, "refresh")
+        if is_claim(cached.track_id):
+            return None  # a claim's match is not kept alive: it is re-extracted when asked
         if self._closed or key in self._flights:
             return self._flights.get(key)
         self._stats.refreshes += 1
@@ -516,93 +451,3 @@ class Resolver:
             return self._launch(key, self._reextract(cached))
         except Overloaded:
             return None  # the entry is still valid; the next pass tries again
-
-    async def refresh_turn(self) -> int:
-        """The timer's pass: `refresh_expiring` if this process takes the refresher's lease.
-
-        Every process of a deployment runs this timer over the same shared cache, so without
-        the lease each would re-extract the same batch (N processes, N times the yt-dlp work
-        and N times the exposure to YouTube's rate limits). The lease is held for one interval
-        and never released, so passes anywhere are at least an interval apart; whoever's timer
-        comes first after it lapses runs the next (the same one again while it lives).
-        """
-        if self._leases is not None and not await self._leases.acquire_lease(
-            REFRESH_LEASE, self._holder, self.config.refresh_interval_s
-        ):
-            return 0
-        return await self.refresh_expiring()
-
-    async def refresh_expiring(self) -> int:
-        """One refresher pass: re-extract recently used entries expiring soon; how many."""
-        await self.flush_access()
-        now = self._clock()
-        entries = await self._cache.streams_to_refresh(
-            expiring_before=now + self.config.refresh_ahead_s,
-            accessed_since=now - self.config.refresh_recent_s,
-            limit=self.config.refresh_batch,
-        )
-        tasks = [t for e in entries if (t := self._refresh_in_background(e)) is not None]
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        refreshed = sum(1 for r in results if isinstance(r, CachedStream))
-        if entries:
-            log.info("refreshed %d of %d expiring stream URLs", refreshed, len(entries))
-        return refreshed
-
-    async def flush_access(self) -> None:
-        """Write the last-access times collected since the previous flush, in one batch."""
-        if not self._accessed:
-            return
-        batch, self._accessed = self._accessed, {}
-        try:
-            await self._cache.touch_streams(batch)
-        except Exception:
-            log.warning("could not write %d access times; keeping them", len(batch), exc_info=True)
-            for track_id, at in batch.items():
-                self._accessed[track_id] = max(at, self._accessed.get(track_id, 0.0))
-
-    async def _every(self, interval: float, work: Callable[[], Awaitable[object]]) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await work()
-            except Exception:  # a storage blip must not end the timer
-                log.exception("resolver background task failed; retrying next interval")
-
-
-class NoYouTubeMusic:
-    """A `ytmusicapi.YTMusic` stand-in for spotDL that finds nothing and makes no request."""
-
-    def search(self, query: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        return []
-
-
-def build_resolver(
-    cache: StreamCache,
-    track_lookup: TrackLookup,
-    *,
-    config: ResolverConfig | None = None,
-    youtube_base_url: str | None = None,
-    ytmusic_client_factory: Callable[[], Any] | None = None,
-    duration_tolerance_s: float = 7.0,
-    youtube_config: YouTubeConfig | None = None,
-    leases: LeaseStore | None = None,
-) -> Resolver:
-    """A Resolver over spotDL + yt-dlp. Call from the running loop; then `await start()`.
-
-    `youtube_base_url` and `ytmusic_client_factory` point both libraries at a YouTube stand-in
-    (tests/fakes/youtube.py: `base_url` and `ytmusic_client`); leave them None in production.
-    With a stand-in but no YouTube Music client, spotDL's search finds nothing (rather than
-    reaching the real YouTube Music) and the yt-dlp search against the stand-in does the work.
-    """
-    if youtube_config is None:
-        youtube_config = YouTubeConfig(base_url=youtube_base_url)
-    if youtube_config.base_url is not None and ytmusic_client_factory is None:
-        ytmusic_client_factory = NoYouTubeMusic
-    youtube = YouTube(config=youtube_config)
-    finder = SpotdlFinder(
-        youtube,
-        loop=asyncio.get_running_loop(),
-        duration_tolerance_s=duration_tolerance_s,
-        ytmusic_client_factory=ytmusic_client_factory,
-    )
-    return Resolver(cache, finder, youtube, track_lookup, config=config, leases=leases)

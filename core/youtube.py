@@ -7,7 +7,11 @@ and a `YoutubeDL` keeps per-call state, so threads do not share one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -45,6 +49,23 @@ class Extraction:
     stream_url: str
     title: str
     duration_s: float
+    # yt-dlp's `http_headers` for the chosen format (User-Agent, Accept...): the stream URL is
+    # fetched with exactly these (googlevideo refuses one fetched as another client; yt-dlp
+    # #17456). Cookies are left out: they are the operator's secret and not kept in the cache.
+    http_headers: tuple[tuple[str, str], ...] = ()
+
+
+# Never kept with a cached stream: credentials yt-dlp may put into a format's headers.
+_SECRET_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization"})
+
+
+def _format_headers(info: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    headers = info.get("http_headers") or {}
+    return tuple(
+        (str(name), str(value))
+        for name, value in headers.items()
+        if str(name).lower() not in _SECRET_HEADERS
+    )
 
 
 @dataclass(frozen=True)
@@ -99,9 +120,26 @@ class YouTubeConfig:
         }
         if self.pot_provider_url:
             args.setdefault("youtubepot-bgutilhttp", {})["base_url"] = [self.pot_provider_url]
+        else:
+            # Without a provider address the installed bgutil plugin would still try its default
+            # (127.0.0.1:4416) and warn on every extraction that needs a token: fetch none.
+            args.setdefault("youtube", {}).setdefault("fetch_pot", ["never"])
         if args:
             options["extractor_args"] = args
         return options
+
+
+def private_copy(cookies_file: str) -> str:
+    """A copy of the operator's cookies file that only this process uses.
+
+    yt-dlp writes its cookie jar back to the file at YoutubeDL.close(): on the operator's own
+    file that fails when it is read-only (a mounted secret) and, when it works, rewrites it
+    under the operator, from several processes at once. The copy is private (mode 0600).
+    """
+    handle, path = tempfile.mkstemp(prefix=f"gamenight-cookies-{os.getpid()}-", suffix=".txt")
+    with os.fdopen(handle, "wb") as copy, open(cookies_file, "rb") as source:
+        shutil.copyfileobj(source, copy)
+    return path
 
 
 def stream_expiry(stream_url: str, now: float, fallback_ttl: float) -> float:
@@ -146,6 +184,10 @@ class YouTube:
             "logger": YtDlpLog(),
             **config.ydl_options(),
         }
+        self._cookies: str | None = None
+        if config.cookies_file:
+            self._cookies = private_copy(config.cookies_file)
+            self._options["cookiefile"] = self._cookies
         self._local = threading.local()
         # Every instance made, whatever thread made it: yt-dlp's requests handler keeps pooled
         # keep-alive sockets that only YoutubeDL.close() releases (else the GC finds them open).
@@ -169,6 +211,10 @@ class YouTube:
             made, self._made = self._made, []
         for ydl in made:
             ydl.close()
+        if self._cookies is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._cookies)
+            self._cookies = None
 
     def warm_up(self) -> None:
         """Blocking: load yt-dlp's extractor classes and build this thread's YoutubeDL.
@@ -227,6 +273,7 @@ class YouTube:
             stream_url=url,
             title=str(info.get("title") or ""),
             duration_s=float(info.get("duration") or 0.0),
+            http_headers=_format_headers(info),
         )
 
     def view_count(self, video_url: str) -> int:
@@ -282,6 +329,11 @@ _CAUSES = (
     ("/ping", "the PO-token provider does not answer (check YOUTUBE_POT_PROVIDER_URL)"),
     ("po token", "YouTube wants a PO token (set YOUTUBE_POT_PROVIDER_URL)"),
     ("po_token", "YouTube wants a PO token (set YOUTUBE_POT_PROVIDER_URL)"),
+    # YouTube's session rate limit (~300 videos/hour per guest session or account) reads
+    # "Video unavailable. This content isn't available, try again later." (yt-dlp #11426,
+    # #12958): checked before "unavailable", it is not the video's fault. Both apostrophes.
+    ("available, try again later", "YouTube is rate-limiting this server (about an hour)"),
+    ("rate-limited by youtube", "YouTube is rate-limiting this server (about an hour)"),
     ("unavailable", "the video is unavailable"),
     ("private video", "the video is unavailable"),
     ("http error 404", "the video is unavailable"),

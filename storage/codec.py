@@ -90,3 +90,14 @@ def load_pending(state: str, blob: str, cipher: TokenCipher) -> PendingLink:
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise StorageError(f"a stored pending link is unreadable: {type(exc).__name__}") from exc
+
+
+def encode_headers(headers: tuple[tuple[str, str], ...]) -> str:
+    """Request headers as stored (JSON pairs; "" for none)."""
+    return json.dumps([list(pair) for pair in headers]) if headers else ""
+
+
+def decode_headers(text: str | None) -> tuple[tuple[str, str], ...]:
+    if not text:
+        return ()
+    return tuple((str(name), str(value)) for name, value in json.loads(text))

@@ -100,4 +100,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )""",
         "CREATE INDEX pending_links_by_expiry ON pending_links (expires_at)",
     ),
+    # branch streams2: the headers a stream URL was extracted with (User-Agent: googlevideo
+    # refuses a URL fetched with another client's), sent again by the relay.
+    ("ALTER TABLE streams ADD COLUMN http_headers TEXT NOT NULL DEFAULT ''",),
 ]

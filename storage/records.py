@@ -149,6 +149,9 @@ class CachedStream:
     title: str = ""
     duration_s: float = 0.0
     score: float = 0.0
+    # The request headers the stream URL was extracted with (yt-dlp's per-format `http_headers`:
+    # User-Agent and friends): googlevideo refuses a URL fetched with another client's headers.
+    http_headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,11 @@ from storage.base import SessionFields
 from storage.codec import (
     STATE_RETENTION_S,
     check_session_fields,
+    decode_headers,
     dump_listener,
     dump_pending,
     dump_snapshot,
+    encode_headers,
     load_listener,
     load_pending,
     load_snapshot,
@@ -674,6 +676,7 @@ class RedisStorage:
             "title": entry.title,
             "duration_s": repr(entry.duration_s),
             "score": repr(entry.score),
+            "http_headers": encode_headers(entry.http_headers),
         }
         flat = [item for pair in fields.items() for item in pair]
         await self._put_stream(
@@ -881,4 +884,5 @@ def _stream(track_id: str, data: Mapping[str, str]) -> CachedStream:
         title=data["title"],
         duration_s=float(data["duration_s"]),
         score=float(data["score"]),
+        http_headers=decode_headers(data.get("http_headers", "")),  # absent before streams2
     )

@@ -12,8 +12,17 @@ import contextlib
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -23,9 +32,11 @@ from storage.base import SessionFields
 from storage.codec import (
     STATE_RETENTION_S,
     check_session_fields,
+    decode_headers,
     dump_listener,
     dump_pending,
     dump_snapshot,
+    encode_headers,
     load_listener,
     load_pending,
     load_snapshot,
@@ -69,8 +80,14 @@ _STREAM_COLUMNS = ", ".join(
         "title",
         "duration_s",
         "score",
+        "http_headers",
     ]
 )
+
+
+def _stream_of(row: Sequence[Any]) -> CachedStream:
+    *fields, headers = row
+    return replace(CachedStream(*fields), http_headers=decode_headers(headers))
 
 
 def _sqlite_errors(
@@ -482,13 +499,13 @@ class SQLiteStorage:
             f"SELECT {_STREAM_COLUMNS} FROM streams WHERE track_id=?",
             (track_id,),
         )
-        return None if row is None else CachedStream(*row)
+        return None if row is None else _stream_of(row)
 
     @_sqlite_errors
     async def put_stream(self, entry: CachedStream) -> None:
         async with self._transaction() as db:
             await db.execute(
-                f"INSERT OR REPLACE INTO streams ({_STREAM_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO streams ({_STREAM_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     entry.track_id,
                     entry.video_url,
@@ -499,6 +516,7 @@ class SQLiteStorage:
                     entry.title,
                     entry.duration_s,
                     entry.score,
+                    encode_headers(entry.http_headers),
                 ),
             )
             await db.execute(
@@ -535,7 +553,7 @@ class SQLiteStorage:
             "WHERE expires_at < ? AND last_access >= ? ORDER BY expires_at LIMIT ?",
             (expiring_before, accessed_since, limit),
         )
-        return [CachedStream(*row) for row in rows]
+        return [_stream_of(row) for row in rows]
 
     @_sqlite_errors
     async def put_failure(self, failure: Failure) -> None:

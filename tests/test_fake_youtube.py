@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from ytmusicapi.exceptions import YTMusicServerError
 
-from core.youtube import YouTube
+from core.youtube import Extraction, YouTube
 from tests.fakes.youtube import FakeYouTube
 
 
@@ -22,11 +22,14 @@ async def fake() -> AsyncIterator[FakeYouTube]:
         yield fake
 
 
-async def stream_url(fake: FakeYouTube) -> str:
-    extraction = await asyncio.to_thread(
+async def extract(fake: FakeYouTube) -> Extraction:
+    return await asyncio.to_thread(
         YouTube(base_url=fake.base_url).extract, "https://www.youtube.com/watch?v=abcdefghijk"
     )
-    return extraction.stream_url
+
+
+async def stream_url(fake: FakeYouTube) -> str:
+    return (await extract(fake)).stream_url
 
 
 async def test_ytdlp_extracts_an_expiring_stream_url(fake: FakeYouTube) -> None:
@@ -39,9 +42,11 @@ async def test_ytdlp_extracts_an_expiring_stream_url(fake: FakeYouTube) -> None:
 
 
 async def test_stream_honours_range_and_refuses_expired_or_forged_urls(fake: FakeYouTube) -> None:
-    url = await stream_url(fake)
+    extraction = await extract(fake)
+    url = extraction.stream_url
     whole = fake.audio("abcdefghijk")
-    async with aiohttp.ClientSession() as http:
+    # Fetched as yt-dlp's format says (its User-Agent), like the relay does.
+    async with aiohttp.ClientSession(headers=dict(extraction.http_headers)) as http:
         async with http.get(url, headers={"Range": "bytes=4-11"}) as r:
             assert r.status == 206
             assert r.headers["Content-Range"] == f"bytes 4-11/{len(whole)}"
@@ -58,6 +63,23 @@ async def test_stream_honours_range_and_refuses_expired_or_forged_urls(fake: Fak
         async with http.get(expired) as r:
             assert r.status == 403
     assert fake.counts.stream_fetches == 5
+
+
+async def test_stream_urls_play_only_for_the_user_agent_they_were_made_for(
+    fake: FakeYouTube,
+) -> None:
+    extraction = await extract(fake)
+    assert dict(extraction.http_headers).get("User-Agent")  # yt-dlp's format headers are kept
+    assert "Cookie" not in dict(extraction.http_headers)
+    async with aiohttp.ClientSession() as http:  # aiohttp's own User-Agent
+        async with http.get(extraction.stream_url) as r:
+            assert r.status == 403
+            assert "User-Agent" in await r.text()
+        async with http.get(extraction.stream_url, headers=dict(extraction.http_headers)) as r:
+            assert r.status == 200
+        fake.ua_binding = False
+        async with http.get(extraction.stream_url) as r:
+            assert r.status == 200
 
 
 async def test_searches_and_failure_controls(fake: FakeYouTube) -> None:

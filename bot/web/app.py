@@ -7,7 +7,6 @@ proxying ClientSession is the only resource the app owns, opened and closed by c
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import AsyncIterator, Iterable
 
@@ -35,7 +34,6 @@ from bot.web.services import (
     RelayConfig,
     StreamResolver,
 )
-from bot.web.signing import RelaySigner
 
 # A SpotifyTrack body is well under 2 KiB; anything near this limit is not one.
 DEFAULT_MAX_BODY = 64 * 1024
@@ -93,7 +91,7 @@ def create_app(
     app.on_response_prepare.append(cors.add_headers)
     app[STORAGE] = storage
     app[RESOLVER] = resolver
-    app[RELAY] = relay or RelayConfig(RelaySigner(secrets.token_bytes(32), "http://127.0.0.1"))
+    app[RELAY] = relay or RelayConfig.private()
     app[METRICS] = metrics
     app[MAX_BODY] = max_body_bytes
     app[BODY_TIMEOUT] = body_timeout_s

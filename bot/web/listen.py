@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -28,7 +27,6 @@ from aiohttp import web
 
 from bot.web.client_limit import ensure_limiter, limit
 from bot.web.services import RELAY, RelayConfig
-from bot.web.signing import RelaySigner
 from core.errors import NotFound
 from core.listen import ListenAlong, ListenView, StreamStatus
 
@@ -86,7 +84,7 @@ def add_listen_routes(
     app[NAMES_KEY] = names or _no_names
     ensure_limiter(app)
     if RELAY not in app:  # an app without the API (tests): relay URLs signed for this app only
-        app[RELAY] = RelayConfig(RelaySigner(secrets.token_bytes(32), "http://127.0.0.1"))
+        app[RELAY] = RelayConfig.private()
     app.router.add_get("/listen/assets/{name}", listen_asset)
     app.router.add_get("/listen/{token}", listen_page)
     app.router.add_get("/listen/{token}/events", listen_events)

@@ -17,7 +17,7 @@ from aiohttp import web
 from bot.web.inputs import BadRequest, check_text, finite_number
 from bot.web.services import BODY_TIMEOUT
 from core.errors import UserFacingError
-from core.tracks import TrackInfo, is_track_id
+from core.tracks import TrackInfo, check_track_id
 
 
 @dataclass(frozen=True)
@@ -27,16 +27,6 @@ class SongRequest:
 
 
 MAX_ARTISTS = 50
-
-
-def check_track_id(value: object) -> str:
-    if value is None or value == "":
-        raise BadRequest("Missing track id.")
-    if not isinstance(value, str):
-        raise BadRequest("'id' must be a string (a Spotify track id).")
-    if not is_track_id(value):
-        raise BadRequest("Invalid track id: expected 22 letters and digits (a Spotify track id).")
-    return value
 
 
 class BodyTooSlow(UserFacingError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -60,6 +60,10 @@ async def write_within(
         raise ConnectionResetError("the client stopped reading") from None
 
 
+# A stream URL and the request headers to fetch it with.
+Source = tuple[str, Sequence[tuple[str, str]]]
+
+
 class AudioSourceFailed(UserFacingError):
     http_status = 502
 
@@ -69,9 +73,12 @@ class AudioSourceTimeout(UserFacingError):
 
 
 async def _open(
-    request: web.Request, client: aiohttp.ClientSession, url: str, proxy: str | None
+    request: web.Request, client: aiohttp.ClientSession, source: Source, proxy: str | None
 ) -> aiohttp.ClientResponse:
-    headers = {name: request.headers[name] for name in FORWARDED if name in request.headers}
+    url, extracted_with = source
+    # As yt-dlp would fetch it (its User-Agent etc.), plus the listener's Range.
+    headers = dict(extracted_with)
+    headers.update((name, request.headers[name]) for name in FORWARDED if name in request.headers)
     try:
         return await client.get(url, headers=headers, timeout=TIMEOUT, proxy=proxy)
     except TimeoutError:
@@ -84,12 +91,13 @@ async def _open(
 async def relay(
     request: web.Request,
     client: aiohttp.ClientSession,
-    url: str,
+    source: Source,
     *,
     proxy: str | None = None,
-    refetch: Callable[[], Awaitable[str | None]] | None = None,
+    refetch: Callable[[], Awaitable[Source | None]] | None = None,
 ) -> web.StreamResponse:
-    upstream = await _open(request, client, url, proxy)
+    """Relay `source` (a stream URL and the request headers it was extracted with)."""
+    upstream = await _open(request, client, source, proxy)
     if upstream.status == 403 and refetch is not None:
         upstream.release()
         fresh = await refetch()

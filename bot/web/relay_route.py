@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.web.relay import relay
+from bot.web.relay import Source, relay
 from bot.web.services import HTTP_CLIENT, RELAY, RESOLVER
 from storage.records import CachedStream
 
@@ -21,20 +21,22 @@ async def relay_stream(request: web.Request, entry: CachedStream) -> web.StreamR
     resolver = request.app[RESOLVER]
     config = request.app[RELAY]
 
-    async def refetch() -> str | None:
+    async def refetch() -> Source | None:
         fresh = await resolver.refused(entry.track_id, entry.stream_url)
-        return fresh.stream_url if fresh is not None else None
+        return (fresh.stream_url, fresh.http_headers) if fresh is not None else None
 
-    return await relay(
-        request,
-        request.app[HTTP_CLIENT],
-        entry.stream_url,
-        proxy=config.route.http_proxy,
-        refetch=refetch,
-    )
+    with config.slots.hold(request.remote or "unknown"):
+        return await relay(
+            request,
+            request.app[HTTP_CLIENT],
+            (entry.stream_url, entry.http_headers),
+            proxy=config.route.http_proxy,
+            refetch=refetch,
+        )
 
 
-@routes.get("/v1/relay/{key}")
+# No HEAD: aiohttp would answer it with this handler, i.e. a full upstream GET and a body.
+@routes.get("/v1/relay/{key}", allow_head=False)
 async def relay_get(request: web.Request) -> web.StreamResponse:
     """The track's audio, streamed (Range supported), for a signed URL this server issued."""
     key = request.match_info["key"]

@@ -7,7 +7,8 @@ production and in tests).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import aiohttp
@@ -17,6 +18,7 @@ from aiohttp_socks import ProxyConnector
 from bot.web.metrics import WebMetrics
 from bot.web.ratelimit import RateLimiter
 from bot.web.signing import RelaySigner
+from bot.web.slots import StreamSlots
 from core.resolver import ResolverStats
 from core.sync.health import SyncHealth
 from core.tracks import TrackInfo
@@ -70,6 +72,14 @@ class RelayConfig:
     signer: RelaySigner
     raw_song_urls: bool = False  # POST /song answers YouTube's own URL (same-network setups)
     route: AudioRoute = AudioRoute()
+    # Relay streams one client may hold open at once (shared by every request of this app).
+    slots: StreamSlots = field(default_factory=StreamSlots)
+
+    @classmethod
+    def private(cls) -> RelayConfig:
+        """For an app built without one (tests, the listen page alone): a random secret, so
+        its relay URLs are honoured by this app only."""
+        return cls(RelaySigner(secrets.token_bytes(32), "http://127.0.0.1"))
 
 
 RESOLVER = web.AppKey("resolver", StreamResolver)

@@ -82,4 +82,5 @@ class RelaySigner:
             return False
         if when < self._clock():
             return False
-        return hmac.compare_digest(signature, self._signature(key, when))
+        # Bytes, not str: compare_digest refuses a str with non-ASCII characters (TypeError).
+        return hmac.compare_digest(signature.encode(), self._signature(key, when).encode())

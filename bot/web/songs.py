@@ -24,8 +24,11 @@ routes = web.RouteTableDef()
 # Bodies already parsed (a SongRequest is immutable): listeners of one hot track send the same
 # bytes again and again, and parsing them was half of a cache hit's time in the handler.
 # Only bodies that parsed are kept; a bad one is refused afresh every time.
+# Only small bodies (a real one is ~0.5 KiB): 1,024 bodies of up to MAX_BODY each would hold
+# tens of MiB.
 _PARSED: OrderedDict[bytes, SongRequest] = OrderedDict()
 _PARSED_MAX = 1024
+_PARSED_MAX_BYTES = 4096
 
 
 async def read_song(request: web.Request) -> SongRequest:
@@ -43,9 +46,10 @@ async def read_song(request: web.Request) -> SongRequest:
     wanted = _PARSED.get(raw)
     if wanted is None:
         wanted = parse_song_request(raw)
-        _PARSED[raw] = wanted
-        if len(_PARSED) > _PARSED_MAX:
-            _PARSED.popitem(last=False)
+        if len(raw) <= _PARSED_MAX_BYTES:
+            _PARSED[raw] = wanted
+            if len(_PARSED) > _PARSED_MAX:
+                _PARSED.popitem(last=False)
     return wanted
 
 

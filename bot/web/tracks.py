@@ -7,9 +7,9 @@ from typing import Any
 from aiohttp import web
 
 from bot.web.inputs import BadRequest
-from bot.web.payload import check_track_id
 from bot.web.services import LIMITER, RELAY, RESOLVER
 from bot.web.songs import client_of
+from core.tracks import check_track_id
 from storage.records import CachedStream
 
 routes = web.RouteTableDef()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import re
 import shutil
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,15 +38,24 @@ class LoadResult:
 
 
 def run(
-    url: str, *, body: bytes, headers: dict[str, str], concurrency: int, seconds: float, tool: str
+    url: str,
+    *,
+    body: bytes | Sequence[bytes],
+    headers: dict[str, str],
+    concurrency: int,
+    seconds: float,
+    tool: str,
 ) -> LoadResult:
-    """POST `body` to `url` from `concurrency` connections for `seconds`."""
+    """POST `body` to `url` from `concurrency` connections for `seconds`; several bodies are
+    sent in turn."""
+    bodies = [body] if isinstance(body, bytes) else list(body)
     if tool == "auto":
         tool = "wrk" if shutil.which("wrk") else "aiohttp"
     if tool == "wrk":
-        return _wrk(url, body, headers, concurrency, seconds)
+        return _wrk(url, bodies, headers, concurrency, seconds)
     with tempfile.NamedTemporaryFile("wb", suffix=".json") as spec:
-        spec.write(json.dumps({"body": body.decode(), "headers": headers}).encode())
+        texts = [b.decode() for b in bodies]
+        spec.write(json.dumps({"bodies": texts, "headers": headers}).encode())
         spec.flush()
         out = subprocess.run(
             [sys.executable, "-m", "tests.bench.loadgen", url, spec.name,
@@ -62,10 +73,20 @@ def _lua_string(value: str) -> str:
 
 
 def _wrk(
-    url: str, body: bytes, headers: dict[str, str], concurrency: int, seconds: float
+    url: str, bodies: list[bytes], headers: dict[str, str], concurrency: int, seconds: float
 ) -> LoadResult:
-    lines = ['wrk.method = "POST"', f"wrk.body = {_lua_string(body.decode())}"]
+    lines = ['wrk.method = "POST"', f"wrk.body = {_lua_string(bodies[0].decode())}"]
     lines += [f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items()]
+    if len(bodies) > 1:
+        listed = ", ".join(_lua_string(b.decode()) for b in bodies)
+        lines += [
+            f"bodies = {{{listed}}}",
+            "n = 0",
+            "request = function()",
+            "  n = n + 1",
+            "  return wrk.format(nil, nil, nil, bodies[(n % #bodies) + 1])",
+            "end",
+        ]
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write("\n".join(lines) + "\n")
         script.flush()
@@ -106,8 +127,9 @@ def _wrk_ms(value: str) -> float:
 
 
 async def _aiohttp_load(
-    url: str, body: bytes, headers: dict[str, str], concurrency: int, seconds: float
+    url: str, bodies: list[bytes], headers: dict[str, str], concurrency: int, seconds: float
 ) -> LoadResult:
+    turn = itertools.cycle(bodies)
     latencies: list[float] = []
     errors = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -118,7 +140,8 @@ async def _aiohttp_load(
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
                 try:
-                    async with session.post(url, data=body, headers=headers) as response:
+                    data = next(turn)
+                    async with session.post(url, data=data, headers=headers) as response:
                         await response.read()
                         ok = response.status < 300
                 except aiohttp.ClientError:
@@ -136,14 +159,18 @@ async def _aiohttp_load(
 def main() -> None:
     parser = argparse.ArgumentParser(description="aiohttp load generator (one process)")
     parser.add_argument("url")
-    parser.add_argument("spec", type=Path, help="JSON file: {body, headers}")
+    parser.add_argument("spec", type=Path, help="JSON file: {bodies, headers}")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=5)
     args = parser.parse_args()
     spec = json.loads(args.spec.read_text())
     result = asyncio.run(
         _aiohttp_load(
-            args.url, spec["body"].encode(), spec["headers"], args.concurrency, args.seconds
+            args.url,
+            [b.encode() for b in spec["bodies"]],
+            spec["headers"],
+            args.concurrency,
+            args.seconds,
         )
     )
     print(json.dumps(asdict(result)))

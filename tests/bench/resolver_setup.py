@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
-from core.resolver import Resolver, ResolverConfig, build_resolver
+from core.resolver import Resolver, ResolverConfig
+from core.resolver_factory import build_resolver
 from core.tracks import TrackInfo
 from storage import TokenCipher, open_storage
 from tests import netguard

@@ -216,3 +216,76 @@ def test_python_m_bot_doctor_is_wired(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(doctor, "main", lambda argv: seen.append(argv) or 0)
     assert main(["doctor", "--online"]) == 0
     assert seen == [["--online"]]
+
+
+async def test_discord_answering_something_other_than_json(
+    world: World, youtube: FakeYouTube
+) -> None:
+    async def html(request: web.Request) -> web.Response:
+        return web.Response(text="<html>502 Bad Gateway</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/api/v10/users/@me", html)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        api = f"http://127.0.0.1:{port}/api/v10"
+        settings = dataclasses.replace(world.settings, discord_api_base=api)
+        found = failed(await checklist(settings, youtube))
+    finally:
+        await runner.cleanup()
+    assert list(found) == ["Discord token"]
+    assert "not JSON" in found["Discord token"].detail
+
+
+async def test_online_when_the_resources_do_not_open(world: World, youtube: FakeYouTube) -> None:
+    # Nothing listens there: open_resources raises (a StorageError, not a UserFacingError).
+    settings = dataclasses.replace(world.settings, storage_url=f"redis://127.0.0.1:{free_port()}/0")
+    (check,) = await doctor.check_online(settings, TRACK_ID)
+    assert not check.ok
+    assert "could not start the resolver" in check.detail
+    assert "WARNING" in check.fix
+
+
+async def test_a_loopback_public_base_url_is_flagged(world: World, youtube: FakeYouTube) -> None:
+    local = dataclasses.replace(world.settings, public_base_url="http://127.0.0.1:8000")
+    check = (await checklist(local, youtube))["public base URL"]
+    assert check.ok and check.warn
+    assert "PUBLIC_BASE_URL" in check.fix
+    out = io.StringIO()
+    doctor.report([check], out)
+    assert "[warn] public base URL" in out.getvalue()
+    assert out.getvalue().rstrip().endswith("All checks passed.")  # a warning fails nothing
+    public = dataclasses.replace(world.settings, public_base_url="https://gn.example")
+    assert not (await checklist(public, youtube))["public base URL"].warn
+
+
+async def test_a_web_only_deployment_needs_no_discord_token(
+    world: World, youtube: FakeYouTube
+) -> None:
+    before = len(world.discord.requests("GET"))
+    settings = dataclasses.replace(world.settings, discord_token="")
+    checks = await checklist(settings, youtube)
+    assert not failed(checks), failed(checks)
+    assert "web-only" in checks["Discord token"].detail
+    assert len(world.discord.requests("GET")) == before  # Discord was not asked
+
+
+def test_doctor_web_loads_settings_without_a_discord_token(world: World) -> None:
+    settings = dataclasses.replace(world.settings, discord_token="")
+
+    def without_token() -> Settings:
+        raise SettingsError(["DISCORD_TOKEN is missing (the bot token)"])
+
+    async def passing(settings: Settings, online: bool, track: str) -> list[Check]:
+        return [Check("a", True, "fine")]
+
+    out = io.StringIO()
+    assert doctor.main([], load=without_token, out=out) == 1
+    assert "python -m bot doctor --web" in out.getvalue()
+    web_only = doctor.main(
+        ["--web"], load=without_token, load_web=lambda: settings, run=passing, out=out
+    )
+    assert web_only == 0

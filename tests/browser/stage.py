@@ -21,7 +21,7 @@ from bot.web.listen import add_listen_routes
 from bot.web.services import AudioRoute, RelayConfig
 from bot.web.signing import RelaySigner
 from core.listen import ListenAlong, ListenConfig
-from core.resolver import build_resolver
+from core.resolver_factory import build_resolver
 from core.spotify import SpotifyClient, StoreLocks
 from core.youtube import YouTubeConfig
 from storage import open_storage

@@ -40,8 +40,11 @@ Control API (plain attributes, change them at any time, also from another thread
     fake.remove_video(video_id)    # page answers 404 afterwards ("video unavailable")
     fake.stream_lifetime = 6 * 3600  # seconds until a handed-out stream URL expires
     fake.ip_binding = True         # stream URLs play only for the address that got the page
+    fake.ua_binding = True         # ... and only for the User-Agent that got the page
     fake.refuse_streams = 0        # answer 403 to this many more valid stream fetches (YouTube
                                    # revoking a URL before its expiry)
+    fake.revoke_streams()          # 403 for every stream URL handed out so far (URLs from
+                                   # later page fetches play): order-independent revocation
     fake.search_delay = 0.0        # seconds every search (YTM and RSS) takes
     fake.page_delay = 0.0          # seconds every watch page takes (yt-dlp extraction)
     fake.search_status = 200       # e.g. 500 to make searches fail
@@ -149,7 +152,13 @@ class FakeYouTube:
     page_status: int = 200
     audio_seconds: float = AUDIO_SECONDS
     ip_binding: bool = True
+    # Stream URLs play only for the User-Agent that fetched the page: googlevideo answers 403 to
+    # a URL fetched as another client than the one it was made for (yt-dlp #17456: a desktop
+    # --user-agent over an android_vr format; youtube-dl #32905), so the relay must send the
+    # format's `http_headers`, not aiohttp's own User-Agent.
+    ua_binding: bool = True
     refuse_streams: int = 0
+    revoked_through: int = 0  # stream URLs from page fetches numbered up to this are refused
     ytmusic_language: str | None = None
     counts: Counts = field(default_factory=Counts)
     videos: dict[str, Video] = field(default_factory=dict)
@@ -206,6 +215,9 @@ class FakeYouTube:
             self.videos[video_id] = video
         return video
 
+    def revoke_streams(self) -> None:
+        self.revoked_through = self.counts.page_fetches
+
     def remove_video(self, video_id: str) -> None:
         with self._lock:
             self.videos.pop(video_id, None)
@@ -243,9 +255,13 @@ class FakeYouTube:
 
     # --- handlers ----------------------------------------------------------------------------
 
-    def _sign(self, video_id: str, expire: int, ip: str) -> str:
-        message = f"{video_id}:{expire}:{ip}".encode()
+    def _sign(self, video_id: str, expire: int, ip: str, ua: str = "") -> str:
+        message = f"{video_id}:{expire}:{ip}:{ua}".encode()
         return hmac.new(_SIGNING_KEY, message, "sha256").hexdigest()[:16]
+
+    @staticmethod
+    def _ua_tag(request: web.Request) -> str:
+        return hashlib.sha256(request.headers.get("User-Agent", "").encode()).hexdigest()[:8]
 
     async def _watch(self, request: web.Request) -> web.Response:
         self.counts.page_fetches += 1
@@ -262,7 +278,8 @@ class FakeYouTube:
         ip = request.remote or ""
         src = f"{self.stream_path(video_id)}?expire={expire}&id={video_id}&ip={ip}"
         src += f"&rn={self.counts.page_fetches}"
-        src += f"&sig={self._sign(video_id, expire, ip)}"
+        ua = self._ua_tag(request)
+        src += f"&ua={ua}&sig={self._sign(video_id, expire, ip, ua)}"
         title = escape(f"{', '.join(video.artists)} - {video.name}")
         html = (
             f"<!doctype html><html><head><title>{title}</title></head><body>"
@@ -280,14 +297,19 @@ class FakeYouTube:
             return web.Response(status=403, text="missing expire")
         sig = request.query.get("sig", "")
         ip = request.query.get("ip", "")
-        if not hmac.compare_digest(sig, self._sign(video_id, expire, ip)):
+        ua = request.query.get("ua", "")
+        if not hmac.compare_digest(sig.encode(), self._sign(video_id, expire, ip, ua).encode()):
             return self._refuse("bad signature")
         if expire < time.time():
             return self._refuse("expired")
         if self.ip_binding and request.remote != ip:
             return self._refuse(f"bound to {ip}, fetched from {request.remote}")
+        if self.ua_binding and self._ua_tag(request) != ua:
+            return self._refuse("made for another client (User-Agent)")
         if self.refuse_streams > 0:
             self.refuse_streams -= 1
+            return self._refuse("revoked")
+        if int(request.query.get("rn", "0") or 0) <= self.revoked_through:
             return self._refuse("revoked")
         body = self.audio(video_id)
         headers = {"Accept-Ranges": "bytes"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.resolver import build_resolver
+from core.resolver_factory import build_resolver
 from storage.base import Storage
 from tests.fakes.youtube import FakeYouTube
 from tests.resolver.conftest import AHA, Lookup

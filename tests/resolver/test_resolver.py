@@ -10,7 +10,9 @@ import aiohttp
 import pytest
 
 from core.errors import ExtractionFailed, NoMatch, Overloaded, ResolveTimeout, SearchFailed
-from core.resolver import Resolver, ResolverConfig, build_resolver
+from core.resolver import Resolver, ResolverConfig
+from core.resolver_factory import build_resolver
+from core.tracks import InvalidTrackId
 from storage.base import StreamCache
 from tests.fakes.youtube import FakeYouTube
 from tests.resolver.conftest import (
@@ -52,8 +54,11 @@ async def test_cold_resolve_searches_once_extracts_once_and_caches(
     stats = resolver.stats
     assert (stats.misses, stats.hits, stats.searches, stats.extractions) == (1, 0, 1, 1)
 
-    async with aiohttp.ClientSession() as http, http.get(entry.stream_url) as response:
-        body = await response.read()
+    # With the headers it was extracted with (the relay sends them): yt-dlp's User-Agent.
+    headers = dict(entry.http_headers)
+    async with aiohttp.ClientSession() as http, http.get(entry.stream_url, headers=headers) as r:
+        body = await r.read()
+    response = r
     assert response.status == 200
     assert response.content_type == "audio/wav"
     assert body[:4] == b"RIFF"
@@ -451,7 +456,8 @@ async def test_resolve_id_asks_spotify_only_when_it_must_search(
 
 
 async def test_resolve_id_rejects_what_is_not_a_track_id(resolver: Resolver) -> None:
-    with pytest.raises(Exception, match="not a Spotify track id") as raised:
+    # The one track-id check every entry point shares (core.tracks.check_track_id).
+    with pytest.raises(InvalidTrackId, match="22 letters and digits") as raised:
         await resolver.resolve_id("../../etc/passwd")
     assert getattr(raised.value, "http_status", None) == 400
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +59,41 @@ def test_bad_extractor_args_are_refused(bad: str) -> None:
         parse_extractor_args(bad)
 
 
+def test_without_a_provider_address_no_po_token_is_fetched() -> None:
+    # Else the installed bgutil plugin pings 127.0.0.1:4416 and warns on every extraction
+    # that wants a token, though the README says it is only used when the address is set.
+    assert YouTubeConfig().ydl_options()["extractor_args"] == {"youtube": {"fetch_pot": ["never"]}}
+    own = YouTubeConfig(extractor_args=parse_extractor_args("youtube:fetch_pot=always"))
+    assert own.ydl_options()["extractor_args"]["youtube"] == {"fetch_pot": ["always"]}
+    with_provider = YouTubeConfig(pot_provider_url="http://bgutil:4416").ydl_options()
+    assert "youtube" not in with_provider["extractor_args"]
+
+
+def private_copies() -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob(f"gamenight-cookies-{os.getpid()}-*"))
+
+
+async def test_the_operators_cookies_file_is_never_written(tmp_path: Path) -> None:
+    cookies = tmp_path / "cookies.txt"
+    original = (
+        "# Netscape HTTP Cookie File\n.youtube.com\tTRUE\t/\tTRUE\t2000000000\tPREF\tf6=40000000\n"
+    )
+    cookies.write_text(original)
+    cookies.chmod(0o444)  # a mounted secret: yt-dlp's save at close() must not touch it
+    async with FakeYouTube() as fake:
+        fake.add_video("abcdefghijk", "Some Song", ["Some Artist"], 200)
+        youtube = YouTube(config=YouTubeConfig(base_url=fake.base_url, cookies_file=str(cookies)))
+        try:
+            extraction = await asyncio.to_thread(
+                youtube.extract, "https://www.youtube.com/watch?v=abcdefghijk"
+            )
+        finally:
+            youtube.close()  # YoutubeDL.close() saves its cookie jar
+    assert extraction.stream_url
+    assert cookies.read_text() == original
+    assert not private_copies()  # the copy went with close()
+
+
 def test_the_po_token_plugin_is_installed() -> None:
     from yt_dlp.extractor.youtube.pot._registry import _pot_providers  # noqa: PLC0415
 
@@ -71,6 +109,13 @@ def test_the_po_token_plugin_is_installed() -> None:
         ("YouTube extraction without a JS runtime has been deprecated", "no JavaScript runtime"),
         ("[youtube] x: Some formats require a PO Token", "PO token"),
         ("ERROR: [youtube] x: Video unavailable", "unavailable"),
+        # YouTube's session rate limit, not a dead video (yt-dlp #11426, #12958).
+        (
+            "ERROR: [youtube] x: Video unavailable. This content isn't available, try again "
+            "later. The current session has been rate-limited by YouTube for up to an hour.",
+            "rate-limiting",
+        ),
+        ("[youtube] x: This content isn\u2019t available, try again later.", "rate-limiting"),
         (
             "[pot:bgutil:http] Error reaching GET http://127.0.0.1:4416/ping (caused by "
             "TransportError). Please make sure that the server is reachable",

@@ -368,6 +368,12 @@ async def test_stream_round_trip_replace_delete(store: Storage) -> None:
     await store.put_stream(newer)
     assert await store.get_stream(entry.track_id) == newer
     assert await store.count_streams() == 1
+    # The headers the URL was extracted with (the relay sends them again) round-trip too.
+    headed = dataclasses.replace(
+        newer, http_headers=(("User-Agent", "Mozilla/5.0 (X11) é"), ("Accept", "*/*"))
+    )
+    await store.put_stream(headed)
+    assert await store.get_stream(entry.track_id) == headed
     assert await store.delete_stream(entry.track_id)
     assert not await store.delete_stream(entry.track_id)
     assert await store.get_stream(entry.track_id) is None

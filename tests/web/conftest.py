@@ -18,11 +18,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot.services import track_lookup
 from bot.web import RateLimit, create_app
 from bot.web.services import AudioRoute, RelayConfig
 from bot.web.signing import RelaySigner
 from core.matcher import SpotdlFinder
-from core.resolver import Resolver
+from core.resolver import Resolver, ResolverConfig
 from core.spotify import SpotifyClient, SpotifyConfig
 from core.youtube import YouTube, YouTubeConfig
 from storage import open_storage
@@ -49,6 +50,7 @@ class Api:
     resolver: Resolver
     spotify: FakeSpotify
     signer: RelaySigner
+    spotify_client: SpotifyClient
 
     @property
     def base_url(self) -> str:
@@ -134,6 +136,8 @@ async def api_factory(
             raw_song_urls: bool = False,
             relay_ttl_s: float = 3600.0,
             proxy: str | None = None,
+            resolver_config: ResolverConfig | None = None,
+            daily_budget: int | None = None,
         ) -> Api:
             nonlocal count
             count += 1
@@ -156,11 +160,12 @@ async def api_factory(
                 redirect_uri="http://127.0.0.1:1/spotify/callback",
                 api_base=spotify.base,
                 accounts_base=spotify.base,
+                **({} if daily_budget is None else {"daily_budget": daily_budget}),
             )
             client = SpotifyClient(config, storage, http)
             stack.push_async_callback(client.aclose)
             resolver = await stack.enter_async_context(
-                Resolver(storage, finder, adapter, client.track)
+                Resolver(storage, finder, adapter, track_lookup(client), config=resolver_config)
             )
             port = free_port()
             signer = RelaySigner(RELAY_SECRET, f"http://127.0.0.1:{port}", ttl_s=relay_ttl_s)
@@ -177,7 +182,7 @@ async def api_factory(
                 extend(app)
             server = TestServer(app, host="127.0.0.1", port=port)
             test_client = await stack.enter_async_context(TestClient(server))
-            return Api(test_client, storage, resolver, spotify, signer)
+            return Api(test_client, storage, resolver, spotify, signer, client)
 
         yield make
 

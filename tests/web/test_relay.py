@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bot.web.services import RELAY
 from bot.web.signing import RelaySigner
 from tests.fakes.youtube import FakeYouTube
 from tests.pwa import TRACK_ID, track_body
@@ -56,6 +57,7 @@ def tampered(url: str, path: str | None = None, **changes: str) -> str:
         {"exp": str(int(time.time()) + 10 * 86400)},  # expiry pushed out
         {"path": "/v1/relay/0000000000000000000000"},  # another track with this signature
         {"sig": ""},
+        {"sig": "é" * 32},  # non-ASCII: must be a 403, not a 500 from compare_digest
         {"exp": "soon"},
     ],
 )
@@ -125,7 +127,7 @@ async def test_youtube_refusing_early_re_extracts_once_and_updates_the_cache(
 async def test_refusals_at_once_share_one_re_extraction(api: Api, youtube: FakeYouTube) -> None:
     url = await relay_url(api)
     pages = youtube.counts.page_fetches
-    youtube.refuse_streams = 5
+    youtube.revoke_streams()  # the cached URL, for all five, whatever order they arrive in
     async with aiohttp.ClientSession() as browser:
 
         async def listen() -> int:
@@ -206,3 +208,55 @@ async def test_the_relay_follows_youtube_proxy(
             assert audio.status == 200
             assert await audio.read() == youtube.audio(VIDEO_ID)
         assert proxy.connections > before
+
+
+async def test_refused_again_within_the_cooldown_is_not_re_extracted(
+    api: Api, youtube: FakeYouTube
+) -> None:
+    url = await relay_url(api)
+    pages = youtube.counts.page_fetches
+    youtube.refuse_streams = 10  # YouTube keeps refusing, whatever URL it handed out
+    async with aiohttp.ClientSession() as browser:
+        for _ in range(4):
+            async with browser.get(url) as audio:
+                assert audio.status == 502
+    assert youtube.counts.page_fetches == pages + 1  # one re-extraction per cooldown, not four
+
+
+async def test_head_is_refused_without_fetching_upstream(api: Api, youtube: FakeYouTube) -> None:
+    url = await relay_url(api)
+    fetches = youtube.counts.stream_fetches
+    async with aiohttp.ClientSession() as browser, browser.head(url) as head:
+        assert head.status == 405
+    assert youtube.counts.stream_fetches == fetches
+
+
+async def test_one_client_holds_a_bounded_number_of_streams(api: Api) -> None:
+    source = SlowAudio()
+    app = web.Application()
+    app.router.add_get("/videoplayback", source.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.2", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        await seed_stream(api, TRACK_ID, f"http://127.0.0.2:{port}/videoplayback?expire=1999999999")
+        url = api.signer.url(TRACK_ID)
+        cap = api.client.app[RELAY].slots.per_client
+        async with aiohttp.ClientSession() as browser:
+            held = [await browser.get(url) for _ in range(cap)]
+            assert [r.status for r in held] == [200] * cap
+            async with browser.get(url) as extra:
+                assert extra.status == 429
+            held.pop().close()  # one ends: its slot is free again
+            async with asyncio.timeout(10):
+                while api.client.app[RELAY].slots.held("127.0.0.1") >= cap:  # noqa: ASYNC110 - no event to await: the relay frees the slot when it sees the close
+                    await asyncio.sleep(0.02)
+            again = await browser.get(url)
+            assert again.status == 200
+            again.close()
+            for response in held:
+                response.close()
+    finally:
+        await runner.cleanup()
