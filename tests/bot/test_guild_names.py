@@ -15,7 +15,7 @@ import discord
 import pytest
 
 from bot.__main__ import Running, running
-from bot.sync import DiscordSyncEvents
+from bot.sync import DiscordAnnouncer
 from tests.conftest import free_port
 from tests.fakes.discord_shards import ShardedDiscord
 from tests.fakes.spotify import FakeSpotify
@@ -57,7 +57,7 @@ async def test_dm_names_a_guild_of_another_shard(
     member = fake.add_member("fan", guild=elsewhere)
     assert app.bot.get_guild(elsewhere.id) is None  # not in this process's gateway cache
 
-    events = DiscordSyncEvents(app.bot, app.services.sessions)
+    events = DiscordAnnouncer(app.bot, app.services.sessions)
     await events.notify_user(elsewhere.id, member.user_id, "your Spotify stopped.")
 
     (dm,) = fake.dms(member)
@@ -73,7 +73,7 @@ async def test_dm_without_a_name_when_discord_does_not_know_the_guild(
     member = fake.add_member("fan", guild=fake.default_guild)
     gone = (77 << 22) | 5  # a guild the bot left: Discord answers 404 Unknown Guild
 
-    events = DiscordSyncEvents(app.bot, app.services.sessions)
+    events = DiscordAnnouncer(app.bot, app.services.sessions)
     await events.notify_user(gone, member.user_id, "your Spotify stopped.")
 
     (dm,) = fake.dms(member)

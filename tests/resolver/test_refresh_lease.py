@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from core.matcher import SpotdlFinder
-from core.resolver import REFRESH_LEASE, Resolver, ResolverConfig
+from core.refresher import REFRESH_LEASE
+from core.resolver import Resolver, ResolverConfig
 from core.youtube import YouTube
 from storage import Storage, TokenCipher, open_storage
 from tests.conftest import storage_url_for
