@@ -21,8 +21,7 @@ def start_audience_watch(bot: GameNightBot, sync: SyncSupervisor, store: Storage
 
     async def loop_guilds() -> list[int]:
         sessions = await store.list_sessions()
-        # Only loops holding their guild's lease: a waiting loop's message is kept elsewhere.
-        return [s.guild_id for s in sessions if _holds(sync, s.guild_id)]
+        return [s.guild_id for s in sessions if sync.engines.get(s.guild_id) is not None]
 
     def show(guild_id: int, count: int) -> None:
         if bot.board is not None:  # None only before the bot's setup_hook ran
@@ -31,8 +30,3 @@ def start_audience_watch(bot: GameNightBot, sync: SyncSupervisor, store: Storage
     watch = AudienceWatch(store, loop_guilds, show)
     watch.start()
     return watch
-
-
-def _holds(sync: SyncSupervisor, guild_id: int) -> bool:
-    engine = sync.engines.get(guild_id)
-    return engine is not None and engine.lease.held

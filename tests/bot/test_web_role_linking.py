@@ -153,6 +153,8 @@ async def test_a_slow_or_rate_limited_discord_leaves_the_bare_id_fast(
     release = asyncio.Event()
 
     world.discord.intercepts.append(unkind)
+    # Without the members intent the bot's cache has not seen Alice: it must ask Discord.
+    world.settings = dataclasses.replace(world.settings, discord_presence_intent=False)
     caplog.set_level(logging.WARNING)
     async with world.run(), _replicas(replicas):
         try:

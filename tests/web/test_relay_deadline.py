@@ -45,7 +45,7 @@ async def relaying(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[int, 
 
         async def handler(request: web.Request) -> web.StreamResponse:
             try:
-                return await relay(request, client, f"http://127.0.0.1:{up_port}/audio")
+                return await relay(request, client, (f"http://127.0.0.1:{up_port}/audio", ()))
             finally:
                 ended.set()
 
