@@ -7,7 +7,8 @@ What it serves (all on one random port, `fake.base_url`):
 - `GET /videoplayback/ID.wav?expire=T&sig=S` — real generated audio (a few seconds of WAV that
   says which video and which position it is: see `track_audio`). Like googlevideo: the URL
   carries `expire=` (Unix seconds, `stream_lifetime` after the page was fetched), a bad
-  signature or a past expiry answers 403, and `Range` is honoured (206 + Content-Range). Counted in `counts.stream_fetches`.
+  signature or a past expiry answers 403, and `Range` is honoured (206 + Content-Range).
+  Counted in `counts.stream_fetches`.
 - `GET /ytmusic/search?query=Q&filter=songs|videos` — JSON in the shape `ytmusicapi.YTMusic
   .search()` returns after parsing. spotDL does not talk HTTP to it directly: give spotDL the
   client from `fake.ytmusic_client()` (it does a blocking GET here, so the search runs as real
