@@ -38,6 +38,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.discord_voice import FakeVoice
+
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
@@ -333,6 +335,7 @@ class FakeDiscord:
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.voice = FakeVoice(self)  # voice channels, states and server (op 4)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -371,6 +374,7 @@ class FakeDiscord:
         server = site._server  # aiohttp exposes the bound port only here
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        await self.voice.start()
         return self
 
     async def stop(self) -> None:
@@ -378,6 +382,7 @@ class FakeDiscord:
             await self._conn.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.voice.stop()
 
     @property
     def api_base(self) -> str:
@@ -804,6 +809,8 @@ class FakeDiscord:
                 await self._identify(conn, frame["d"])
             elif op == 6:
                 await self._resume(conn, frame["d"])
+            elif op == 4:
+                await self.voice.on_voice_state_update(frame["d"])
             await self._notify()
         if self._conn is conn:
             self._conn = None
@@ -1059,9 +1066,9 @@ class FakeDiscord:
             "member_count": len(guild.members),
             "large": False,
             "roles": [everyone],
-            "channels": [guild.channel()],
+            "channels": [guild.channel(), *self.voice.guild_channels(guild)],
             "members": [m.member() for m in guild.members.values()],
-            "voice_states": [],
+            "voice_states": self.voice.guild_states(guild),
             "presences": [],
             "emojis": [],
             "stickers": [],
