@@ -28,6 +28,7 @@ from bot.client import GameNightBot, point_discord_at
 from bot.services import Services, open_resources
 from bot.settings import Settings, SettingsError, configure_logging, load_settings
 from bot.sync import start_sync
+from bot.voice import VoiceConfig
 from bot.web import RateLimit, create_app
 from bot.web.linking import add_link_routes
 from bot.web.listen import ListenLinks, add_listen_routes
@@ -112,7 +113,12 @@ async def running(
             listen=ListenLinks(listen, settings.public_base_url),
         )
         bot = GameNightBot(
-            services, dev_guild_id=settings.discord_dev_guild_id, **(client_options or {})
+            services,
+            dev_guild_id=settings.discord_dev_guild_id,
+            voice=VoiceConfig(
+                auto_join=settings.voice_auto_join, empty_timeout_s=settings.voice_empty_timeout_s
+            ),
+            **(client_options or {}),
         )
         runner = web.AppRunner(web_app(settings, services, bot), access_log=None)
         await runner.setup()

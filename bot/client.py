@@ -13,9 +13,12 @@ from discord.ext import commands
 from bot.cogs.admin import Admin
 from bot.cogs.gamenight import GameNight, SessionButtons
 from bot.cogs.linking import Linking
+from bot.cogs.voice import VoiceCommands, VoiceWatch
+from bot.presence import PresenceWatch
 from bot.replies import report_error
 from bot.services import Services
 from bot.status import StatusBoard
+from bot.voice import VoiceConfig, VoicePlayers
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +40,20 @@ class GameNightTree(app_commands.CommandTree[Any]):
 class GameNightBot(commands.Bot):
     """Receives its services; `setup_hook` only adds cogs, syncs commands and resumes."""
 
-    def __init__(self, services: Services, *, dev_guild_id: int | None, **options: Any) -> None:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        dev_guild_id: int | None,
+        voice: VoiceConfig | None = None,
+        **options: Any,
+    ) -> None:
+        intents = discord.Intents.default()
+        intents.presences = True  # the host's Spotify presence drives voice (privileged)
         super().__init__(
             # Prefix commands only by mention (no message-content intent): the owner's `sync`.
             command_prefix=commands.when_mentioned,
-            intents=discord.Intents.default(),
+            intents=intents,
             tree_cls=GameNightTree,
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
@@ -50,6 +62,8 @@ class GameNightBot(commands.Bot):
         self.services = services
         self.dev_guild_id = dev_guild_id
         self.board: StatusBoard | None = None  # set in setup_hook; the sync engine reports to it
+        self.voice_config = voice or VoiceConfig()
+        self.voice: VoicePlayers | None = None  # set in setup_hook
 
     async def setup_hook(self) -> None:
         s = self.services
@@ -72,6 +86,7 @@ class GameNightBot(commands.Bot):
         await self.add_cog(Linking(s.linker, s.sessions, s.spotify))
         await self.add_cog(gamenight)
         await self.add_cog(Admin(self))
+        await self._add_voice(gamenight, board)
         self.add_view(gamenight.buttons)  # clicks on status messages from before a restart
         if self.dev_guild_id is not None:
             guild = discord.Object(self.dev_guild_id)
@@ -81,6 +96,28 @@ class GameNightBot(commands.Bot):
         resumed = await s.sessions.resume_all()
         if resumed:
             log.info("resumed %d game night(s) from storage", len(resumed))
+
+    async def _add_voice(self, gamenight: GameNight, board: StatusBoard) -> None:
+        """Presence listener, voice players and /gamenight voice (bot/voice.py)."""
+        s = self.services
+        presence = PresenceWatch(s.presence, self.intents)
+        players = VoicePlayers(self, s.presence, s.resolver, self.voice_config)
+        watch = VoiceWatch(players, s.sessions)
+        self.voice = players
+        board.voice_line = players.status_line
+        players.on_change = board.voice_changed
+        players.on_leave = watch.tell
+        s.sessions.subscribe(players)
+        await self.add_cog(presence)
+        await self.add_cog(watch)
+        group = gamenight.app_command
+        assert group is not None, "GroupCog always has its group"
+        group.add_command(VoiceCommands(s.sessions, players, s.presence, presence))
+
+    async def close(self) -> None:
+        if self.voice is not None:
+            await self.voice.aclose()
+        await super().close()
 
     async def on_command_error(
         self, context: commands.Context[Any], exception: commands.CommandError, /

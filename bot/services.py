@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -13,6 +13,7 @@ import storage
 from bot.settings import Settings
 from bot.web.listen import ListenLinks
 from core.linking import Linker
+from core.presence import PresenceBoard
 from core.resolver import Resolver, ResolverConfig, build_resolver
 from core.sessions import SessionService
 from core.spotify import SpotifyClient, SpotifyConfig
@@ -28,6 +29,7 @@ class Services:
     sessions: SessionService
     resolver: Resolver
     listen: ListenLinks  # the browser listen-along page
+    presence: PresenceBoard = field(default_factory=PresenceBoard)  # members' Spotify presence
 
 
 def spotify_config(settings: Settings) -> SpotifyConfig:

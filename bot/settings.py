@@ -75,6 +75,8 @@ class Settings:
     spotify_workers: int = 32  # spotipy threads: a sync fan-out waiting for one lands late
     sync_drift_check_interval_s: float = 15.0  # read each listener this often while playing
     spotify_rate_limit: int = 150  # Web API calls per rolling 30 s, for the whole app
+    voice_auto_join: bool = False  # join the host's voice channel when a session starts
+    voice_empty_timeout_s: float = 60.0  # leave voice after it has been empty this long
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -147,6 +149,15 @@ def _non_negative_float(value: str) -> float:
     if not number >= 0 or number == float("inf"):
         raise ValueError(value)
     return number
+
+
+def _bool(value: str) -> bool:
+    answers = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+    return answers[value.lower()] if value.lower() in answers else _bool_error(value)
+
+
+def _bool_error(value: str) -> bool:
+    raise ValueError(value)
 
 
 def _http_url(value: str) -> str:
@@ -319,6 +330,10 @@ def load_settings(
         ),
         spotify_rate_limit=r.parsed(
             "SPOTIFY_RATE_LIMIT", 150, _positive_int, "Web API calls per 30 s, e.g. 150"
+        ),
+        voice_auto_join=r.parsed("VOICE_AUTO_JOIN", False, _bool, "true or false"),
+        voice_empty_timeout_s=r.parsed(
+            "VOICE_EMPTY_TIMEOUT", 60.0, _non_negative_float, "seconds, e.g. 60"
         ),
     )
     if r.problems:

@@ -56,7 +56,11 @@ def listener_line(state: ListenerState) -> str:
 
 
 def render_status(
-    session: Session, track: TrackInfo | None, is_playing: bool, browser_listeners: int = 0
+    session: Session,
+    track: TrackInfo | None,
+    is_playing: bool,
+    browser_listeners: int = 0,
+    voice: str | None = None,
 ) -> discord.Embed:
     """The status embed: host, what's playing (with art), every listener's state, and how many
     listen along in a browser (/gamenight listen)."""
@@ -85,6 +89,8 @@ def render_status(
     if len(text) > 1024:
         text = text[:1000].rsplit("\n", 1)[0] + "\n…"
     embed.add_field(name=f"Listeners ({len(listeners)})", value=text, inline=False)
+    if voice:  # the voice channel the bot plays in (bot/voice.py)
+        embed.add_field(name="Voice", value=voice[:1024], inline=False)
     embed.set_footer(text="Keep Spotify open on a device. Drifted? /gamenight resync")
     return embed
 
@@ -118,6 +124,7 @@ class StatusBoard:
         # Where each guild's message is, kept after the session record is gone, so an end
         # reported after deletion (the sync engine's idle timeout) can still be shown.
         self._messages: dict[int, tuple[int, int]] = {}
+        self.voice_line: Callable[[int], str | None] = lambda guild_id: None  # bot/voice.py
 
     # --- SessionHooks -------------------------------------------------------------------
 
@@ -172,13 +179,23 @@ class StatusBoard:
 
         self._audience_refresh[guild_id] = asyncio.create_task(later())
 
+    def voice_changed(self, guild_id: int) -> None:
+        """The voice channel or its people changed: refresh like for the browser count."""
+        self.audience_changed(guild_id, 0)
+
     # --- posting and editing ------------------------------------------------------------
 
     async def post(self, session: Session, channel: discord.abc.Messageable) -> discord.Message:
         """Post the status message for a new session and remember where it is."""
         track, playing = await self.now_playing(session)
         message = await channel.send(
-            embed=render_status(session, track, playing, self.browser_listeners(session)),
+            embed=render_status(
+                session,
+                track,
+                playing,
+                self.browser_listeners(session),
+                self.voice_line(session.guild_id),
+            ),
             view=self._buttons(),
         )
         await self._sessions.set_status_message(session.guild_id, message.channel.id, message.id)
@@ -190,7 +207,13 @@ class StatusBoard:
         if session.channel_id is None:
             return
         track, playing = await self.now_playing(session)
-        embed = render_status(session, track, playing, self.browser_listeners(session))
+        embed = render_status(
+            session,
+            track,
+            playing,
+            self.browser_listeners(session),
+            self.voice_line(session.guild_id),
+        )
         channel = self._client.get_partial_messageable(session.channel_id)
         try:
             if session.status_message_id is not None:

@@ -1,0 +1,56 @@
+"""The bot plays the host's track in their voice channel and follows them: asserted from the
+audio the fake voice server decoded (track tone and time code of the fake YouTube)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tests.bot.test_gamenight import linked, say
+from tests.voice.conftest import SONGS, VoiceWorld
+
+A, B = SONGS
+
+
+async def test_voice_joins_plays_at_the_hosts_position_and_follows(voice: VoiceWorld) -> None:
+    fake = voice.discord
+    room = fake.voice.add_channel("Game Room")
+    async with voice.run():
+        host = await linked(voice.world, "hana")
+        friend = fake.add_member("kim")
+        await fake.voice.move(host, room)
+        await fake.voice.move(friend, room)
+        await say(voice.world, "gamenight start", host)
+        await voice.play(host, A, position_ms=10_000)
+
+        text = await say(voice.world, "gamenight voice join", host)
+        assert f"<#{room.id}>" in text and "Playing" in text
+        assert fake.voice.bot_channel() == room.id
+        await voice.in_sync(since=0.0)
+        board = voice.world.status_message()
+        await fake.wait_until(lambda: "people" in fake.message(board.id).text, within=6)
+        assert f"<#{room.id}> · 2 people" in fake.message(board.id).text
+
+        # Skip to another track.
+        mark = time.monotonic()
+        await voice.play(host, B, position_ms=5_000)
+        await voice.in_sync(since=mark)
+        # Seek forward within it.
+        mark = time.monotonic()
+        await voice.play(host, B, position_ms=20_000)
+        await voice.in_sync(since=mark)
+        # Pause: the channel goes quiet.
+        await voice.play(host, None)
+        await asyncio.sleep(0.5)
+        quiet_from = time.monotonic()
+        await asyncio.sleep(1.0)
+        assert not [p for p in fake.voice.packets(quiet_from) if not p.silence]
+        # Resume (where the host is now).
+        mark = time.monotonic()
+        await voice.play(host, B, position_ms=21_000)
+        await voice.in_sync(since=mark)
+        assert fake.voice.gaps(mark + 0.5) == []
+
+        text = await say(voice.world, "gamenight voice stop", host)
+        assert "Left" in text
+        await fake.wait_until(lambda: fake.voice.bot_channel() is None)
