@@ -53,6 +53,19 @@ class VoiceRefused(UserFacingError):
     """A voice request that cannot be done; the message says why and what to do."""
 
 
+class _Ffmpeg(discord.FFmpegPCMAudio):
+    """FFmpegPCMAudio that also closes its pipe when ffmpeg already ended by itself
+    (discord.py 2.7.1 closes it only when it has to kill a running ffmpeg)."""
+
+    def cleanup(self) -> None:
+        stdout = getattr(self, "_stdout", None)
+        try:
+            super().cleanup()
+        finally:
+            if stdout is not None and hasattr(stdout, "close"):
+                stdout.close()
+
+
 class _CountingSource(discord.PCMVolumeTransformer[discord.FFmpegPCMAudio]):
     """Volume control that also counts the frames read (a refused stream reads none)."""
 
@@ -228,8 +241,8 @@ class GuildVoice:
         self._reconnects.append(now)
         self._silence()
         log.info("guild %s: voice connection dropped; reconnecting", self.guild_id)
-        with contextlib.suppress(Exception):
-            await self.vc.disconnect(force=True)
+        with contextlib.suppress(Exception):  # discord.py may have cleaned it up already
+            await asyncio.wait_for(self.vc.disconnect(force=True), 2)
         try:
             self.vc = await connect(self.channel, self.players.config.connect_timeout_s)
         except VoiceRefused as exc:
@@ -259,7 +272,7 @@ class GuildVoice:
         generation = self._generation
         began = time.monotonic()
         start_ms = action.host.position_at(began) + int(self._startup_ms) + GRID_MS
-        audio = discord.FFmpegPCMAudio(
+        audio = _Ffmpeg(
             stream.stream_url, before_options=f"-ss {start_ms / 1000:.3f} {FFMPEG_INPUT}"
         )
         source = _CountingSource(audio, self.volume)

@@ -36,6 +36,7 @@ websocket the way a voice server restart does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import itertools
@@ -291,6 +292,7 @@ class FakeVoice:
         await self.discord.dispatch(
             "VOICE_STATE_UPDATE", self._state_payload(guild, user_id, channel_id)
         )
+        await self.discord._notify()
 
     def _state_payload(
         self, guild: Guild, user_id: int, channel_id: int | None, *, with_member: bool = True
@@ -352,7 +354,11 @@ class FakeVoice:
         for conn in self.connections:
             if conn.ws is not None and not conn.ws.closed:
                 conn.close_code = code
-                await conn.ws.close(code=code, message=b"fake: closed")
+                # Like Discord: close and go; do not wait for the client's closing handshake.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        await conn.ws.close(code=code, message=b"fake: closed")
+        await self.discord._notify()
 
     def live_connections(self) -> list[VoiceConnection]:
         return [c for c in self.connections if c.ws is not None and not c.ws.closed]
@@ -362,6 +368,7 @@ class FakeVoice:
         await ws.prepare(request)
         conn = VoiceConnection(time.monotonic(), ws=ws)
         self.connections.append(conn)
+        await self.discord._notify()
         seq = 0
 
         async def send(op: int, d: Any, *, with_seq: bool = True) -> None:
@@ -409,6 +416,7 @@ class FakeVoice:
                 await send(9, None)
         if conn.close_code is None:
             conn.close_code = ws.close_code
+        await self.discord._notify()
         return ws
 
     # ---------------------------------------------------------------- UDP

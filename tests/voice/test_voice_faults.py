@@ -1,0 +1,105 @@
+"""Voice refusals and faults: each gets a clear ephemeral answer, nothing loops."""
+
+from __future__ import annotations
+
+import time
+
+import discord.voice_state
+import pytest
+
+from tests.bot.test_gamenight import linked, say
+from tests.voice.conftest import MISSING, SONGS, VoiceWorld
+
+A, B = SONGS
+
+
+async def test_each_refusal_says_what_to_do(voice: VoiceWorld) -> None:
+    fake = voice.discord
+    room = fake.voice.add_channel("Game Room")
+    mute = fake.voice.add_channel("No Speaking", bot_speak=False)
+    closed = fake.voice.add_channel("Private", bot_connect=False)
+    tiny = fake.voice.add_channel("Duo", user_limit=2)
+    async with voice.run():
+        host = await linked(voice.world, "hana")
+        kim = fake.add_member("kim")
+        lee = fake.add_member("lee")
+        assert "no game night" in await say(voice.world, "gamenight voice join", host)
+        await say(voice.world, "gamenight start", host)
+        assert "Only the host" in await say(voice.world, "gamenight voice join", kim)
+        assert "not in a voice channel" in await say(voice.world, "gamenight voice join", host)
+        await fake.voice.move(host, closed)
+        assert "Connect permission" in await say(voice.world, "gamenight voice join", host)
+        await fake.voice.move(host, mute)
+        assert "Speak permission" in await say(voice.world, "gamenight voice join", host)
+        await fake.voice.move(host, tiny)
+        await fake.voice.move(lee, tiny)
+        assert "is full" in await say(voice.world, "gamenight voice join", host)
+        assert "not in a voice channel here" in await say(voice.world, "gamenight voice stop", host)
+        assert fake.voice.op4 == []  # every refusal came before asking Discord
+        # No Spotify in the host's Discord status: joins, and says what to switch on.
+        await fake.voice.move(host, room)
+        text = await say(voice.world, "gamenight voice join", host)
+        assert "Display Spotify as your status" in text
+        # A track YouTube does not have: skipped, with a note on the status message.
+        await voice.play(host, MISSING, position_ms=1_000)
+        board = voice.world.status_message()
+        await fake.wait_until(lambda: "No audio found" in fake.message(board.id).text, within=15)
+        assert MISSING.title in fake.message(board.id).text
+        # The next track plays.
+        mark = time.monotonic()
+        await voice.play(host, A, position_ms=3_000)
+        await voice.in_sync(since=mark)
+        # Ending the game night takes the bot out of voice.
+        await say(voice.world, "gamenight stop", host)
+        await fake.wait_until(lambda: fake.voice.bot_channel() is None)
+
+
+async def test_reconnects_after_a_voice_drop_and_leaves_an_empty_channel(
+    voice: VoiceWorld,
+) -> None:
+    fake = voice.discord
+    room = fake.voice.add_channel("Game Room")
+    async with voice.run(voice_empty_timeout_s=1.0):
+        host = await linked(voice.world, "hana")
+        await fake.voice.move(host, room)
+        await say(voice.world, "gamenight start", host)
+        await voice.play(host, A, position_ms=2_000)
+        await say(voice.world, "gamenight voice join", host, volume=50)
+        await voice.in_sync(since=0.0)
+
+        await fake.voice.close_voice(4006)  # the voice server lost our session
+        mark = time.monotonic()
+        await fake.wait_until(lambda: len(fake.voice.live_connections()) == 1, within=10)
+        assert len(fake.voice.connections) == 2
+        await voice.in_sync(since=mark)
+
+        await fake.voice.move(host, None)  # everyone left
+        await fake.wait_until(lambda: fake.voice.bot_channel() is None, within=8)
+        messages = fake.channel_messages(fake.default_guild.text_channel_id)
+        await fake.wait_until(
+            lambda: any(
+                "Everyone left" in m.text
+                for m in fake.channel_messages(fake.default_guild.text_channel_id)
+            ),  # fmt: skip
+        )
+        assert messages is not None
+
+
+async def test_a_voice_connection_without_dave_is_refused_plainly(
+    voice: VoiceWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a client without DAVE support: IDENTIFY offers max_dave_protocol_version 0, and
+    # Discord (the fake) closes the voice websocket with 4017.
+    monkeypatch.setattr(discord.voice_state, "has_dave", False)
+    fake = voice.discord
+    room = fake.voice.add_channel("Game Room")
+    async with voice.run():
+        host = await linked(voice.world, "hana")
+        await fake.voice.move(host, room)
+        await say(voice.world, "gamenight start", host)
+        started = time.monotonic()
+        text = await say(voice.world, "gamenight voice join", host)
+        assert "end-to-end encrypted voice (DAVE)" in text
+        assert time.monotonic() - started < 5  # no 25 s of discord.py retries
+        assert [c.close_code for c in fake.voice.connections] == [4017]
+        await fake.wait_until(lambda: fake.voice.bot_channel() is None)
