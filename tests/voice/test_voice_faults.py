@@ -75,14 +75,10 @@ async def test_reconnects_after_a_voice_drop_and_leaves_an_empty_channel(
 
         await fake.voice.move(host, None)  # everyone left
         await fake.wait_until(lambda: fake.voice.bot_channel() is None, within=8)
-        messages = fake.channel_messages(fake.default_guild.text_channel_id)
+        text_channel = fake.default_guild.text_channel_id
         await fake.wait_until(
-            lambda: any(
-                "Everyone left" in m.text
-                for m in fake.channel_messages(fake.default_guild.text_channel_id)
-            ),  # fmt: skip
+            lambda: any("Everyone left" in m.text for m in fake.channel_messages(text_channel))
         )
-        assert messages is not None
 
 
 async def test_a_voice_connection_without_dave_is_refused_plainly(
