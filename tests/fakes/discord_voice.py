@@ -136,6 +136,7 @@ class VoiceConnection:
     identify: JSON | None = None
     close_code: int | None = None
     mode: str | None = None
+    ssrc: int = 0
     frames: list[JSON] = field(default_factory=list)
     ws: web.WebSocketResponse | None = None
 
@@ -399,7 +400,8 @@ class FakeVoice:
                     conn.close_code = 4017
                     await ws.close(code=4017, message=b"E2EE/DAVE protocol required")
                     break
-                await send(2, {"ssrc": self.ssrc, "ip": HOST, "port": self.udp_port,
+                conn.ssrc = self.ssrc + len(self.connections)  # one per connection
+                await send(2, {"ssrc": conn.ssrc, "ip": HOST, "port": self.udp_port,
                                "modes": MODES_OFFERED})  # fmt: skip
             elif op == 1:
                 conn.mode = d["data"]["mode"]
@@ -452,12 +454,12 @@ class FakeVoice:
 
     # ---------------------------------------------------------------- reading it back
 
-    def packets(self, since: float = 0.0) -> list[Packet]:
-        return [p for p in self.received if p.at >= since]
+    def packets(self, since: float = 0.0, ssrc: int | None = None) -> list[Packet]:
+        return [p for p in self.received if p.at >= since and ssrc in (None, p.ssrc)]
 
-    def heard(self, since: float = 0.0, window: int = 10) -> list[Heard]:
+    def heard(self, since: float = 0.0, window: int = 10, ssrc: int | None = None) -> list[Heard]:
         """What the channel heard after `since`, per `window` packets (10 = 200 ms)."""
-        audio = [p for p in self.packets(since) if not p.silence]
+        audio = [p for p in self.packets(since, ssrc) if not p.silence]
         out = []
         for i in range(0, len(audio) - window + 1, window):
             chunk = audio[i : i + window]
@@ -467,9 +469,11 @@ class FakeVoice:
             out.append(Heard(at, *_read_code(mono)))
         return out
 
-    def gaps(self, since: float = 0.0, over_s: float = 0.040) -> list[float]:
+    def gaps(
+        self, since: float = 0.0, over_s: float = 0.040, ssrc: int | None = None
+    ) -> list[float]:
         """Inter-arrival gaps longer than `over_s` between audio packets after `since`."""
-        arrivals = [p.at for p in self.packets(since) if not p.silence]
+        arrivals = [p.at for p in self.packets(since, ssrc) if not p.silence]
         return [b - a for a, b in itertools.pairwise(arrivals) if b - a > over_s]
 
 
