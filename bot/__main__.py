@@ -32,10 +32,13 @@ from bot.voice import VoiceConfig
 from bot.web import RateLimit, create_app
 from bot.web.linking import add_link_routes
 from bot.web.listen import ListenLinks, add_listen_routes
+from core.host_presence import HostPresence, PresenceTracks
 from core.linking import Linker, LinkOutcome
 from core.listen import ListenAlong
+from core.presence import PresenceBoard
 from core.sessions import SessionService
 from storage.errors import StorageError
+from storage.records import HostSnapshot
 
 log = logging.getLogger("bot")
 
@@ -79,6 +82,21 @@ def web_app(settings: Settings, services: Services, bot: GameNightBot) -> web.Ap
     return app
 
 
+def follow_presence(services: Services, bot: GameNightBot, tracks: PresenceTracks) -> None:
+    """No Spotify app, no sync engine: hosts' presences become the sessions' snapshots."""
+
+    async def show(guild_id: int, snapshot: HostSnapshot) -> None:
+        if bot.board is None or snapshot.track_id is None:
+            return
+        try:
+            track = await tracks.track(snapshot.track_id)
+        except LookupError:
+            return
+        await bot.board.show_playback(guild_id, track, snapshot.is_playing)
+
+    services.sessions.subscribe(HostPresence(services.presence, services.storage, show))
+
+
 @asynccontextmanager
 async def running(
     settings: Settings,
@@ -101,16 +119,20 @@ async def running(
         )
         http, store, spotify, resolver = res.http, res.storage, res.spotify, res.resolver
         await resolver.start()
-        listen = ListenAlong(store, resolver, spotify)
+        presence = PresenceBoard()
+        # Track titles from hosts' presences first: the only source without a Spotify app.
+        tracks = PresenceTracks(presence, spotify if settings.spotify_app else None)
+        listen = ListenAlong(store, resolver, tracks)
         stack.push_async_callback(listen.aclose)
         services = Services(
             http=http,
             storage=store,
             spotify=spotify,
             linker=Linker(store, store, spotify),
-            sessions=SessionService(store, store),
+            sessions=SessionService(store, store, spotify_accounts=settings.spotify_app),
             resolver=resolver,
             listen=ListenLinks(listen, settings.public_base_url),
+            presence=presence,
         )
         bot = GameNightBot(
             services,
@@ -127,7 +149,10 @@ async def running(
         log.info("HTTP server on http://%s:%s", settings.http_host, settings.http_port)
 
         await stack.enter_async_context(bot)
-        sync = await start_sync(settings, services, bot)  # loops start from the session hooks
+        if settings.spotify_app:
+            sync = await start_sync(settings, services, bot)  # loops start from session hooks
+        else:
+            follow_presence(services, bot, tracks)
         bot_task = asyncio.create_task(bot.start(settings.discord_token), name="discord")
 
         async def stop_bot() -> None:
@@ -137,7 +162,8 @@ async def running(
                     await bot_task
 
         stack.push_async_callback(stop_bot)
-        stack.push_async_callback(sync.aclose)  # first out: its last reports reach a live bot
+        if settings.spotify_app:
+            stack.push_async_callback(sync.aclose)
         yield Running(services, bot, bot_task, runner)
 
 

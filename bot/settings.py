@@ -24,12 +24,12 @@ T = TypeVar("T")
 
 DEFAULT_STORAGE_URL = "sqlite:///data/gamenight.db"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-# The keys without a default. The bot needs them all; a job that never talks to Discord (the
-# indexer) asks only for the ones it uses, and the others stay empty.
-BOT_KEYS = frozenset(
-    {"DISCORD_TOKEN", "SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET", "TOKEN_ENCRYPTION_KEY"}
-)
-INDEXER_KEYS = BOT_KEYS - {"DISCORD_TOKEN"}
+# The keys without a default that must be set. The bot needs only these: without the Spotify
+# app keys it follows hosts through their Discord presence (voice, listen page) and /link
+# says what is missing. The indexer talks to Spotify, never to Discord.
+BOT_KEYS = frozenset({"DISCORD_TOKEN", "TOKEN_ENCRYPTION_KEY"})
+SPOTIFY_APP_KEYS = frozenset({"SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET"})
+INDEXER_KEYS = SPOTIFY_APP_KEYS | {"TOKEN_ENCRYPTION_KEY"}
 
 
 class SettingsError(Exception):
@@ -77,6 +77,11 @@ class Settings:
     spotify_rate_limit: int = 150  # Web API calls per rolling 30 s, for the whole app
     voice_auto_join: bool = False  # join the host's voice channel when a session starts
     voice_empty_timeout_s: float = 60.0  # leave voice after it has been empty this long
+
+    @property
+    def spotify_app(self) -> bool:
+        """Spotify app keys set: linking and Spotify-account sync are available."""
+        return bool(self.spotify_client_id and self.spotify_client_secret)
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -235,6 +240,8 @@ def load_settings(
     discord_token = r.required("DISCORD_TOKEN", "the bot token from the Discord developer portal")
     client_id = r.required("SPOTIFY_CLIENT_ID", "from the Spotify developer dashboard")
     client_secret = r.required("SPOTIFY_CLIENT_SECRET", "from the Spotify developer dashboard")
+    if bool(client_id) != bool(client_secret):  # optional for the bot, but as a pair
+        r.problems.append("SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET go together: set both")
     key = r.required(
         "TOKEN_ENCRYPTION_KEY",
         "encrypts Spotify tokens at rest; make one with "

@@ -43,9 +43,21 @@ def test_every_missing_setting_is_named_at_once() -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings({}, dotenv_path=None)
     report = caught.value.report()
-    for key in MINIMAL:
+    for key in ("DISCORD_TOKEN", "TOKEN_ENCRYPTION_KEY"):
         assert key in report
-    assert len(caught.value.problems) == 4
+    assert len(caught.value.problems) == 2  # the Spotify app keys are optional (voice branch)
+
+
+def test_spotify_app_keys_are_optional_but_go_together() -> None:
+    bare = {k: v for k, v in MINIMAL.items() if not k.startswith("SPOTIFY_")}
+    settings = load_settings(bare, dotenv_path=None)
+    assert not settings.spotify_app
+    assert load_settings(MINIMAL, dotenv_path=None).spotify_app
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**bare, "SPOTIFY_CLIENT_ID": "only-the-id"}, dotenv_path=None)
+    assert caught.value.problems == [
+        "SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET go together: set both"
+    ]
 
 
 @pytest.mark.parametrize(
