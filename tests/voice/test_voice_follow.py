@@ -54,3 +54,17 @@ async def test_voice_joins_plays_at_the_hosts_position_and_follows(voice: VoiceW
         text = await say(voice.world, "gamenight voice stop", host)
         assert "Left" in text
         await fake.wait_until(lambda: fake.voice.bot_channel() is None)
+
+
+async def test_voice_auto_join_when_the_host_starts_in_a_voice_channel(voice: VoiceWorld) -> None:
+    fake = voice.discord
+    room = fake.voice.add_channel("Game Room")
+    async with voice.run(voice_auto_join=True):
+        host = await linked(voice.world, "hana")
+        await fake.voice.move(host, room)
+        await voice.play(host, A, position_ms=6_000)
+        await say(voice.world, "gamenight start", host)
+        await fake.wait_until(lambda: fake.voice.bot_channel() == room.id)
+        await voice.in_sync(since=0.0)
+        await say(voice.world, "gamenight stop", host)
+        await fake.wait_until(lambda: fake.voice.bot_channel() is None)
