@@ -43,9 +43,11 @@ import itertools
 import json
 import logging
 import secrets
+import socket
 import ssl
 import struct
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,19 +173,6 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, voice: FakeVoice) -> None:
-        self.voice = voice
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # a datagram endpoint's
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        assert self.transport is not None
-        self.voice.on_datagram(data, addr, self.transport)
-
-
 class FakeVoice:
     """Voice channels, voice states and the voice server of one FakeDiscord."""
 
@@ -206,7 +195,10 @@ class FakeVoice:
         self._tmp = tempfile.TemporaryDirectory(prefix="fake-voice-")
         self._cert, self._certkey = _self_signed(Path(self._tmp.name))
         self._runner: web.AppRunner | None = None
-        self._udp: asyncio.DatagramTransport | None = None
+        # UDP is read by its own thread, so a packet's arrival time is when it arrived, not
+        # when a busy event loop got round to it (the bot shares the test's loop).
+        self._sock: socket.socket | None = None
+        self._reader: threading.Thread | None = None
         self._decoders: dict[int, discord.opus.Decoder] = {}
 
     # ---------------------------------------------------------------- lifecycle
@@ -223,16 +215,22 @@ class FakeVoice:
         server = site._server  # aiohttp exposes the bound port only here
         assert server is not None
         self.voice_port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        loop = asyncio.get_running_loop()
-        self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(HOST, 0))
-        self.udp_port = self._udp.get_extra_info("sockname")[1]
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind((HOST, 0))
+        self._sock.settimeout(0.2)
+        self.udp_port = self._sock.getsockname()[1]
+        self._reader = threading.Thread(target=self._read_udp, name="fake-voice-udp", daemon=True)
+        self._reader.start()
 
     async def stop(self) -> None:
         for conn in self.connections:
             if conn.ws is not None and not conn.ws.closed:
                 await conn.ws.close()
-        if self._udp is not None:
-            self._udp.close()
+        if self._sock is not None:
+            sock, self._sock = self._sock, None
+            if self._reader is not None:
+                await asyncio.to_thread(self._reader.join, 5)
+            sock.close()
         if self._runner is not None:
             await self._runner.cleanup()
         self._tmp.cleanup()
@@ -423,9 +421,18 @@ class FakeVoice:
 
     # ---------------------------------------------------------------- UDP
 
-    def on_datagram(
-        self, data: bytes, addr: tuple[str | Any, int], transport: asyncio.DatagramTransport
-    ) -> None:
+    def _read_udp(self) -> None:
+        sock = self._sock
+        while sock is not None and self._sock is sock:
+            try:
+                data, addr = sock.recvfrom(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.on_datagram(data, addr, sock)
+
+    def on_datagram(self, data: bytes, addr: tuple[str, int], sock: socket.socket) -> None:
         now = time.monotonic()
         if len(data) == 74 and data[:4] == b"\x00\x01\x00\x46":  # IP discovery request
             ssrc = struct.unpack_from(">I", data, 4)[0]
@@ -434,7 +441,7 @@ class FakeVoice:
             ip = str(addr[0]).encode()
             answer[8 : 8 + len(ip)] = ip
             struct.pack_into(">H", answer, 72, addr[1])  # big-endian, whatever docs say
-            transport.sendto(bytes(answer), addr)
+            sock.sendto(bytes(answer), addr)
             return
         if len(data) < 12 + 16 + 4 or data[0] >> 6 != 2 or data[1] & 0x7F != 0x78:
             return
