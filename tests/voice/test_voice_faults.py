@@ -7,6 +7,7 @@ import time
 import discord.voice_state
 import pytest
 
+from storage.records import CachedStream
 from tests.bot.test_gamenight import linked, say
 from tests.voice.conftest import MISSING, SONGS, VoiceWorld
 
@@ -99,3 +100,36 @@ async def test_a_voice_connection_without_dave_is_refused_plainly(
         assert time.monotonic() - started < 5  # no 25 s of discord.py retries
         assert [c.close_code for c in fake.voice.connections] == [4017]
         await fake.wait_until(lambda: fake.voice.bot_channel() is None)
+
+
+async def test_a_refused_stream_url_is_resolved_again_without_dropping_voice(
+    voice: VoiceWorld,
+) -> None:
+    fake = voice.discord
+    room = fake.voice.add_channel("Game Room")
+    async with voice.run() as app:
+        # A cached stream URL that has not expired but that YouTube refuses (403: the
+        # signature no longer matches, as after YouTube rotates it or binds it to another IP).
+        now = time.time()
+        refused = (
+            f"{voice.youtube.base_url}/videoplayback/{A.video_id}.wav?expire={int(now) + 3600}"
+        )
+        await app.services.storage.put_stream(
+            CachedStream(
+                A.track_id,
+                voice.youtube.watch_url(A.video_id),
+                refused + "&sig=0000000000000000",
+                now + 3600,
+                now,
+                now,
+            )
+        )
+        host = await linked(voice.world, "hana")
+        await fake.voice.move(host, room)
+        await say(voice.world, "gamenight start", host)
+        await voice.play(host, A, position_ms=5_000)
+        await say(voice.world, "gamenight voice join", host)
+        await voice.in_sync(since=0.0, within=20)
+        assert len(fake.voice.connections) == 1  # the same voice connection throughout
+        stored = await app.services.storage.get_stream(A.track_id)
+        assert stored is not None and "sig=0000000000000000" not in stored.stream_url
