@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_RECONNECTS = 2
 RECONNECT_WINDOW_S = 300.0
+RECONNECT_DELAY_S = 1.0
 GRID_MS = 20  # discord.py's player sends frame k at play() + 20 ms * (k + 1)
 REFUSED_FRAMES = 10  # a stream that ends within 200 ms was refused, not finished
 FFMPEG_INPUT = "-nostdin -loglevel error -reconnect 1 -reconnect_streamed 1 -reconnect_delay_max 2"
@@ -138,6 +139,25 @@ async def connect(channel: VocalGuildChannel, within_s: float) -> discord.VoiceC
     return vc
 
 
+async def _let_go(vc: discord.VoiceClient) -> None:
+    """Disconnect (if still connected) and forget a voice client.
+
+    With reconnect=False discord.py's websocket poller ends by raising the close
+    (ConnectionClosed 4006 ...): collect it, or asyncio logs "Task exception was never
+    retrieved" as an ERROR for what is a voice server's hiccup, handled here.
+    """
+    if vc.is_connected():
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(vc.disconnect(force=True), 5)
+    else:
+        vc.cleanup()  # discord.py already disconnected; drop it from the client's list
+    runner = getattr(vc._connection, "_runner", None)
+    if isinstance(runner, asyncio.Task) and runner.done() and not runner.cancelled():
+        error = runner.exception()
+        if error is not None:
+            log.info("guild %s: voice websocket ended: %r", vc.guild.id, error)
+
+
 class GuildVoice:
     """One guild's voice connection following its host."""
 
@@ -189,8 +209,7 @@ class GuildVoice:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._silence()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.vc.disconnect(force=True), 10)
+        await _let_go(self.vc)
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -241,8 +260,10 @@ class GuildVoice:
         self._reconnects.append(now)
         self._silence()
         log.info("guild %s: voice connection dropped; reconnecting", self.guild_id)
-        with contextlib.suppress(Exception):  # discord.py may have cleaned it up already
-            await asyncio.wait_for(self.vc.disconnect(force=True), 2)
+        await _let_go(self.vc)
+        # discord.py may still be finishing its own disconnect (op 4 out, its answer back);
+        # an answer landing after our new op 4 would end the new connection at once.
+        await asyncio.sleep(RECONNECT_DELAY_S)
         try:
             self.vc = await connect(self.channel, self.players.config.connect_timeout_s)
         except VoiceRefused as exc:

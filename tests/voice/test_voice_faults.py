@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import discord.voice_state
@@ -133,3 +134,33 @@ async def test_a_refused_stream_url_is_resolved_again_without_dropping_voice(
         assert len(fake.voice.connections) == 1  # the same voice connection throughout
         stored = await app.services.storage.get_stream(A.track_id)
         assert stored is not None and "sig=0000000000000000" not in stored.stream_url
+
+
+async def test_dropped_again_and_again_the_bot_stops_instead_of_looping(voice: VoiceWorld) -> None:
+    fake = voice.discord
+    room = fake.voice.add_channel("Game Room")
+    async with voice.run():
+        host = await linked(voice.world, "hana")
+        await fake.voice.move(host, room)
+        await say(voice.world, "gamenight start", host)
+        await voice.play(host, A, position_ms=2_000)
+        await say(voice.world, "gamenight voice join", host)
+        await voice.in_sync(since=0.0)
+        # Someone disconnects the bot from voice: it comes back once, and plays on.
+        await fake.voice.move(fake.bot, None)
+        await fake.wait_until(lambda: fake.voice.bot_channel() == room.id, within=10)
+        mark = time.monotonic()
+        await voice.in_sync(since=mark)
+        # Dropped again, and again: it gives up, says so, and stays out.
+        await fake.voice.close_voice(4006)
+        await fake.wait_until(lambda: len(fake.voice.connections) == 3, within=10)
+        await voice.in_sync(since=time.monotonic())
+        await fake.voice.close_voice(4006)
+        text_channel = fake.default_guild.text_channel_id
+        await fake.wait_until(
+            lambda: any("lost the voice connection" in m.text for m in fake.channel_messages(
+                text_channel)), within=10)  # fmt: skip
+        attempts = len(fake.voice.connections)
+        await asyncio.sleep(3)
+        assert len(fake.voice.connections) == attempts == 3
+        assert fake.voice.bot_channel() is None
