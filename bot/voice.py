@@ -39,7 +39,7 @@ RECONNECT_WINDOW_S = 300.0
 RECONNECT_DELAY_S = 1.0
 GRID_MS = 20  # discord.py's player sends frame k at play() + 20 ms * (k + 1)
 REFUSED_FRAMES = 10  # a stream that ends within 200 ms was refused, not finished
-FFMPEG_INPUT = "-nostdin -loglevel error -reconnect 1 -reconnect_streamed 1 -reconnect_delay_max 2"
+FFMPEG_INPUT = "-nostdin -reconnect 1 -reconnect_streamed 1 -reconnect_delay_max 2"
 
 
 @dataclass(frozen=True)
@@ -294,7 +294,9 @@ class GuildVoice:
         began = time.monotonic()
         start_ms = action.host.position_at(began) + int(self._startup_ms) + GRID_MS
         audio = _Ffmpeg(
-            stream.stream_url, before_options=f"-ss {start_ms / 1000:.3f} {FFMPEG_INPUT}"
+            stream.stream_url,
+            before_options=f"-ss {start_ms / 1000:.3f} {FFMPEG_INPUT}",
+            options="-vn -loglevel error",  # after discord.py's own "-loglevel warning"
         )
         source = _CountingSource(audio, self.volume)
         spawned = time.monotonic()

@@ -37,7 +37,9 @@ from tests.fakes.discord import FakeDiscord, Guild, Member
 from tests.fakes.spotify import FakeSpotify
 from tests.fakes.wiring import settings_for_fakes
 from tests.fakes.youtube import FakeYouTube
-from tests.voice.conftest import AUDIO_S, SONGS, HostPosition, VoiceWorld
+from tests.voice.conftest import SONGS, HostPosition, VoiceWorld
+
+BENCH_AUDIO_S = 100  # longer than the 60 s steady phase: the audio must not run out
 
 
 def pct(values: list[float], q: float) -> float:
@@ -131,7 +133,7 @@ async def main(quick: bool) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="voice-bench-"))
     fake_discord = await FakeDiscord().start()
     fake_spotify = await FakeSpotify().start()
-    youtube = FakeYouTube(audio_seconds=AUDIO_S)
+    youtube = FakeYouTube(audio_seconds=BENCH_AUDIO_S)
     await youtube.start()
     for song in SONGS:
         youtube.add_video(song.video_id, song.title, song.artists, song.duration_s)

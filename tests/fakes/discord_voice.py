@@ -128,6 +128,7 @@ class Heard:
     at: float  # monotonic arrival of the window's middle packet
     track_hz: float | None  # None: silence
     position_s: float | None  # media position at the window's middle
+    level: float = 0.0  # RMS, full scale 1.0
 
 
 @dataclass
@@ -473,7 +474,8 @@ class FakeVoice:
             pcm = np.frombuffer(b"".join(p.pcm for p in chunk), "<i2").astype(np.float64)
             mono = pcm.reshape(-1, 2).mean(axis=1) / 32768
             at = chunk[window // 2].at
-            out.append(Heard(at, *_read_code(mono)))
+            level = float(np.sqrt(np.mean(mono**2)))
+            out.append(Heard(at, *_read_code(mono), level=level))
         return out
 
     def gaps(

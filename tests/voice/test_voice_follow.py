@@ -31,6 +31,14 @@ async def test_voice_joins_plays_at_the_hosts_position_and_follows(voice: VoiceW
         await fake.wait_until(lambda: "people" in fake.message(board.id).text, within=6)
         assert f"<#{room.id}> · 2 people" in fake.message(board.id).text
 
+        # Half the volume: half the level, same music.
+        loud = fake.voice.heard()[-1].level
+        assert "50%" in await say(voice.world, "gamenight voice volume", host, percent=50)
+        mark = time.monotonic()
+        await asyncio.sleep(0.5)
+        quieter = await voice.in_sync(since=mark)
+        assert abs(quieter[-1].level / loud - 0.5) < 0.05
+
         # Skip to another track.
         mark = time.monotonic()
         await voice.play(host, B, position_ms=5_000)
