@@ -10,7 +10,7 @@ be found (with a note on the status message), re-resolve a stream URL that is re
 Connections are made with discord.py's `reconnect=False`: its own reconnect loop retries
 forever on most close codes and, for 4017, returns a dead client after 25 s. Instead a
 dropped connection is re-made here at most `MAX_RECONNECTS` times per `RECONNECT_WINDOW_S`;
-after that, or when someone disconnected the bot on purpose, it leaves cleanly and says so.
+after that it leaves cleanly and says so in the game night's channel.
 """
 
 from __future__ import annotations
@@ -26,8 +26,18 @@ from typing import Any
 import discord
 from discord.channel import VocalGuildChannel
 
+from bot.voice_channel import (
+    FFMPEG_INPUT,
+    CountingSource,
+    Ffmpeg,
+    VoiceRefused,
+    check_can_join,
+    connect,
+    humans_in,
+    let_go,
+)
 from core.errors import UserFacingError
-from core.presence import PresenceBoard
+from core.presence import Presence, PresenceBoard
 from core.resolver import Resolver
 from core.voice import Play, Playing, Quiet, decide, host_playback
 from storage.records import Session
@@ -39,7 +49,6 @@ RECONNECT_WINDOW_S = 300.0
 RECONNECT_DELAY_S = 1.0
 GRID_MS = 20  # discord.py's player sends frame k at play() + 20 ms * (k + 1)
 REFUSED_FRAMES = 10  # a stream that ends within 200 ms was refused, not finished
-FFMPEG_INPUT = "-nostdin -reconnect 1 -reconnect_streamed 1 -reconnect_delay_max 2"
 
 
 @dataclass(frozen=True)
@@ -48,114 +57,6 @@ class VoiceConfig:
     empty_timeout_s: float = 60.0
     connect_timeout_s: float = 15.0
     tick_s: float = 1.0
-
-
-class VoiceRefused(UserFacingError):
-    """A voice request that cannot be done; the message says why and what to do."""
-
-
-class _Ffmpeg(discord.FFmpegPCMAudio):
-    """FFmpegPCMAudio that also closes its pipe when ffmpeg already ended by itself
-    (discord.py 2.7.1 closes it only when it has to kill a running ffmpeg)."""
-
-    def cleanup(self) -> None:
-        stdout = getattr(self, "_stdout", None)
-        try:
-            super().cleanup()
-        finally:
-            if stdout is not None and hasattr(stdout, "close"):
-                stdout.close()
-
-
-class _CountingSource(discord.PCMVolumeTransformer[discord.FFmpegPCMAudio]):
-    """Volume control that also counts the frames read (a refused stream reads none)."""
-
-    def __init__(self, original: discord.FFmpegPCMAudio, volume: float) -> None:
-        super().__init__(original, volume)
-        self.frames = 0
-
-    def read(self) -> bytes:
-        data = super().read()
-        if data:
-            self.frames += 1
-        return data
-
-
-def humans_in(channel: VocalGuildChannel | None) -> int:
-    return 0 if channel is None else sum(1 for m in channel.members if not m.bot)
-
-
-def check_can_join(channel: VocalGuildChannel) -> None:
-    """Refuse, with what to fix, a channel the bot cannot play in."""
-    me = channel.guild.me
-    perms = channel.permissions_for(me)
-    if not perms.connect or not perms.view_channel:
-        raise VoiceRefused(
-            f"I can't join {channel.mention}: I need the Connect permission there. "
-            "Ask someone with Manage Server to allow it."
-        )
-    if not perms.speak:
-        raise VoiceRefused(f"I can't play in {channel.mention}: I need the Speak permission there.")
-    full = channel.user_limit and len(channel.members) >= channel.user_limit
-    if full and not perms.move_members:
-        raise VoiceRefused(
-            f"{channel.mention} is full ({channel.user_limit} people). Make room or raise "
-            "its user limit, then try again."
-        )
-
-
-async def connect(channel: VocalGuildChannel, within_s: float) -> discord.VoiceClient:
-    """Connect once (no discord.py retry loop) and turn every failure into a clear refusal."""
-    try:
-        vc: discord.VoiceClient = await channel.connect(
-            timeout=within_s, reconnect=False, self_deaf=True
-        )
-    except discord.ConnectionClosed as exc:
-        if exc.code == 4017:
-            raise VoiceRefused(
-                "Discord refused the voice connection: it requires end-to-end encrypted voice "
-                "(DAVE). The bot's operator must install the `davey` package."
-            ) from exc
-        raise VoiceRefused(
-            f"Discord closed the voice connection (code {exc.code}). Try again in a moment."
-        ) from exc
-    except TimeoutError as exc:
-        raise VoiceRefused(
-            f"Discord didn't let me into {channel.mention} in time. Check that I may Connect "
-            "there and that it isn't full, then try again."
-        ) from exc
-    except RuntimeError as exc:  # discord.py without PyNaCl / davey
-        log.error("voice is not available in this installation: %s", exc)
-        raise VoiceRefused(
-            "Voice isn't available on this bot (its operator must install discord.py[voice] "
-            "and davey)."
-        ) from exc
-    except discord.ClientException as exc:  # already connected in this guild
-        raise VoiceRefused("I'm already connecting to voice here; try again shortly.") from exc
-    if not vc.is_connected():
-        with contextlib.suppress(Exception):
-            await vc.disconnect(force=True)
-        raise VoiceRefused("Discord dropped the voice connection at once. Try again shortly.")
-    return vc
-
-
-async def _let_go(vc: discord.VoiceClient) -> None:
-    """Disconnect (if still connected) and forget a voice client.
-
-    With reconnect=False discord.py's websocket poller ends by raising the close
-    (ConnectionClosed 4006 ...): collect it, or asyncio logs "Task exception was never
-    retrieved" as an ERROR for what is a voice server's hiccup, handled here.
-    """
-    if vc.is_connected():
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(vc.disconnect(force=True), 5)
-    else:
-        vc.cleanup()  # discord.py already disconnected; drop it from the client's list
-    runner = getattr(vc._connection, "_runner", None)
-    if isinstance(runner, asyncio.Task) and runner.done() and not runner.cancelled():
-        error = runner.exception()
-        if error is not None:
-            log.info("guild %s: voice websocket ended: %r", vc.guild.id, error)
 
 
 class GuildVoice:
@@ -178,8 +79,9 @@ class GuildVoice:
         self.playing: Playing | None = None
         self._wake = asyncio.Event()
         self._generation = 0
-        self._source: _CountingSource | None = None
+        self._source: CountingSource | None = None
         self._skipped: str | None = None
+        self._titles: dict[str, str] = {}  # for the status note when a stream fails late
         self._force: str | None = None  # re-resolve this track (its URL was refused)
         self._forced: set[str] = set()
         self._reconnects: list[float] = []
@@ -209,7 +111,7 @@ class GuildVoice:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._silence()
-        await _let_go(self.vc)
+        await let_go(self.vc)
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -260,7 +162,7 @@ class GuildVoice:
         self._reconnects.append(now)
         self._silence()
         log.info("guild %s: voice connection dropped; reconnecting", self.guild_id)
-        await _let_go(self.vc)
+        await let_go(self.vc)
         # discord.py may still be finishing its own disconnect (op 4 out, its answer back);
         # an answer landing after our new op 4 would end the new connection at once.
         await asyncio.sleep(RECONNECT_DELAY_S)
@@ -280,6 +182,9 @@ class GuildVoice:
 
     async def _play(self, action: Play) -> None:
         track = action.track
+        if len(self._titles) > 256:
+            self._titles.clear()
+        self._titles[track.id] = track.title_line
         force = self._force == track.id
         self._force = None
         try:
@@ -287,18 +192,18 @@ class GuildVoice:
         except Exception as exc:  # any failure to find audio skips the track, loudly
             if not isinstance(exc, UserFacingError):
                 log.exception("guild %s: resolving %s failed", self.guild_id, track.id)
-            self._skip(track.title_line)
+            self._skip(track.id, track.title_line)
             return
         self._silence()
         generation = self._generation
         began = time.monotonic()
         start_ms = action.host.position_at(began) + int(self._startup_ms) + GRID_MS
-        audio = _Ffmpeg(
+        audio = Ffmpeg(
             stream.stream_url,
             before_options=f"-ss {start_ms / 1000:.3f} {FFMPEG_INPUT}",
             options="-vn -loglevel error",  # after discord.py's own "-loglevel warning"
         )
-        source = _CountingSource(audio, self.volume)
+        source = CountingSource(audio, self.volume)
         spawned = time.monotonic()
         self._startup_ms = 0.7 * self._startup_ms + 0.3 * (spawned - began) * 1000
         loop = asyncio.get_running_loop()
@@ -313,9 +218,9 @@ class GuildVoice:
         self.players.changed(self.guild_id)
         log.info("guild %s: voice plays %s from %d ms", self.guild_id, track.id, start_ms)
 
-    def _skip(self, title: str) -> None:
+    def _skip(self, track_id: str, title: str) -> None:
         self._silence()
-        self._skipped = self.players.board_track_id(self.host_id)
+        self._skipped = track_id
         self.note = f"⚠️ No audio found for {title}; skipped it in voice."
         self.players.changed(self.guild_id)
 
@@ -328,7 +233,7 @@ class GuildVoice:
             return  # the audio ran out; the host's next track will come as a presence
         self.playing = None
         if track_id in self._forced:
-            self._skip(track_id)
+            self._skip(track_id, self._titles.get(track_id, "this track"))
             return
         log.info("guild %s: the stream of %s was refused; resolving it again", self.guild_id,
                  track_id)  # fmt: skip
@@ -362,11 +267,7 @@ class VoicePlayers:
     def get(self, guild_id: int) -> GuildVoice | None:
         return self._guilds.get(guild_id)
 
-    def board_track_id(self, user_id: int) -> str | None:
-        presence = self.board.get(user_id)
-        return presence.listening.track_id if presence and presence.listening else None
-
-    def _presence(self, presence: Any) -> None:
+    def _presence(self, presence: Presence) -> None:
         for guild in self._guilds.values():
             if guild.host_id == presence.user_id:
                 guild.wake()

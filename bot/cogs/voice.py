@@ -9,7 +9,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.presence import PresenceWatch
-from bot.voice import VoicePlayers, VoiceRefused
+from bot.voice import VoicePlayers
+from bot.voice_channel import VoiceRefused
 from core.presence import PresenceBoard
 from core.sessions import NotHost, SessionService
 
