@@ -182,6 +182,13 @@ async def serve(settings: Settings) -> int:
             if isinstance(error, discord.LoginFailure):
                 log.error("Discord refused the bot token: check DISCORD_TOKEN")
                 return 1
+            if isinstance(error, discord.PrivilegedIntentsRequired):
+                log.error(
+                    "Discord refused the Presence Intent (voice follows the host's Spotify "
+                    "presence): switch it on in the developer portal, Bot -> Privileged "
+                    "Gateway Intents"
+                )
+                return 1
             if error is not None:
                 log.error("the Discord connection failed", exc_info=error)
                 return 1
