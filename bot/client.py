@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import discord
@@ -19,6 +20,8 @@ from bot.replies import report_error
 from bot.services import Services
 from bot.status import StatusBoard
 from bot.voice import VoiceConfig, VoicePlayers
+from core.tracks import TrackInfo
+from core.voice import HostPlayback, playback_from_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ class GameNightBot(commands.Bot):
         self.board: StatusBoard | None = None  # set in setup_hook; the sync engine reports to it
         self.voice_config = voice or VoiceConfig()
         self.voice: VoicePlayers | None = None  # set in setup_hook
+        self._tracks: dict[str, TrackInfo] = {}  # metadata of engine snapshots, for voice
 
     async def setup_hook(self) -> None:
         s = self.services
@@ -108,11 +112,27 @@ class GameNightBot(commands.Bot):
         players.on_change = board.voice_changed
         players.on_leave = watch.tell
         s.sessions.subscribe(players)
+        if s.sessions.spotify_accounts:
+            players.snapshots = self._engine_playback
         await self.add_cog(presence)
         await self.add_cog(watch)
         group = gamenight.app_command
         assert group is not None, "GroupCog always has its group"
         group.add_command(VoiceCommands(s.sessions, players, s.presence, presence))
+
+    async def _engine_playback(self, guild_id: int) -> HostPlayback | None:
+        """The sync engine's stored snapshot of the host, with the track's metadata."""
+        session = await self.services.sessions.find(guild_id)
+        snapshot = session.snapshot if session is not None else None
+        if snapshot is None or snapshot.track_id is None or not snapshot.is_playing:
+            return None
+        track = self._tracks.get(snapshot.track_id)
+        if track is None:
+            track = await self.services.spotify.track(snapshot.track_id)
+            if len(self._tracks) > 256:
+                self._tracks.clear()
+            self._tracks[track.id] = track
+        return playback_from_snapshot(snapshot, track, time.time(), time.monotonic())
 
     async def close(self) -> None:
         if self.voice is not None:

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,7 @@ from bot.voice_channel import (
 from core.errors import UserFacingError
 from core.presence import Presence, PresenceBoard
 from core.resolver import Resolver
-from core.voice import Play, Playing, Quiet, decide, host_playback
+from core.voice import HostPlayback, Play, Playing, Quiet, decide, host_playback
 from storage.records import Session
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class GuildVoice:
                 return "empty"
         else:
             self._empty_since = None
-        host = host_playback(self.players.board.get(self.host_id))
+        host = await self.players.host_playback(self.guild_id, self.host_id)
         action = decide(self.playing, host, time.monotonic(), skipped=self._skipped)
         if isinstance(action, Quiet):
             self._silence()
@@ -256,6 +256,8 @@ class VoicePlayers:
         self.board = board
         self.resolver = resolver
         self.config = config
+        # The sync engine's view of the host, for hosts without a presence (Spotify app only).
+        self.snapshots: Callable[[int], Awaitable[HostPlayback | None]] | None = None
         self.on_change: Callable[[int], Any] | None = None  # the status message
         self.on_leave: Callable[[int, str], Coroutine[Any, Any, None]] | None = (
             None  # say why we left
@@ -266,6 +268,20 @@ class VoicePlayers:
 
     def get(self, guild_id: int) -> GuildVoice | None:
         return self._guilds.get(guild_id)
+
+    async def host_playback(self, guild_id: int, host_id: int) -> HostPlayback | None:
+        """The host's playback: their presence; when it shows no Spotify (paused, or not
+        shared with Discord), the sync engine's snapshot if the bot has a Spotify app (the
+        engine sees a pause within its poll interval too)."""
+        presence = self.board.get(host_id)
+        listening = presence is not None and presence.listening is not None
+        if listening or self.snapshots is None:
+            return host_playback(presence)
+        try:
+            return await self.snapshots(guild_id)
+        except Exception as exc:  # a storage or Spotify blip: try again next round
+            log.info("guild %s: reading the host's snapshot failed: %r", guild_id, exc)
+            return None
 
     def _presence(self, presence: Presence) -> None:
         for guild in self._guilds.values():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from core.presence import Listening, Presence
 from core.tracks import TrackInfo
+from storage.records import HostSnapshot
 
 # A presence only moves when the host changes something, so a drift this large means a seek
 # (Spotify's presence carries ms timestamps; what we play is on a 20 ms grid).
@@ -56,6 +57,19 @@ def host_playback(presence: Presence | None) -> HostPlayback | None:
     return HostPlayback(
         presence.listening, presence.listening.position_ms or 0, presence.received_at
     )
+
+
+def playback_from_snapshot(
+    snapshot: HostSnapshot, track: TrackInfo, wall_now: float, mono_now: float
+) -> HostPlayback | None:
+    """The sync engine's stored host snapshot as a `HostPlayback` (for a host whose presence
+    Discord does not show); None when paused. `snapshot.at` is wall-clock time."""
+    if not snapshot.is_playing or snapshot.track_id != track.id:
+        return None
+    listening = Listening(
+        track.id, track.name, track.artists, track.album, track.duration_ms or None, None
+    )
+    return HostPlayback(listening, snapshot.position_ms, mono_now - (wall_now - snapshot.at))
 
 
 @dataclass(frozen=True)

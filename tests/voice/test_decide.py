@@ -6,7 +6,16 @@ import pytest
 
 from core.host_presence import snapshot_of
 from core.presence import Listening, Presence
-from core.voice import HostPlayback, Play, Playing, Quiet, Stay, decide, track_from_presence
+from core.voice import (
+    HostPlayback,
+    Play,
+    Playing,
+    Quiet,
+    Stay,
+    decide,
+    playback_from_snapshot,
+    track_from_presence,
+)
 from storage.records import HostSnapshot
 
 SONG = Listening("4uLU6hMCjMI75M1A2tKUQC", "Song", ("Artist",), "Album", 200_000, 10_000)
@@ -70,3 +79,12 @@ def test_snapshot_of_a_presence_and_of_a_pause() -> None:
         False,
     )
     assert snapshot_of(Presence(1, None, 0.0), None, now=5.0).track_id is None
+
+
+def test_an_engine_snapshot_becomes_a_host_playback_on_the_monotonic_clock() -> None:
+    track = track_from_presence(SONG)
+    snapshot = HostSnapshot(SONG.track_id, 30_000, True, at=1_000.0, duration_ms=200_000)
+    playback = playback_from_snapshot(snapshot, track, wall_now=1_002.0, mono_now=50.0)
+    assert playback is not None and playback.position_at(50.0) == 32_000
+    paused = HostSnapshot(SONG.track_id, 30_000, False, at=1_000.0)
+    assert playback_from_snapshot(paused, track, 1_002.0, 50.0) is None

@@ -7,7 +7,7 @@ import asyncio
 import time
 
 from tests.bot.test_gamenight import linked, say
-from tests.voice.conftest import SONGS, VoiceWorld
+from tests.voice.conftest import SONGS, HostPosition, Song, VoiceWorld
 
 A, B = SONGS
 
@@ -76,3 +76,21 @@ async def test_voice_auto_join_when_the_host_starts_in_a_voice_channel(voice: Vo
         await voice.in_sync(since=0.0)
         await say(voice.world, "gamenight stop", host)
         await fake.wait_until(lambda: fake.voice.bot_channel() is None)
+
+
+async def test_without_a_presence_voice_follows_the_sync_engine(voice: VoiceWorld) -> None:
+    """A linked host whose Spotify Discord does not show: voice follows the engine's reads."""
+    fake, spotify = voice.discord, voice.world.spotify
+    room = fake.voice.add_channel("Game Room")
+    track = spotify.catalog[0]
+    song = Song(track.id, "engineVideo", track.name, track.artists, track.duration_ms // 1000)
+    voice.youtube.add_video(song.video_id, song.title, song.artists, song.duration_s)
+    async with voice.run():
+        host = await linked(voice.world, "hana")
+        await fake.voice.move(host, room)
+        spotify.player("hana-sp").load([track.id], position_ms=7_000)
+        voice.host_state = HostPosition(song, 7_000, time.monotonic())
+        await say(voice.world, "gamenight start", host)
+        text = await say(voice.world, "gamenight voice join", host)
+        assert "Display Spotify as your status" in text  # still worth switching on
+        await voice.in_sync(since=0.0, within=15)
