@@ -1,7 +1,9 @@
 """The bot in a voice channel, playing the host's track at the host's position.
 
 `VoicePlayers` keeps one `GuildVoice` per guild. A `GuildVoice` owns a discord.py voice
-connection and one task that wakes when the host's presence changes (and on a slow tick),
+connection and one task that wakes when the host's presence changes (and on a slow tick;
+when the presence shows no Spotify and the bot has a Spotify app, the sync engine's stored
+snapshot of the host stands in),
 asks `core.voice.decide` what to do, and does it: resolve the track's stream (our resolver;
 the bot fetches the IP-bound URL itself through ffmpeg), start ffmpeg at the host's position
 plus the measured start-up, stop on pause, restart on a seek, skip a track whose audio cannot
