@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from core.listen import StreamStatus
 from tests.bot.test_gamenight import say
 from tests.voice.conftest import SONGS, VoiceWorld
 
@@ -35,4 +36,16 @@ async def test_a_game_night_follows_presence_without_a_spotify_app(voice: VoiceW
         assert session is not None and session.snapshot is not None
         assert (session.snapshot.track_id, session.snapshot.is_playing) == (B.track_id, True)
         assert abs(session.snapshot.position_ms - 8_000) < 1_000
+
+        # The listen page's feed follows too: the presence's track, its audio resolved.
+        listen = app.services.listen.listen
+        token = await listen.token_for(fake.default_guild.id)
+        async with listen.subscribe(token) as page:
+            deadline = time.monotonic() + 10
+            while not (page.view.track and page.view.stream.status is StreamStatus.READY):
+                assert time.monotonic() < deadline, page.view
+                await page.next(0.5)
+            assert page.view.track.name == B.title
+            assert page.view.snapshot is not None
+            assert page.view.snapshot.track_id == B.track_id
     assert voice.world.spotify.log == []  # not one Spotify call
