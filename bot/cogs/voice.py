@@ -23,7 +23,8 @@ PRESENCE_HELP = (
 )
 INTENT_HELP = (
     "I can't see anyone's Spotify status: the bot's operator must switch on the Presence "
-    "Intent in the Discord developer portal (Bot → Privileged Gateway Intents)."
+    "Intent and the Server Members Intent in the Discord developer portal (Bot → Privileged "
+    "Gateway Intents) and leave DISCORD_PRESENCE_INTENT on."
 )
 
 
