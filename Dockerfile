@@ -9,6 +9,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# Voice: ffmpeg decodes the stream, libopus0 encodes Opus for Discord (discord.py[voice]).
+RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg libopus0 \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, so code changes do not reinstall them.
 COPY pyproject.toml README.md ./
 RUN mkdir bot core storage && touch bot/__init__.py core/__init__.py storage/__init__.py \

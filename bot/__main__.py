@@ -49,6 +49,7 @@ from bot.startup import (
     start_failure,
 )
 from bot.sync import start_sync
+from bot.voice import VoiceConfig
 from bot.web import RateLimit, create_app
 from bot.web.discord_oauth import CALLBACK_PATH as DISCORD_CALLBACK
 from bot.web.discord_oauth import DiscordOAuth
@@ -60,11 +61,13 @@ from bot.web.quota_metrics import register_quota_metrics
 from bot.web.server import ServerLimits, start_http
 from bot.web.services import METRICS, SYNC_HEALTH
 from core.audience import AudiencePublisher
+from core.host_presence import HostPresence, PresenceTracks
 from core.linking import Linker, LinkOutcome
 from core.listen import ListenAlong
 from core.presence import PresenceBoard
 from core.sessions import SessionService
 from storage.errors import StorageError
+from storage.records import HostSnapshot
 
 log = logging.getLogger("bot")
 
@@ -176,6 +179,21 @@ def server_limits(settings: Settings) -> ServerLimits:
     )
 
 
+def follow_presence(services: Services, bot: GameNightBot, tracks: PresenceTracks) -> None:
+    """No Spotify app, no sync engine: hosts' presences become the sessions' snapshots."""
+
+    async def show(guild_id: int, snapshot: HostSnapshot) -> None:
+        if bot.board is None or snapshot.track_id is None:
+            return
+        try:
+            track = await tracks.track(snapshot.track_id)
+        except LookupError:
+            return
+        await bot.board.show_playback(guild_id, track, snapshot.is_playing)
+
+    services.sessions.subscribe(HostPresence(services.presence, services.storage, show))
+
+
 @asynccontextmanager
 async def running(
     settings: Settings,
@@ -201,12 +219,15 @@ async def running(
             ytmusic_client_factory=ytmusic_client_factory,
         )
         http, store, spotify, resolver = res.http, res.storage, res.spotify, res.resolver
-        await check_spotify(settings, spotify)
-        for warning in redirect_warnings(settings):
-            log.warning("%s", warning)
+        if settings.spotify_app:  # optional (voice): without it hosts are followed by presence
+            await check_spotify(settings, spotify)
+            for warning in redirect_warnings(settings):
+                log.warning("%s", warning)
         await resolver.start()
         presence = PresenceBoard()
-        listen = ListenAlong(store, resolver, spotify, presence=presence)
+        # Track titles from hosts' presences first: the only source without a Spotify app.
+        tracks = PresenceTracks(presence, spotify if settings.spotify_app else None)
+        listen = ListenAlong(store, resolver, tracks, presence=presence)
         audience = AudiencePublisher(store)  # the status messages may be posted elsewhere
         listen.watch_audience(audience.changed)
         stack.push_async_callback(audience.aclose)  # after listen.aclose: its last counts
@@ -216,12 +237,12 @@ async def running(
             storage=store,
             spotify=spotify,
             linker=Linker(store, store, spotify, pending=store),
-            sessions=SessionService(store, store),
+            sessions=SessionService(store, store, spotify_accounts=settings.spotify_app),
             resolver=resolver,
             listen=ListenLinks(listen, settings.public_base_url),
             presence=presence,
         )
-        quiet_discord_logs()
+        quiet_discord_logs(voice_enabled=gateway)
         bot = (
             make_bot(
                 services,
@@ -229,6 +250,10 @@ async def running(
                 shard_count=settings.discord_shard_count,
                 shard_ids=settings.discord_shard_ids,
                 presence_intent=settings.discord_presence_intent,
+                voice=VoiceConfig(
+                    auto_join=settings.voice_auto_join,
+                    empty_timeout_s=settings.voice_empty_timeout_s,
+                ),
                 **(client_options or {}),
             )
             if gateway
@@ -253,7 +278,11 @@ async def running(
             return
 
         await stack.enter_async_context(bot)
-        sync = await start_sync(settings, services, bot)  # loops start from the session hooks
+        sync = None
+        if settings.spotify_app:
+            sync = await start_sync(settings, services, bot)  # loops start from session hooks
+        else:
+            follow_presence(services, bot, tracks)
         bot_task = asyncio.create_task(bot.start(settings.discord_token), name="discord")
         announcer = start_announcer(bot, settings.discord_dev_guild_id)
         stack.callback(announcer.cancel)
@@ -265,7 +294,8 @@ async def running(
                     await bot_task
 
         stack.push_async_callback(stop_bot)
-        stack.push_async_callback(sync.aclose)  # first out: its last reports reach a live bot
+        if sync is not None:
+            stack.push_async_callback(sync.aclose)  # first out: its last reports reach a live bot
         stack.push_async_callback(start_audience_watch(bot, sync, store).aclose)
         yield Running(services, bot, bot_task, runner)
 

@@ -16,11 +16,16 @@ if TYPE_CHECKING:
     from core.sync.supervisor import SyncSupervisor
 
 
-def start_audience_watch(bot: GameNightBot, sync: SyncSupervisor, store: Storage) -> AudienceWatch:
-    """Start watching (close with `aclose`)."""
+def start_audience_watch(
+    bot: GameNightBot, sync: SyncSupervisor | None, store: Storage
+) -> AudienceWatch:
+    """Start watching (close with `aclose`). `sync` None: no Spotify app, no sync engine (the
+    host is followed by presence, bot/__main__.py): this process's shards' guilds."""
 
     async def loop_guilds() -> list[int]:
         sessions = await store.list_sessions()
+        if sync is None:  # no Spotify app: no sync loops; this process's shards keep the messages
+            return [s.guild_id for s in sessions if bot.runs_guild(s.guild_id)]
         return [s.guild_id for s in sessions if sync.engines.get(s.guild_id) is not None]
 
     def show(guild_id: int, count: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import discord
@@ -14,6 +15,7 @@ from discord.ext import commands
 from bot.cogs.admin import Admin
 from bot.cogs.gamenight import GameNight, SessionButtons
 from bot.cogs.linking import Linking
+from bot.cogs.voice import VoiceCommands, VoiceWatch
 from bot.presence import (
     REFUSED_NOTE,
     PresenceCog,
@@ -24,6 +26,9 @@ from bot.presence import (
 from bot.replies import report_error
 from bot.services import Services
 from bot.status import StatusBoard
+from bot.voice import VoiceConfig, VoicePlayers
+from core.tracks import TrackInfo
+from core.voice import HostPlayback, playback_from_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +63,13 @@ class GameNightBot(commands.Bot):
         *,
         dev_guild_id: int | None,
         presence_intent: bool = False,
+        voice: VoiceConfig | None = None,
         **options: Any,
     ) -> None:
         super().__init__(
             # Prefix commands only by mention (no message-content intent): the owner's `sync`.
             command_prefix=commands.when_mentioned,
+            # Intents.default() has voice_states (voice); presences and members as configured.
             intents=intents_for(presence_intent),
             enable_raw_presences=presence_intent,  # bot/presence.py says why raw
             tree_cls=GameNightTree,
@@ -73,6 +80,9 @@ class GameNightBot(commands.Bot):
         self.services = services
         self.dev_guild_id = dev_guild_id
         self.board: StatusBoard | None = None  # set in setup_hook; the sync engine reports to it
+        self.voice_config = voice or VoiceConfig()
+        self.voice: VoicePlayers | None = None  # set in setup_hook
+        self._tracks: dict[str, TrackInfo] = {}  # metadata of engine snapshots, for voice
 
     async def setup_hook(self) -> None:
         s = self.services
@@ -94,10 +104,12 @@ class GameNightBot(commands.Bot):
         gamenight = GameNight(
             s.sessions, board, s.listen, quota=s.spotify.quota, presence=s.presence
         )
-        await self.add_cog(PresenceCog(self, PresenceListener(s.presence)))
+        presences = PresenceListener(s.presence)
+        await self.add_cog(PresenceCog(self, presences))
         await self.add_cog(Linking(s.linker, s.sessions, s.spotify))
         await self.add_cog(gamenight)
         await self.add_cog(Admin(self))
+        await self._add_voice(gamenight, board, presences)
         self.add_view(gamenight.buttons)  # clicks on status messages from before a restart
         if self.dev_guild_id is not None:
             guild = discord.Object(self.dev_guild_id)
@@ -124,6 +136,44 @@ class GameNightBot(commands.Bot):
                 log.warning("%s", REFUSED_NOTE)
                 self.services.presence.note = REFUSED_NOTE
                 drop_privileged_intents(self)
+
+    async def _add_voice(
+        self, gamenight: GameNight, board: StatusBoard, presences: PresenceListener
+    ) -> None:
+        """Voice players and /gamenight voice (bot/voice.py), fed by the presence board."""
+        s = self.services
+        players = VoicePlayers(self, s.presence, s.resolver, self.voice_config)
+        watch = VoiceWatch(players, s.sessions)
+        self.voice = players
+        board.voice_line = players.status_line
+        players.on_change = board.voice_changed
+        players.on_leave = watch.tell
+        s.sessions.subscribe(players)
+        if s.sessions.spotify_accounts:
+            players.snapshots = self._engine_playback
+        await self.add_cog(watch)
+        group = gamenight.app_command
+        assert group is not None, "GroupCog always has its group"
+        group.add_command(VoiceCommands(s.sessions, players, s.presence, presences))
+
+    async def _engine_playback(self, guild_id: int) -> HostPlayback | None:
+        """The sync engine's stored snapshot of the host, with the track's metadata."""
+        session = await self.services.sessions.find(guild_id)
+        snapshot = session.snapshot if session is not None else None
+        if snapshot is None or snapshot.track_id is None or not snapshot.is_playing:
+            return None
+        track = self._tracks.get(snapshot.track_id)
+        if track is None:
+            track = await self.services.spotify.track(snapshot.track_id)
+            if len(self._tracks) > 256:
+                self._tracks.clear()
+            self._tracks[track.id] = track
+        return playback_from_snapshot(snapshot, track, time.time(), time.monotonic())
+
+    async def close(self) -> None:
+        if self.voice is not None:
+            await self.voice.aclose()
+        await super().close()
 
     async def on_command_error(
         self, context: commands.Context[Any], exception: commands.CommandError, /

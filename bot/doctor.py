@@ -329,8 +329,17 @@ async def run_checks(
     async with aiohttp.ClientSession() as http:
         checks.append(await check_storage(settings))
         checks.append(await check_discord(settings, http))
-        checks.append(await check_spotify_app(settings, http))
-        checks.append(check_redirect_uri(settings))
+        if settings.spotify_app:
+            checks.append(await check_spotify_app(settings, http))
+            checks.append(check_redirect_uri(settings))
+        else:  # optional (voice, #16): hosts are followed by their Discord presence
+            checks.append(
+                Check(
+                    "Spotify app credentials",
+                    True,
+                    "not set: game nights follow the host's Discord presence; /link is off",
+                )
+            )
         checks.append(check_public_base_url(settings))
         checks.append(await asyncio.to_thread(check_js_runtime, yt))
         checks += check_versions(

@@ -41,11 +41,13 @@ from bot.settings_parse import (
 from storage.crypto import TokenCipher
 
 DEFAULT_STORAGE_URL = "sqlite:///data/gamenight.db"
-# The keys without a default. The bot needs them all; a job that never talks to Discord (the
-# indexer) asks only for the ones it uses, and the others stay empty. TOKEN_ENCRYPTION_KEY may
-# stay empty too: bot/keyfile.py then keeps a generated key in the data folder.
-BOT_KEYS = frozenset({"DISCORD_TOKEN", "SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET"})
-INDEXER_KEYS = BOT_KEYS - {"DISCORD_TOKEN"}
+# The keys without a default. The bot needs only DISCORD_TOKEN: without the Spotify app keys it
+# follows hosts through their Discord presence (voice, listen page) and /link says what is
+# missing. TOKEN_ENCRYPTION_KEY may stay empty: bot/keyfile.py then keeps a generated key in the
+# data folder. The indexer talks to Spotify, never to Discord.
+BOT_KEYS = frozenset({"DISCORD_TOKEN"})
+SPOTIFY_APP_KEYS = frozenset({"SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET"})
+INDEXER_KEYS = SPOTIFY_APP_KEYS
 
 
 class SettingsError(Exception):
@@ -119,6 +121,13 @@ class Settings:
     instance_id: str | None = None  # sync lease holder name; None: kept in the data folder
     sync_lease_ttl_s: float = 1.5  # a dead process's guilds move to another within about this
     discord_presence_intent: bool = True  # ask for presences + members (branch presence)
+    voice_auto_join: bool = False  # join the host's voice channel when a session starts
+    voice_empty_timeout_s: float = 60.0  # leave voice after it has been empty this long
+
+    @property
+    def spotify_app(self) -> bool:
+        """Spotify app keys set: linking and Spotify-account sync are available."""
+        return bool(self.spotify_client_id and self.spotify_client_secret)
 
     def cipher(self) -> TokenCipher:
         return TokenCipher.from_keys(self.token_encryption_key)
@@ -144,6 +153,8 @@ def load_settings(
     discord_token = r.required("DISCORD_TOKEN", "the bot token from the Discord developer portal")
     client_id = r.required("SPOTIFY_CLIENT_ID", "from the Spotify developer dashboard")
     client_secret = r.required("SPOTIFY_CLIENT_SECRET", "from the Spotify developer dashboard")
+    if bool(client_id) != bool(client_secret):  # optional for the bot, but as a pair
+        r.problems.append("SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET go together: set both")
     key = r.required(
         "TOKEN_ENCRYPTION_KEY",
         "encrypts Spotify tokens at rest; make one with `make key`",
@@ -300,6 +311,10 @@ def load_settings(
             "SYNC_LEASE_TTL", 1.5, _positive_float, "seconds a sync lease lasts unrenewed, e.g. 1.5"
         ),
         discord_presence_intent=r.parsed("DISCORD_PRESENCE_INTENT", True, _bool, "true or false"),
+        voice_auto_join=r.parsed("VOICE_AUTO_JOIN", False, _bool, "true or false"),
+        voice_empty_timeout_s=r.parsed(
+            "VOICE_EMPTY_TIMEOUT", 60.0, _non_negative_float, "seconds, e.g. 60"
+        ),
     )
     _check_shards(settings, r.problems)
     if r.problems:

@@ -67,6 +67,7 @@ def render_status(
     browser_listeners: int = 0,
     *,
     host_unreadable: bool = False,
+    voice: str | None = None,
 ) -> discord.Embed:
     """The status embed: host, what's playing (with art), every listener's state, and how many
     listen along in a browser (/gamenight listen)."""
@@ -97,6 +98,8 @@ def render_status(
     if len(text) > 1024:
         text = text[:1000].rsplit("\n", 1)[0] + "\n…"
     embed.add_field(name=f"Listeners ({len(listeners)})", value=text, inline=False)
+    if voice:  # the voice channel the bot plays in (bot/voice.py)
+        embed.add_field(name="Voice", value=voice[:1024], inline=False)
     embed.set_footer(text="Keep Spotify open on a device. Drifted? /gamenight resync")
     return embed
 
@@ -132,6 +135,7 @@ class StatusBoard:
         # Where each guild's message is, kept after the session record is gone, so an end
         # reported after deletion (the sync engine's idle timeout) can still be shown.
         self._messages: dict[int, tuple[int, int]] = {}
+        self.voice_line: Callable[[int], str | None] = lambda guild_id: None  # bot/voice.py
 
     async def aclose(self) -> None:
         """Cancel the pending audience refreshes (the bot is closing)."""
@@ -229,6 +233,10 @@ class StatusBoard:
 
         self._audience_refresh[guild_id] = asyncio.create_task(later())
 
+    def voice_changed(self, guild_id: int) -> None:
+        """The voice channel or its people changed: refresh like for the browser count."""
+        self.audience_changed(guild_id, 0)
+
     # --- posting and editing ------------------------------------------------------------
 
     async def post(self, session: Session, channel: discord.abc.Messageable) -> discord.Message:
@@ -245,6 +253,7 @@ class StatusBoard:
             playing,
             await self.browser_listeners(session),
             host_unreadable=unreadable,
+            voice=self.voice_line(session.guild_id),
         )
         message = await channel.send(embed=embed, view=self._buttons())
         self._messages[session.guild_id] = (message.channel.id, message.id)
@@ -272,6 +281,7 @@ class StatusBoard:
                 playing,
                 await self.browser_listeners(session),
                 host_unreadable=unreadable,
+                voice=self.voice_line(session.guild_id),
             )
             channel = self._client.get_partial_messageable(session.channel_id)
             try:

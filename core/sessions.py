@@ -60,6 +60,18 @@ class AlreadyListening(SessionRefused):
         super().__init__("You're already listening along.")
 
 
+class SpotifyAppMissing(SessionRefused):
+    """Following on one's own Spotify account, on a bot run without Spotify app keys."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Following the host on your own Spotify needs this bot's Spotify app settings "
+            "(SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET), which its operator hasn't set. "
+            "You can still listen along: /gamenight voice join plays the host's music in "
+            "their voice channel, and /gamenight listen opens it in a browser."
+        )
+
+
 class HostCannot(SessionRefused):
     """The host asked for something only a listener does (join, leave)."""
 
@@ -98,7 +110,11 @@ class SessionService:
         links: LinkStore,
         *,
         clock: Callable[[], float] = time.time,
+        spotify_accounts: bool = True,
     ) -> None:
+        # False: no Spotify app keys; hosts need no link (voice and the listen page follow
+        # their Discord presence) and nobody can follow on their own Spotify.
+        self.spotify_accounts = spotify_accounts
         self._sessions = sessions
         self._links = links
         self._clock = clock
@@ -128,7 +144,8 @@ class SessionService:
 
     async def start(self, guild_id: int, host_user_id: int, channel_id: int | None) -> Session:
         """Make `host_user_id` the host of a new session; refused if one is running."""
-        await self._require_link(host_user_id, host=True)
+        if self.spotify_accounts:
+            await self._require_link(host_user_id, host=True)
         async with self._lock(guild_id):
             now = self._clock()
             session = Session(
@@ -160,6 +177,8 @@ class SessionService:
             session = await self.get(guild_id)
             if user_id == session.host_user_id:
                 raise HostCannot("You're the host — everyone else follows your playback.")
+            if not self.spotify_accounts:
+                raise SpotifyAppMissing()
             # The link first: a listener whose link expired must hear that, not "already in".
             await self._require_link(user_id)
             if user_id in session.listeners:
@@ -228,7 +247,10 @@ class SessionService:
                     if new_host_id == user_id
                     else "They're already the host."
                 )
-            await self._require_link(new_host_id, host=True, someone_else=new_host_id != user_id)
+            if self.spotify_accounts:
+                await self._require_link(
+                    new_host_id, host=True, someone_else=new_host_id != user_id
+                )
             now = self._clock()
             old_host = session.host_user_id
             await self._sessions.remove_listener(guild_id, new_host_id)

@@ -150,7 +150,11 @@ class GameNight(commands.GroupCog, group_name="gamenight"):
         await interaction.followup.send(
             "\n".join(line for line in lines if line),
             embed=render_status(
-                session, track, playing, await self.board.browser_listeners(session)
+                session,
+                track,
+                playing,
+                await self.board.browser_listeners(session),
+                voice=self.board.voice_line(session.guild_id),
             ),
             ephemeral=True,
         )

@@ -29,6 +29,14 @@ _STATUS_TEXT = {
 }
 
 
+NO_SPOTIFY_APP = (
+    "Linking Spotify needs this bot's Spotify app settings (SPOTIFY_CLIENT_ID and "
+    "SPOTIFY_CLIENT_SECRET), which its operator hasn't set. You don't need it to listen: "
+    "/gamenight voice join plays the host's music in their voice channel, and "
+    "/gamenight listen opens it in a browser."
+)
+
+
 class Profiles(Protocol):
     """A live check of a link (SpotifyClient.profile satisfies it)."""
 
@@ -47,6 +55,8 @@ class Linking(commands.Cog):
     async def link(self, interaction: discord.Interaction) -> None:
         """Link your Spotify account so Game Night can follow and control your playback."""
         await interaction.response.defer(ephemeral=True, thinking=True)
+        if not self.sessions.spotify_accounts:
+            raise UserFacingError(NO_SPOTIFY_APP)
         url = await self.linker.begin(interaction.user.id, interaction.guild_id)
         text = (
             "Open Spotify to link your account. The link is just for you, works once "

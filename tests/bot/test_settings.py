@@ -21,7 +21,7 @@ MINIMAL = {
     "SPOTIFY_CLIENT_SECRET": "client-secret",
     "TOKEN_ENCRYPTION_KEY": KEY,
 }
-REQUIRED = ("DISCORD_TOKEN", "SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET")
+REQUIRED = ("DISCORD_TOKEN",)  # the Spotify app keys are optional (voice branch)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -48,7 +48,20 @@ def test_every_missing_setting_is_named_at_once() -> None:
         assert key in report
     # Unset, TOKEN_ENCRYPTION_KEY is generated into the data folder (tests/bot/test_keyfile.py).
     assert "TOKEN_ENCRYPTION_KEY" not in report
-    assert len(caught.value.problems) == 3
+    assert "SPOTIFY_CLIENT_ID" not in report  # optional (voice branch)
+    assert len(caught.value.problems) == 1
+
+
+def test_spotify_app_keys_are_optional_but_go_together() -> None:
+    bare = {k: v for k, v in MINIMAL.items() if not k.startswith("SPOTIFY_")}
+    settings = load_settings(bare, dotenv_path=None)
+    assert not settings.spotify_app
+    assert load_settings(MINIMAL, dotenv_path=None).spotify_app
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**bare, "SPOTIFY_CLIENT_ID": "only-the-id"}, dotenv_path=None)
+    assert caught.value.problems == [
+        "SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET go together: set both"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from tests.fakes.discord_presence import DiscordPresence
+from tests.fakes.discord_voice import FakeVoice
 
 log = logging.getLogger(__name__)
 
@@ -348,6 +349,7 @@ class FakeDiscord:
         # request (after it is recorded) before the routes below, or return None.
         self.intercepts: list[Callable[[web.Request], Awaitable[web.StreamResponse | None]]] = []
         self.presence = DiscordPresence(self)  # intents, PRESENCE_UPDATE (discord_presence.py)
+        self.voice = FakeVoice(self)  # voice channels, states and server (op 4)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -388,6 +390,7 @@ class FakeDiscord:
         server = site._server  # aiohttp exposes the bound port only here
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        await self.voice.start()
         return self
 
     async def stop(self) -> None:
@@ -396,6 +399,7 @@ class FakeDiscord:
             await self._conn.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.voice.stop()
 
     @property
     def api_base(self) -> str:
@@ -875,6 +879,8 @@ class FakeDiscord:
                 await self._identify(conn, frame["d"])
             elif op == 6:
                 await self._resume(conn, frame["d"])
+            elif op == 4:
+                await self.voice.on_voice_state_update(frame["d"])
             await self._notify()
         if self._conn is conn:
             self._conn = None
@@ -1134,9 +1140,9 @@ class FakeDiscord:
             "member_count": len(guild.members),
             "large": False,
             "roles": [everyone],
-            "channels": [guild.channel()],
+            "channels": [guild.channel(), *self.voice.guild_channels(guild)],
             "members": [m.member() for m in guild.members.values()],
-            "voice_states": [],
+            "voice_states": self.voice.guild_states(guild),
             "presences": [],
             "emojis": [],
             "stickers": [],

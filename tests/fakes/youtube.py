@@ -4,13 +4,14 @@ What it serves (all on one random port, `fake.base_url`):
 
 - `GET /watch?v=ID` — an HTML page with `<audio src=...>`: yt-dlp's html5/generic extractor
   turns it into a direct stream URL. Counted in `counts.page_fetches`.
-- `GET /videoplayback/ID.wav?expire=T&ip=A&sig=S` — real generated audio (a few seconds of WAV,
-  a tone whose pitch depends on the video id). Like googlevideo: the URL carries `expire=` (Unix
-  seconds, `stream_lifetime` after the page was fetched) and `ip=`, the address that fetched the
-  page (signed); a bad signature, a past expiry, or a fetch from any other address answers 403
-  (IP binding, yt-dlp #12940/#17456: a browser elsewhere cannot play it; on 127.0.0.1 the bot's
-  side connects from another loopback address, `BOT_SIDE_ADDRESS`). `Range` is honoured (206 +
-  Content-Range). Counted in `counts.stream_fetches`; refusals in `counts.stream_refusals`.
+- `GET /videoplayback/ID.wav?expire=T&ip=A&sig=S` — real generated audio (a few seconds of WAV
+  that says which video and which position it is: see `track_audio`). Like googlevideo: the
+  URL carries `expire=` (Unix seconds, `stream_lifetime` after the page was fetched) and `ip=`,
+  the address that fetched the page (signed); a bad signature, a past expiry, or a fetch from
+  any other address answers 403 (IP binding, yt-dlp #12940/#17456: a browser elsewhere cannot
+  play it; on 127.0.0.1 the bot's side connects from another loopback address,
+  `BOT_SIDE_ADDRESS`). `Range` is honoured (206 + Content-Range). Counted in
+  `counts.stream_fetches`; refusals in `counts.stream_refusals`.
 - YouTube Music for the REAL ytmusicapi (no stand-in): `GET /ytm/` (the start page ytmusicapi
   reads its visitor id from) and `POST /ytm/youtubei/v1/search` answering InnerTube's raw
   response shape (tabbedSearchResultsRenderer -> musicShelfRenderer ->
@@ -68,9 +69,7 @@ import asyncio
 import hashlib
 import hmac
 import io
-import math
 import re
-import struct
 import threading
 import time
 import wave
@@ -79,23 +78,43 @@ from html import escape
 from typing import Any, Self
 from xml.sax.saxutils import escape as xml_escape
 
+import numpy as np
 import requests
 from aiohttp import web
 
 _YTM_DOMAIN = "https://music.youtube.com"
-SAMPLE_RATE = 8000
+SAMPLE_RATE = 16_000  # the time code reaches 7 kHz (below)
 AUDIO_SECONDS = 3
 _SIGNING_KEY = b"fake-youtube"
 # The loopback address the bot's side (yt-dlp and the relay) connects from in tests, so the
 # fake can tell it from a browser on 127.0.0.1 (Linux routes all of 127.0.0.0/8 to loopback).
 BOT_SIDE_ADDRESS = "127.0.0.2"
 
+# The audio is a code anyone can read back from what a listener hears (tests/fakes/
+# discord_voice.py decodes it from the Opus the bot sends): two sine tones at once,
+#  - the track tone, 220-880 Hz, fixed per video id (`track_frequency`), says WHICH video;
+#  - the time code, a rising tone from POSITION_BASE_HZ at POSITION_HZ_PER_S, says WHERE: at
+#    media position t seconds it is at POSITION_BASE_HZ + POSITION_HZ_PER_S * (t mod
+#    POSITION_WRAP_S). 40 Hz per second reads to ~10 ms from a 200 ms window; it wraps every
+#    150 s (below the 8 kHz Nyquist limit of 16 kHz audio).
+POSITION_BASE_HZ = 1000.0
+POSITION_HZ_PER_S = 40.0
+POSITION_WRAP_S = 150.0
+TRACK_HZ_RANGE = (220.0, 880.0)
 
-def tone_wav(frequency: float, seconds: float = AUDIO_SECONDS, rate: int = SAMPLE_RATE) -> bytes:
-    """A mono 16-bit PCM WAV of a sine tone."""
-    frames = int(seconds * rate)
-    samples = (int(8000 * math.sin(2 * math.pi * frequency * i / rate)) for i in range(frames))
-    pcm = struct.pack(f"<{frames}h", *samples)
+
+def track_frequency(video_id: str) -> float:
+    """The track tone of a video: a distinct pitch per id, so a test can tell which it got."""
+    return 220.0 + int(hashlib.sha256(video_id.encode()).hexdigest()[:4], 16) % 660
+
+
+def position_frequency(position_s: float) -> float:
+    """The time-code tone at media position `position_s`."""
+    return POSITION_BASE_HZ + POSITION_HZ_PER_S * (position_s % POSITION_WRAP_S)
+
+
+def _wav(samples: np.ndarray[Any, np.dtype[np.float64]], rate: int) -> bytes:
+    pcm = np.clip(samples * 32767, -32768, 32767).astype("<i2").tobytes()
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(1)
@@ -105,9 +124,19 @@ def tone_wav(frequency: float, seconds: float = AUDIO_SECONDS, rate: int = SAMPL
     return buf.getvalue()
 
 
-def _frequency(video_id: str) -> float:
-    # A distinct pitch per video, so a test can tell which audio it got.
-    return 220.0 + int(hashlib.sha256(video_id.encode()).hexdigest()[:4], 16) % 660
+def tone_wav(frequency: float, seconds: float = AUDIO_SECONDS, rate: int = SAMPLE_RATE) -> bytes:
+    """A mono 16-bit PCM WAV of a sine tone."""
+    t = np.arange(int(seconds * rate)) / rate
+    return _wav(0.25 * np.sin(2 * np.pi * frequency * t), rate)
+
+
+def track_audio(video_id: str, seconds: float = AUDIO_SECONDS, rate: int = SAMPLE_RATE) -> bytes:
+    """The video's WAV: its track tone plus the time code (see POSITION_* above)."""
+    t = np.arange(int(seconds * rate)) / rate
+    local = t % POSITION_WRAP_S  # the chirp restarts at each wrap; its phase is continuous within
+    chirp = 2 * np.pi * (POSITION_BASE_HZ * local + POSITION_HZ_PER_S * local**2 / 2)
+    track = 2 * np.pi * track_frequency(video_id) * t
+    return _wav(0.25 * np.sin(track) + 0.25 * np.sin(chirp), rate)
 
 
 @dataclass
@@ -231,7 +260,7 @@ class FakeYouTube:
     def audio(self, video_id: str) -> bytes:
         with self._lock:
             if video_id not in self._audio:
-                self._audio[video_id] = tone_wav(_frequency(video_id), self.audio_seconds)
+                self._audio[video_id] = track_audio(video_id, self.audio_seconds)
             return self._audio[video_id]
 
     def ytmusic_client(self) -> Any:
