@@ -144,7 +144,8 @@ class VoiceConnection:
     ws: web.WebSocketResponse | None = None
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
+def _self_signed() -> tuple[bytes, bytes]:
+    """A certificate for 127.0.0.1 and its key, as PEM (kept in memory: no files to clean)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
     now = datetime.datetime.now(datetime.UTC)
@@ -162,16 +163,10 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )
-    cert_path, key_path = directory / "voice-cert.pem", directory / "voice-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    return cert_path, key_path
+    return cert.public_bytes(serialization.Encoding.PEM), pem_key
 
 
 class FakeVoice:
@@ -193,8 +188,7 @@ class FakeVoice:
         self.ssrc = 0x1234ABCD
         self._key = secrets.token_bytes(32)
         self._token = "voice-" + secrets.token_hex(8)
-        self._tmp = tempfile.TemporaryDirectory(prefix="fake-voice-")
-        self._cert, self._certkey = _self_signed(Path(self._tmp.name))
+        self._cert, self._certkey = _self_signed()
         self._runner: web.AppRunner | None = None
         # UDP is read by its own thread, so a packet's arrival time is when it arrived, not
         # when a busy event loop got round to it (the bot shares the test's loop).
@@ -210,7 +204,13 @@ class FakeVoice:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.load_cert_chain(self._cert, self._certkey)
+        # ssl loads a chain only from files: write them for the call, gone right after (a
+        # TemporaryDirectory left to the garbage collector warns in whichever test is running).
+        with tempfile.TemporaryDirectory(prefix="fake-voice-") as folder:
+            cert, key = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+            cert.write_bytes(self._cert)
+            key.write_bytes(self._certkey)
+            tls.load_cert_chain(cert, key)
         site = web.TCPSite(self._runner, HOST, 0, ssl_context=tls)
         await site.start()
         server = site._server  # aiohttp exposes the bound port only here
@@ -234,10 +234,9 @@ class FakeVoice:
             sock.close()
         if self._runner is not None:
             await self._runner.cleanup()
-        self._tmp.cleanup()
 
     def client_ssl_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self._cert))
+        return ssl.create_default_context(cadata=self._cert.decode())
 
     def client_connector(self) -> aiohttp.TCPConnector:
         """For `discord.Client(connector=...)`: trusts the fake voice server's certificate."""
