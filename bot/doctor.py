@@ -31,7 +31,7 @@ from aiohttp import web
 import storage
 from bot.keyfile import KEY_FILE, KeyFileError, data_folder, with_stored_key
 from bot.services import open_resources, relay_config, youtube_config
-from bot.settings import INDEXER_KEYS, Settings, SettingsError, load_settings
+from bot.settings import WEB_KEYS, Settings, SettingsError, load_settings
 from bot.web import create_app
 from core.errors import UserFacingError
 from core.youtube import YouTube, YouTubeConfig
@@ -383,7 +383,7 @@ async def _amain(settings: Settings, online: bool, track_id: str) -> list[Check]
     return await run_checks(settings, online=online, track_id=track_id)
 
 
-_LOAD_WEB = partial(load_settings, required=INDEXER_KEYS)  # no DISCORD_TOKEN needed
+_LOAD_WEB = partial(load_settings, required=WEB_KEYS)  # no DISCORD_TOKEN needed
 
 
 def main(

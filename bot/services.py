@@ -15,6 +15,7 @@ from bot.settings import Settings
 from bot.web.listen import ListenLinks
 from bot.web.services import AudioRoute, RelayConfig
 from bot.web.signing import RelaySigner, derive_secret
+from core.errors import NoSpotifyApp
 from core.linking import Linker
 from core.presence import PresenceBoard
 from core.resolver import Resolver, ResolverConfig, TrackLookup
@@ -22,6 +23,7 @@ from core.resolver_factory import build_resolver
 from core.sessions import SessionService
 from core.spotify import CallPriority, SpotifyClient, SpotifyConfig, StoreLocks
 from core.sync.health import SyncHealth
+from core.tracks import TrackInfo
 from core.youtube import YouTubeConfig
 from core.ytargs import parse_extractor_args
 from storage.base import Storage
@@ -81,11 +83,21 @@ def relay_config(settings: Settings) -> RelayConfig:
     )
 
 
-def track_lookup(spotify: SpotifyClient) -> TrackLookup:
+def track_lookup(spotify: SpotifyClient, *, spotify_app: bool = True) -> TrackLookup:
     """The resolver's metadata lookup: any client can trigger one (a new id), so it runs at the
     lowest priority; the budget's reserve keeps a host's player reads (COMMAND) admitted, and
-    a refused lookup makes `/song` match the client's claim instead."""
+    a refused lookup makes `/song` match the client's claim instead.
+
+    Without the Spotify app keys every lookup is refused at once, with nothing sent: `/song`
+    then matches the client's claim, and a bare id that is not cached gets a plain 503.
+    """
+    if not spotify_app:
+        return _no_lookup
     return partial(spotify.track, priority=CallPriority.BACKGROUND)
+
+
+async def _no_lookup(track_id: str) -> TrackInfo:
+    raise NoSpotifyApp()
 
 
 @dataclass(frozen=True)
@@ -125,7 +137,7 @@ async def open_resources(
     stack.push_async_callback(spotify.aclose)
     resolver = build_resolver(
         store,
-        track_lookup(spotify),
+        track_lookup(spotify, spotify_app=settings.spotify_app),
         config=ResolverConfig(workers=resolver_workers, force_cooldown_s=settings.force_cooldown_s),
         youtube_config=youtube_config(settings),
         ytmusic_client_factory=ytmusic_client_factory,
