@@ -32,7 +32,7 @@ from bot.dblock import lock_sqlite
 from bot.discord_lookup import DiscordDirectory, bounded_who
 from bot.keyfile import KeyFileError, with_stored_key
 from bot.names import MemberNames
-from bot.services import Services, open_resources, relay_config
+from bot.services import Services, open_resources, relay_config, shared_linker
 from bot.settings import (
     WEB_KEYS,
     Settings,
@@ -61,7 +61,7 @@ from bot.web.server import ServerLimits, start_http
 from bot.web.services import METRICS, SYNC_HEALTH
 from core.audience import AudiencePublisher
 from core.host_presence import HostPresence, PresenceTracks
-from core.linking import Linker, LinkOutcome
+from core.linking import LinkOutcome
 from core.listen import ListenAlong
 from core.presence import PresenceBoard
 from core.sessions import SessionService
@@ -232,7 +232,7 @@ async def running(
             http=http,
             storage=store,
             spotify=spotify,
-            linker=Linker(store, store, spotify, pending=store),
+            linker=shared_linker(store, spotify),
             sessions=SessionService(store, store, spotify_accounts=settings.spotify_app),
             resolver=resolver,
             listen=ListenLinks(listen, settings.public_base_url),

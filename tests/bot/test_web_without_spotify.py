@@ -7,29 +7,20 @@ import asyncio
 import dataclasses
 import logging
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from bot.__main__ import running
-from tests.bot.conftest import World
+from tests.bot.conftest import VIDEO_ID, World
 from tests.bot.test_process import python_m_bot
-from tests.bot.test_stream_api import VIDEO_ID
 from tests.conftest import free_port
 from tests.fakes.youtube import FakeYouTube
 from tests.pwa import TRACK_ID, track_body
 
 UNCACHED = "1111111111111111111111"
 CACHED = "2222222222222222222222"
-
-
-@pytest.fixture
-async def youtube() -> AsyncIterator[FakeYouTube]:
-    async with FakeYouTube() as fake:
-        fake.add_video(VIDEO_ID, "Never Gonna Give You Up", ["Rick Astley"], 213)
-        yield fake
 
 
 async def test_web_only_without_spotify_serves_songs_and_refuses_lookups_plainly(
