@@ -68,6 +68,9 @@ async def test_web_only_without_spotify_serves_songs_and_refuses_lookups_plainly
                 assert r.status == 200, path
         async with http.get(f"{base}/listen/not-a-token") as r:
             assert r.status == 404  # the "game night is over" page, not an error
+        # Nobody could have begun a link here: Spotify's callback is a plain page, no call.
+        async with http.get(f"{base}/spotify/callback?code=c&state=unknown-state") as r:
+            assert 400 <= r.status < 500, await r.text()
     assert world.spotify.log == []  # not one Spotify call
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert "Traceback" not in caplog.text
