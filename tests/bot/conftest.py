@@ -26,7 +26,7 @@ from tests.fakes.spotify import FakeSpotify
 from tests.fakes.wiring import settings_for_fakes
 from tests.fakes.youtube import FakeYouTube
 from tests.linkpage import follow_and_confirm
-from tests.pwa import PWA_TRACK
+from tests.pwa import PWA_TRACK, add_pwa_video
 
 
 @dataclass
@@ -120,13 +120,6 @@ async def youtube(world: World) -> AsyncIterator[FakeYouTube]:
     world.spotify.catalog.append(PWA_TRACK)
     world.spotify.tracks[PWA_TRACK.id] = PWA_TRACK
     async with FakeYouTube() as fake:
-        fake.add_video(
-            VIDEO_ID,
-            "Never Gonna Give You Up",
-            ["Rick Astley"],
-            213,
-            album="Whenever You Need Somebody",
-            isrc="GBARL9300135",
-        )
+        add_pwa_video(fake, VIDEO_ID)
         world.settings = dataclasses.replace(world.settings, youtube_base_url=fake.base_url)
         yield fake

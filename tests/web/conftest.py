@@ -31,7 +31,7 @@ from storage.records import CachedStream
 from tests.fakes.spotify import FakeSpotify
 from tests.fakes.spotify_catalog import FakeTrack
 from tests.fakes.youtube import BOT_SIDE_ADDRESS, FakeYouTube
-from tests.pwa import PWA_ORIGIN, PWA_TRACK
+from tests.pwa import PWA_ORIGIN, PWA_TRACK, add_pwa_video
 from tests.redis_proc import free_port
 
 # Spotify's own record of the track the PWA asks for (tests/pwa.py's body describes it too).
@@ -85,14 +85,7 @@ async def youtube() -> AsyncIterator[FakeYouTube]:
 
 @pytest.fixture
 def catalog(youtube: FakeYouTube) -> None:
-    youtube.add_video(
-        VIDEO_ID,
-        "Never Gonna Give You Up",
-        ["Rick Astley"],
-        213,
-        album="Whenever You Need Somebody",
-        isrc="GBARL9300135",
-    )
+    add_pwa_video(youtube, VIDEO_ID)
     youtube.add_video("decoy000001", "Never Gonna Give You Up (live)", ["Rick Astley"], 260)
 
 
