@@ -103,6 +103,15 @@ class PositionAt:
         self.sent = (now, position)
         return position
 
+    @property
+    def one_way_s(self) -> float:
+        """The one-way latency the position allows for (benchmarks attribute skew with it)."""
+        return self._latency.one_way_s
+
+    @property
+    def lead_ms(self) -> int:
+        return self._lead_ms
+
     def guard(self) -> None:
         """For a command without a position (pause): the same fencing, right before sending."""
         self.sent = (self._check(), 0)  # when it left still times the round trip
