@@ -226,7 +226,13 @@ class Listeners:
         listener = self.members.get(uid)
         if listener is not None:
             listener.last_checked = answered
-            listener.latency = listener.latency.observe(answered - requested)
+            if playback is not None:
+                # The client's own stamps, taken in its worker thread around the request: the
+                # outer times include the wait for a thread, which with hundreds of listeners
+                # is most of it and would make every position aim too far ahead.
+                listener.latency = listener.latency.observe(
+                    playback.answered_at - playback.requested_at
+                )
         return observation(playback, requested, answered)
 
     # -- commands ----------------------------------------------------------------------------
