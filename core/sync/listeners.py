@@ -119,10 +119,12 @@ class Listeners:
                 # A status that asks them to act was told when it was stored (maybe by this
                 # process before a restart, or by another): not told again.
                 told = {state.status} if state.status in TOLD else set()
-                self.members[uid] = Listener(state, told=told)
-            elif state.updated_at > mine.state.updated_at and state != mine.state:
-                # Written after our own last write, so by someone else: /gamenight resync
-                # (ATTACHED). A late write of ours compares older and is not mistaken for one.
+                self.members[uid] = Listener(state, told=told, seen=state)
+            elif mine.written_by_someone_else(state):
+                # /gamenight resync (ATTACHED), stored by the bot, maybe on another machine.
+                # Told apart from our own writes by value, not by `updated_at`: two machines'
+                # clocks need not agree, and one running behind would make a resync look
+                # older than our last write and be ignored.
                 if state.status is ListenerStatus.ATTACHED:
                     mine.forget()
                 mine.state = state
@@ -476,6 +478,7 @@ class Listeners:
         listener.state = replace(
             listener.state, status=status, detail=detail, updated_at=self._clock.wall()
         )
+        listener.wrote(listener.state)
         self._status_changed()
         try:
             # Not put_listener: they may have left since this round read the session, and a
