@@ -12,14 +12,18 @@ SpotifyClient -> spotipy in its thread pool -> HTTP, SQLite storage with leases.
 from the fake's player clocks (`time.time()` in both processes):
 - propagation: the host's change (a skip at a random moment, or the track's natural end) to
   the moment the LAST listener's play command was applied by the fake;
-- skew: |host position - listener position| read from the fake at one instant, right after
-  every listener of the session is on the new track (so it is the landing error).
+- skew: |host position - listener position| read from the fake at one instant, 0.4 s after
+  every listener of the session is on the new track (past the device start-up delay the
+  engine aims ahead for: what is heard), split into its parts (`Landing`, `attribution`).
 Light rows run 10 sessions x 5 listeners at once (to gather samples in parallel; the load is
 light) with the default settings (engine defaults, SPOTIFY_WORKERS=32). The scale row runs
 200 x 5 with `scale_workers` threads, and a ticker measuring the event loop's lag. The app's
 own rate budget (SpotifyConfig.rate_limit, 150 calls / 30 s) is lifted in every row: at about
 77 calls per playing session-minute it would hold ~3 sessions (see the calls row), and the
-fake's per-app limit is off.
+fake's per-app limit is off. The app has extended quota (EXTENDED_DAILY_BUDGET), and calls are
+counted in memory unless --stored-counters (then in the SQLite file, as the bot does).
+
+Quicker looks: --scale-only, --sessions N (the scale row's size), --no-scale.
 
 Targets: skip p95 <= 1.2 s; natural end p95 <= 0.5 s; skew p95 <= 150 ms; scale loop lag p99
 < 50 ms and skip p95 <= 1.5 x the light figure.
@@ -605,9 +609,11 @@ async def main() -> None:
           f"({engine.paused_calls / max(engine.playing_calls, 1e-9):.0%} of playing); "
           f"baseline loop: 30 host reads by construction")  # fmt: skip
     failed = engine.failed + base.failed
+    failures = f"engine {engine.failed}, baseline {base.failed}"
     if scaled is not None:
         f, before, peak = scaled
         failed += f.failed
+        failures += f", scale {f.failed}"
         light95 = pct(engine.skip_s, 95) if engine.skip_s else pct(f.skip_s, 95) / 1.5
         print()
         print(f"scale: {plan.scale_sessions} sessions x {k} listeners in this process, "
@@ -627,7 +633,10 @@ async def main() -> None:
             f"{engine.spent:,}; a development-mode SPOTIFY_DAILY_BUDGET is 1,200 a day)"
         )
     print()
-    print(f"trials that never completed: {failed}; wall time {time.monotonic() - started:.0f} s")
+    print(
+        f"trials that never completed: {failed} ({failures}); "
+        f"wall time {time.monotonic() - started:.0f} s"
+    )
 
 
 if __name__ == "__main__":
