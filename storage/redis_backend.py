@@ -7,6 +7,7 @@ stream cache, leases — runs as a Lua script on the server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -60,6 +61,7 @@ R = TypeVar("R")
 
 MAX_CONNECTIONS = 50  # per process; commands beyond it queue for a free connection
 CONNECTION_WAIT_S = 10.0  # then StorageUnavailable, rather than waiting forever
+CLOSE_S = 2.0  # closing a release subscription: past this, the connection is left to the pool
 
 # KEYS[1] state hash key. ARGV[1] now. Returns {check, user, guild, created, expires}.
 _CONSUME_STATE = """
@@ -302,21 +304,47 @@ return {ARGV[1], ARGV[2]}
 """
 
 
+def _cancels() -> int:
+    """How many cancels the current task has been asked for (and not yet taken back)."""
+    task = asyncio.current_task()
+    return 0 if task is None else task.cancelling()
+
+
+def _lost_cancel(before: int) -> None:
+    """Raise the cancel a Redis call swallowed, if any (`before`: `_cancels()` at its start).
+
+    redis-py sends every command through `asyncio.wait_for` (our `socket_timeout`), and on
+    Python 3.11 `wait_for` returns the reply instead of raising when its caller is cancelled in
+    the loop turn the reply arrives in (CPython gh-86296, fixed by 3.12's rewrite): the cancel
+    is lost and the task runs on, so whoever cancelled it and waits for it waits forever (the
+    lease tests' hang on a loaded machine: a supervisor's rescan or a lease's renewal outlived
+    its `aclose`). A cancel requested during the call that did not end it is raised here, so
+    the caller stops at the storage boundary as if the call had been cut short.
+    """
+    if _cancels() > before:
+        raise asyncio.CancelledError
+
+
 def _redis_errors(
     method: Callable[Concatenate[RedisStorage, P], Coroutine[Any, Any, R]],
 ) -> Callable[Concatenate[RedisStorage, P], Coroutine[Any, Any, R]]:
-    """Turn client errors into StorageError / StorageUnavailable with the server named."""
+    """Turn client errors into StorageError / StorageUnavailable with the server named, and
+    give back a cancel redis-py swallowed (`_lost_cancel`)."""
 
     async def wrapper(self: RedisStorage, /, *args: P.args, **kwargs: P.kwargs) -> R:
         if self.closed:  # redis-py would silently reconnect; a closed store should say so
             raise StorageUnavailable(f"Redis storage {self.url} is closed")
+        cancels = _cancels()
         try:
             result = await method(self, *args, **kwargs)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            _lost_cancel(cancels)
             self.outage.failed(exc)
             raise StorageUnavailable(f"Redis at {self.url} is unreachable: {exc}") from exc
         except RedisError as exc:
+            _lost_cancel(cancels)
             raise StorageError(f"Redis at {self.url} failed: {exc}") from exc
+        _lost_cancel(cancels)
         self.outage.answered()
         return result
 
@@ -798,29 +826,41 @@ class RedisStorage:
         """Names of leases released from now on, by any process (Redis pub/sub: a message
         published while nobody listens is lost, so waiting holders also retry on a timer)."""
         pubsub = self._r.pubsub(ignore_subscribe_messages=True)
+        cancels = _cancels()
         try:
             await pubsub.subscribe(self._k("lease-released"))
+            _lost_cancel(cancels)
             async for message in pubsub.listen():
+                _lost_cancel(cancels)
                 if message.get("type") == "message":
                     data = message["data"]
                     yield data.decode() if isinstance(data, bytes) else str(data)
+                cancels = _cancels()  # (the consumer's own business while we were suspended)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            _lost_cancel(cancels)
             raise StorageUnavailable(f"Redis at {self.url} is unreachable: {exc}") from exc
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py's stubs lack it
+            # Bounded: a stop must not wait on a server that stopped answering.
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(CLOSE_S):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # stubs lack it
 
     # --- named locks: redis-py's Lock (SET NX PX + token-checked release) ---------------
 
     @asynccontextmanager
     async def named_lock(self, name: str, ttl: float, wait: float) -> AsyncIterator[None]:
         lock = self._r.lock(self._k("lock", name), timeout=ttl, blocking_timeout=wait)
+        cancels = _cancels()
         try:
             acquired = await lock.acquire()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            _lost_cancel(cancels)
             raise StorageUnavailable(f"Redis at {self.url} is unreachable: {exc}") from exc
         if not acquired:
+            _lost_cancel(cancels)
             raise StorageUnavailable(f"lock {name} stayed busy for {wait:.0f} s")
         try:
+            _lost_cancel(cancels)  # (taken: released below like any other way out)
             yield
         finally:
             # Expired meanwhile (LockNotOwnedError) or Redis gone: the TTL frees it anyway.
