@@ -22,6 +22,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 
+from core.stopping import stop_task
 from storage.base import AudienceStore
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class AudiencePublisher:
 
     async def aclose(self) -> None:
         self._closed = True
-        await _stop(self._task, self._ttl_s)
+        await stop_task(self._task)
         self._task = None
         # This process's browsers are gone with it: say so now rather than at the TTL.
         self._counts = dict.fromkeys(self._counts, 0)
@@ -132,18 +133,5 @@ class AudienceWatch:
 
     async def aclose(self) -> None:
         self._closed = True
-        await _stop(self._task, self._interval_s)
+        await stop_task(self._task)
         self._task = None
-
-
-async def _stop(task: asyncio.Task[None] | None, within: float) -> None:
-    """Cancel a timer task and wait for it, but not forever: a cancel that lands while a
-    storage call is in flight was seen swallowed in the tests (the task went on), so the
-    `_closed` flag ends the loop at its next turn and the wait here is bounded."""
-    if task is None:
-        return
-    task.cancel()
-    await asyncio.wait({task}, timeout=within)
-    if task.done() and not task.cancelled():
-        with contextlib.suppress(Exception):
-            task.result()
