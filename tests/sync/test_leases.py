@@ -23,12 +23,6 @@ from tests.sync.rig import Rig
 
 GUILD, HOST, ANN, BEN = 9, 1, 2, 3
 
-# Known, untraced: on a loaded machine (load 4+), one of these tests now and then waits
-# forever with an idle event loop (seen since the first wave; faulthandler shows no thread
-# busy). Until it is found, a hang fails after 90 s and the test runs once more; a real
-# failure still fails twice. The closing note of the session that added this names it.
-pytestmark = [pytest.mark.timeout(90), pytest.mark.flaky(reruns=1)]
-
 
 @pytest.fixture
 async def redis_rig(redis_url: str) -> AsyncIterator[tuple[Rig, str, TokenCipher]]:
