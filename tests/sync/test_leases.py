@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from bot.audience import commanded_here
 from core.spotify import SpotifyClient, StoreLocks
 from core.sync.supervisor import GuildEngines, SyncSupervisor
 from storage import Storage, TokenCipher, open_storage
@@ -129,12 +130,16 @@ async def test_a_clean_shutdown_hands_the_guild_over_within_a_second(
         assert engine_b is not None
         await asyncio.sleep(0.5)
         assert engine_b.calls.total() == 0
+        # Only the commanding process keeps the status message's browser count (bot/audience).
+        sessions = await rig.store.list_sessions()
+        assert (commanded_here(a, sessions), commanded_here(b, sessions)) == ([GUILD], [])
 
         await a.aclose()  # SIGTERM: the loop stops and releases its lease
         released = time.monotonic()
         host.next()
         await until(lambda: engine_b.lease.held, within=3)
         assert time.monotonic() - released < 1.0
+        assert commanded_here(b, sessions) == [GUILD]
         await until(lambda: rig.in_sync(HOST, ANN) and rig.in_sync(HOST, BEN), within=3)
     finally:
         await b.aclose()
