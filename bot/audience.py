@@ -34,7 +34,10 @@ def start_audience_watch(
         if bot.board is not None:  # None only before the bot's setup_hook ran
             bot.board.audience_changed(guild_id, count)
 
-    watch = AudienceWatch(store, loop_guilds, show)
+    def shown(guild_id: int) -> int | None:
+        return None if bot.board is None else bot.board.audience_shown(guild_id)
+
+    watch = AudienceWatch(store, loop_guilds, show, shown=shown)
     watch.start()
     return watch
 

@@ -100,10 +100,16 @@ class AudienceWatch:
         on_change: Callable[[int, int], object],
         *,
         interval_s: float = WATCH_INTERVAL_S,
+        shown: Callable[[int], int | None] = lambda guild_id: None,
     ) -> None:
+        """`shown(guild_id)`: the count on display, when the display knows it. It is what a
+        stored count is compared with then: a message rendered for another reason (a track
+        change) may show a browser that came and went between two looks, which the watch's
+        own memory never saw, so it would not report the browser gone."""
         self._store = store
         self._guilds = guilds
         self._on_change = on_change
+        self._shown = shown
         self._interval_s = interval_s
         self._seen: dict[int, int] = {}
         self._task: asyncio.Task[None] | None = None
@@ -119,7 +125,8 @@ class AudienceWatch:
         for guild_id in await self._guilds():
             count = await self._store.get_audience(guild_id)
             seen[guild_id] = count
-            if count != self._seen.get(guild_id, 0):
+            before = self._shown(guild_id)
+            if count != (self._seen.get(guild_id, 0) if before is None else before):
                 self._on_change(guild_id, count)
         self._seen = seen
 
