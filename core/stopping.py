@@ -5,7 +5,7 @@ that does not leaves the task running and its stopper waiting forever: a SIGTERM
 finishes, a guild's lease never handed over. Python 3.11's `asyncio.wait_for` is one: it drops a
 cancel that lands in the loop turn its result does (CPython gh-86296, fixed in 3.12), and
 redis-py sends every command through it. The Redis store gives such a cancel back
-(storage/redis_backend.py), but any other library can do the same, so a stop here repeats the
+(storage/redis_store/core.py), but any other library can do the same, so a stop here repeats the
 cancel while the task runs on, and gives up after `within`: the task is left behind, said as an
 ERROR, and the shutdown goes on.
 """
