@@ -129,6 +129,8 @@ class StatusBoard:
         # Browsers on the listen page, by guild, from storage: they may be on another process.
         self._audience = audience
         self._audience_refresh: dict[int, asyncio.Task[None]] = {}
+        # The browser count each guild's message shows (bot/audience.py compares with storage).
+        self._audience_shown: dict[int, int] = {}
         self._track_cache: dict[str, TrackInfo] = {}
         self._playback: dict[int, tuple[TrackInfo | None, bool, bool]] = {}  # from the engine
         self._locks: dict[int, asyncio.Lock] = {}  # one writer of a guild's message at a time
@@ -216,6 +218,10 @@ class StatusBoard:
             log.info("guild %s: no browser count for the status message: %r", session.guild_id, exc)
             return 0
 
+    def audience_shown(self, guild_id: int) -> int | None:
+        """The browser count the guild's status message shows; None before one was shown."""
+        return self._audience_shown.get(guild_id)
+
     def audience_changed(self, guild_id: int, count: int) -> None:
         """A browser opened or closed the listen page: show the count, at most every 2 s
         (page reloads come in bursts and each edit costs a Discord call)."""
@@ -246,23 +252,27 @@ class StatusBoard:
 
     async def _create(self, session: Session, channel: discord.abc.Messageable) -> discord.Message:
         """The one place a status message is created (callers hold the guild's lock)."""
-        embed = await self._embed(session)
+        embed, browsers = await self._embed(session)
         message = await channel.send(embed=embed, view=self._buttons())
         self._messages[session.guild_id] = (message.channel.id, message.id)
+        self._audience_shown[session.guild_id] = browsers
         await self._sessions.set_status_message(session.guild_id, message.channel.id, message.id)
         return message
 
-    async def _embed(self, session: Session) -> discord.Embed:
-        """The status embed of `session` as it is now (host's track, audience, voice)."""
+    async def _embed(self, session: Session) -> tuple[discord.Embed, int]:
+        """The status embed of `session` as it is now (host's track, audience, voice), and the
+        browser count it shows (the audience watch compares against what is shown)."""
         track, playing, unreadable = await self._now(session)
-        return render_status(
+        browsers = await self.browser_listeners(session)
+        embed = render_status(
             session,
             track,
             playing,
-            await self.browser_listeners(session),
+            browsers,
             host_unreadable=unreadable,
             voice=self.voice_line(session.guild_id),
         )
+        return embed, browsers
 
     async def refresh(self, session: Session) -> None:
         """Edit the status message; post a new one if it was deleted. Never raises."""
@@ -278,7 +288,7 @@ class StatusBoard:
                 message_id = self._messages[session.guild_id][1]
             if session.channel_id is None or message_id is None:
                 return  # not posted yet: the start posts it, showing what is current then
-            embed = await self._embed(session)
+            embed, browsers = await self._embed(session)
             channel = self._client.get_partial_messageable(session.channel_id)
             try:
                 try:
@@ -286,6 +296,7 @@ class StatusBoard:
                         embed=embed, view=self._buttons()
                     )
                     self._messages[session.guild_id] = (session.channel_id, message_id)
+                    self._audience_shown[session.guild_id] = browsers
                     return
                 except discord.NotFound:
                     log.info("guild %s: status message gone, posting a new one", session.guild_id)

@@ -22,6 +22,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 
+from core.stopping import stop_task
 from storage.base import AudienceStore
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class AudiencePublisher:
 
     async def aclose(self) -> None:
         self._closed = True
-        await _stop(self._task, self._ttl_s)
+        await stop_task(self._task)
         self._task = None
         # This process's browsers are gone with it: say so now rather than at the TTL.
         self._counts = dict.fromkeys(self._counts, 0)
@@ -99,10 +100,16 @@ class AudienceWatch:
         on_change: Callable[[int, int], object],
         *,
         interval_s: float = WATCH_INTERVAL_S,
+        shown: Callable[[int], int | None] = lambda guild_id: None,
     ) -> None:
+        """`shown(guild_id)`: the count on display, when the display knows it. It is what a
+        stored count is compared with then: a message rendered for another reason (a track
+        change) may show a browser that came and went between two looks, which the watch's
+        own memory never saw, so it would not report the browser gone."""
         self._store = store
         self._guilds = guilds
         self._on_change = on_change
+        self._shown = shown
         self._interval_s = interval_s
         self._seen: dict[int, int] = {}
         self._task: asyncio.Task[None] | None = None
@@ -118,7 +125,8 @@ class AudienceWatch:
         for guild_id in await self._guilds():
             count = await self._store.get_audience(guild_id)
             seen[guild_id] = count
-            if count != self._seen.get(guild_id, 0):
+            before = self._shown(guild_id)
+            if count != (self._seen.get(guild_id, 0) if before is None else before):
                 self._on_change(guild_id, count)
         self._seen = seen
 
@@ -132,18 +140,5 @@ class AudienceWatch:
 
     async def aclose(self) -> None:
         self._closed = True
-        await _stop(self._task, self._interval_s)
+        await stop_task(self._task)
         self._task = None
-
-
-async def _stop(task: asyncio.Task[None] | None, within: float) -> None:
-    """Cancel a timer task and wait for it, but not forever: a cancel that lands while a
-    storage call is in flight was seen swallowed in the tests (the task went on), so the
-    `_closed` flag ends the loop at its next turn and the wait here is bounded."""
-    if task is None:
-        return
-    task.cancel()
-    await asyncio.wait({task}, timeout=within)
-    if task.done() and not task.cancelled():
-        with contextlib.suppress(Exception):
-            task.result()

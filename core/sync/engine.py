@@ -47,6 +47,7 @@ from collections.abc import Callable
 
 from core.errors import RateLimited
 from core.presence import PresenceBoard
+from core.stopping import stop_task
 from core.sync.changes import Change, HostChange, detect
 from core.sync.clock import Clock
 from core.sync.config import EngineConfig
@@ -183,9 +184,7 @@ class SyncEngine:
         if task is not None and task is not asyncio.current_task():
             # (From inside its own loop, e.g. a hook reacting to the engine's own end, the loop
             # is already returning: cancelling it would cut that short.)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)  # (bounded, and again if a library lost the first cancel)
         inflight = self.listeners.cancel_all()
         await asyncio.gather(*inflight, return_exceptions=True)
         await self.lease.aclose()

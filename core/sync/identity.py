@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.stopping import stop_task
 from storage.base import LeaseStore
 
 log = logging.getLogger(__name__)
@@ -171,9 +172,7 @@ class InstanceClaim:
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2.0):
                 await self._store.release_lease(self._name, self.boot.name())

@@ -23,6 +23,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from core.stopping import stop_task
 from storage.base import LeaseStore
 
 log = logging.getLogger(__name__)
@@ -92,10 +93,7 @@ class GuildLease:
     async def aclose(self) -> bool:
         """Stop renewing and release (the store tells other processes); True if released."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)  # (bounded: a renewal that outlives its cancel is left behind)
         held, self._held = self._held, False
         self._valid_until = float("-inf")
         if self._store is None or not held:

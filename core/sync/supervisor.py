@@ -13,16 +13,20 @@ announced by the store (a clean shutdown) makes them try at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
+from core.stopping import stop_task
 from core.sync.engine import SyncEngine
 from core.sync.identity import InstanceClaim
 from storage.base import LeaseStore, SessionStore
 from storage.records import Session
 
 log = logging.getLogger(__name__)
+
+# An engine's close (its loop, its listeners' calls, the lease release) past this is given up:
+# a shutdown or a session's end must not wait forever on one stuck guild.
+ENGINE_CLOSE_S = 15.0
 
 
 class GuildEngines:
@@ -58,7 +62,7 @@ class GuildEngines:
         await engine.start()
         engine.when_done(lambda: self._finished(guild_id, engine))
         if stale is not None:
-            await stale.aclose()
+            await _close(stale)
         return engine
 
     def _finished(self, guild_id: int, engine: SyncEngine) -> None:
@@ -81,7 +85,7 @@ class GuildEngines:
         engine = self._engines.pop(guild_id, None)
         if engine is None:
             return
-        closing = self._closing[guild_id] = asyncio.ensure_future(engine.aclose())
+        closing = self._closing[guild_id] = asyncio.ensure_future(_close(engine))
 
         def closed(_: object) -> None:
             if self._closing.get(guild_id) is closing:
@@ -101,8 +105,21 @@ class GuildEngines:
     async def aclose(self) -> None:
         self._closed = True
         engines, self._engines = list(self._engines.values()), {}
-        await asyncio.gather(*(engine.aclose() for engine in engines))
+        await asyncio.gather(*(_close(engine) for engine in engines))
         await asyncio.gather(*self._closing.values(), return_exceptions=True)
+
+
+async def _close(engine: SyncEngine) -> None:
+    """Close an engine, for at most ENGINE_CLOSE_S (then its lease lapses by its TTL)."""
+    try:
+        async with asyncio.timeout(ENGINE_CLOSE_S):
+            await engine.aclose()
+    except TimeoutError:
+        log.error(
+            "the sync loop of guild %s did not close within %.0f s: left behind",
+            engine.guild_id,
+            ENGINE_CLOSE_S,
+        )
 
 
 class SyncSupervisor:
@@ -135,12 +152,8 @@ class SyncSupervisor:
 
     async def aclose(self) -> None:
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        tasks, self._tasks = self._tasks, []
+        await asyncio.gather(*(stop_task(task) for task in tasks))
         await self.engines.aclose()
         if self._identity is not None:
             await self._identity.aclose()

@@ -773,3 +773,29 @@ async def test_a_store_says_whether_other_processes_share_its_leases(
     # A loop on a store nobody else uses keeps syncing when a lease write fails (SQLite);
     # on Redis a lease it cannot renew lapses, as another process may take the guild.
     assert store.leases_shared is (backend == "redis")
+
+
+async def test_a_task_cancelled_during_a_call_ends_wherever_the_cancel_lands(
+    store: Storage,
+) -> None:
+    """A loop cancelled while it reads storage ends, whichever moment of the call the cancel
+    lands in. On Python 3.11 redis-py's `asyncio.wait_for` dropped a cancel that came in the
+    loop turn its reply did (CPython gh-86296): the loop ran on, and a sync supervisor's or a
+    lease's `aclose` waited for it forever (the lease tests' hang on a loaded machine)."""
+    assert await store.create_session(a_session(100))
+    for attempt in range(100):
+
+        async def reads() -> None:
+            while True:
+                await store.list_sessions()
+
+        task = asyncio.create_task(reads())
+        await asyncio.sleep((attempt % 20) / 4000)  # 0 to 5 ms: many moments of a call
+        task.cancel()
+        await asyncio.wait([task], timeout=2)
+        lost = not task.done()
+        while not task.done():  # (stop it for good before failing)
+            task.cancel()
+            await asyncio.wait([task], timeout=0.1)
+        assert not lost, f"attempt {attempt}: the cancel was lost, the loop ran on"
+        assert task.cancelled(), task
