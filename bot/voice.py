@@ -4,10 +4,11 @@
 connection and one task that wakes when the host's presence changes (and on a slow tick;
 when the presence shows no Spotify and the bot has a Spotify app, the sync engine's stored
 snapshot of the host stands in),
-asks `core.voice.decide` what to do, and does it: resolve the track's stream (our resolver;
-the bot fetches the IP-bound URL itself through ffmpeg), start ffmpeg at the host's position
-plus the measured start-up, stop on pause, restart on a seek, skip a track whose audio cannot
-be found (with a note on the status message), re-resolve a stream URL that is refused.
+asks `core.voice.decide` what to do, and does it: resolve the track's stream (our resolver),
+start ffmpeg on it at the host's position plus the measured start-up, stop on pause, restart
+on a seek, skip a track whose audio cannot be found (with a note on the status message),
+re-resolve a stream that is refused. ffmpeg reads through our own relay (bot/voice_relay.py):
+the IP-bound stream URL is fetched the way yt-dlp extracted it (source address, proxy).
 
 Connections are made with discord.py's `reconnect=False`: its own reconnect loop retries
 forever on most close codes and, for 4017, returns a dead client after 25 s. Instead a
@@ -20,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shlex
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -39,6 +39,7 @@ from bot.voice_channel import (
     humans_in,
     let_go,
 )
+from bot.voice_relay import VoiceRelay
 from core.errors import UserFacingError
 from core.presence import Presence, PresenceBoard
 from core.resolver import Resolver
@@ -201,16 +202,11 @@ class GuildVoice:
         generation = self._generation
         began = time.monotonic()
         start_ms = action.host.position_at(began) + int(self._startup_ms) + GRID_MS
-        before = f"-ss {start_ms / 1000:.3f} {FFMPEG_INPUT}"
-        if stream.http_headers:
-            # The stream URL plays only for the client that extracted it (User-Agent & co.;
-            # googlevideo answers 403 to others): ffmpeg sends yt-dlp's headers. ffmpeg cannot
-            # connect from YOUTUBE_SOURCE_ADDRESS; with one address per host it needs not.
-            headers = "".join(f"{name}: {value}\r\n" for name, value in stream.http_headers)
-            before += f" -headers {shlex.quote(headers)}"
         audio = Ffmpeg(
-            stream.stream_url,
-            before_options=before,
+            # The relay serves the entry just resolved (the resolver's memory has it); it
+            # re-extracts once itself when YouTube refuses the URL early.
+            self.players.relay.url(stream.track_id),
+            before_options=f"-ss {start_ms / 1000:.3f} {FFMPEG_INPUT}",
             options="-vn -loglevel error",  # after discord.py's own "-loglevel warning"
         )
         source = CountingSource(audio, self.volume)
@@ -260,11 +256,13 @@ class VoicePlayers:
         client: discord.Client,
         board: PresenceBoard,
         resolver: Resolver,
+        relay: VoiceRelay,
         config: VoiceConfig,
     ) -> None:
         self.client = client
         self.board = board
         self.resolver = resolver
+        self.relay = relay
         self.config = config
         # The sync engine's view of the host, for hosts without a presence (Spotify app only).
         self.snapshots: Callable[[int], Awaitable[HostPlayback | None]] | None = None

@@ -67,13 +67,10 @@ class VoiceWorld:
 
     @asynccontextmanager
     async def run(self, **settings: object) -> AsyncIterator[Running]:
-        # ffmpeg connects from the host's default address, where yt-dlp must then have
-        # extracted the stream URL too (the fake binds it to that address): no source address.
+        # yt-dlp extracts from BOT_SIDE_ADDRESS (settings_for_fakes): the fake YouTube plays its
+        # stream URLs only to that address, so voice must fetch them the same way (the relay).
         self.world.settings = dataclasses.replace(
-            self.world.settings,
-            youtube_base_url=self.youtube.base_url,
-            youtube_source_address=None,
-            **settings,
+            self.world.settings, youtube_base_url=self.youtube.base_url, **settings
         )
         options = {"guild_ready_timeout": 0.05, "connector": self.discord.voice.client_connector()}
         async with running(
