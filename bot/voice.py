@@ -76,7 +76,7 @@ class GuildVoice:
         self.players = players
         self.vc = vc
         self.guild_id = vc.guild.id
-        self.channel = vc.channel
+        self.channel: VocalGuildChannel = vc.channel
         self.host_id = host_id
         self.volume = volume
         self.note: str | None = None  # shown on the status message
@@ -89,6 +89,7 @@ class GuildVoice:
         self._force: str | None = None  # re-resolve this track (its URL was refused)
         self._forced: set[str] = set()
         self._reconnects: list[float] = []
+        self._moved_at: float | None = None  # someone dragged the bot to another channel
         self._empty_since: float | None = None
         self._startup_ms = 15.0  # ffmpeg spawn; learnt from every play
         self._task: asyncio.Task[None] | None = None
@@ -107,6 +108,17 @@ class GuildVoice:
 
     def humans(self) -> int:
         return humans_in(self.vc.channel)
+
+    def moved(self, channel: VocalGuildChannel) -> None:
+        """Someone (a moderator) moved the bot to `channel`: it plays on there. discord.py
+        connects to the new channel's voice server itself (the old websocket closes with
+        4014); until it has, the connection looks dropped and must not be re-made here (that
+        would race it, and go back to the old channel)."""
+        log.info("guild %s: moved to voice channel %s; playing on there", self.guild_id,
+                 channel.id)  # fmt: skip
+        self.channel = channel
+        self._moved_at = time.monotonic()
+        self.wake()
 
     async def close(self) -> None:
         self._closing = True
@@ -138,8 +150,12 @@ class GuildVoice:
 
     async def _step(self) -> str | None:
         """One round; returns why to leave, or None to go on."""
-        if not self.vc.is_connected() and not await self._reconnect():
-            return "lost"
+        if not self.vc.is_connected():
+            if self._moving():
+                return None  # discord.py is still connecting to the new channel
+            if not await self._reconnect():
+                return "lost"
+        self._moved_at = None
         self.channel = self.vc.channel
         if self.humans() == 0:
             now = time.monotonic()
@@ -156,6 +172,12 @@ class GuildVoice:
             self._skipped = None
             await self._play(action)
         return None
+
+    def _moving(self) -> bool:
+        since = self._moved_at
+        return (
+            since is not None and time.monotonic() - since < self.players.config.connect_timeout_s
+        )
 
     async def _reconnect(self) -> bool:
         now = time.monotonic()
@@ -353,6 +375,10 @@ class VoicePlayers:
         player = self._guilds.get(member.guild.id)
         if player is None:
             return
+        me = self.client.user
+        moved = after.channel is not None and after.channel != before.channel
+        if me is not None and member.id == me.id and moved and after.channel is not None:
+            player.moved(after.channel)
         player.wake()  # the bot itself removed or moved: the next round notices
         self.changed(member.guild.id)
 

@@ -279,9 +279,17 @@ class FakeVoice:
         return self.states.get((guild.id, self.discord.bot.user_id))
 
     async def move(self, member: Member, channel: VoiceChannel | None) -> None:
-        """A member joins, moves to or (None) leaves a voice channel."""
+        """A member joins, moves to or (None) leaves a voice channel; for the bot, what a
+        moderator dragging it (or disconnecting it) does."""
         guild = self.discord.guilds[channel.guild_id] if channel else self.discord.default_guild
         await self._set_state(guild, member.user_id, channel.id if channel else None)
+        moved = channel is not None and member.user_id == self.discord.bot.user_id
+        if moved and self.live_connections():
+            # Discord moves a connected bot like this (discord-api-docs #2450, Javacord #1170):
+            # the new channel's voice server, then the old voice websocket closed with 4014.
+            # discord.py closes it itself on the server update and connects again.
+            await self._server_update(guild)
+            await self.close_voice(4014)
 
     async def _set_state(self, guild: Guild, user_id: int, channel_id: int | None) -> None:
         if channel_id is None:
@@ -330,6 +338,9 @@ class FakeVoice:
             self.ignored_op4.append(data)  # Discord sends nothing back; the client times out
             return
         await self._set_state(guild, self.discord.bot.user_id, channel.id)
+        await self._server_update(guild)
+
+    async def _server_update(self, guild: Guild) -> None:
         await self.discord.dispatch(
             "VOICE_SERVER_UPDATE",
             {
