@@ -375,10 +375,9 @@ class VoicePlayers:
         player = self._guilds.get(member.guild.id)
         if player is None:
             return
-        me = self.client.user
-        moved = after.channel is not None and after.channel != before.channel
-        if me is not None and member.id == me.id and moved and after.channel is not None:
-            player.moved(after.channel)
+        me, channel = self.client.user, after.channel
+        if me is not None and member.id == me.id and channel not in (None, before.channel):
+            player.moved(channel)
         player.wake()  # the bot itself removed or moved: the next round notices
         self.changed(member.guild.id)
 
