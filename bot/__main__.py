@@ -32,9 +32,9 @@ from bot.dblock import lock_sqlite
 from bot.discord_lookup import DiscordDirectory, bounded_who
 from bot.keyfile import KeyFileError, with_stored_key
 from bot.names import MemberNames
-from bot.services import Services, audio_route, open_resources, relay_config
+from bot.services import Services, audio_route, open_resources, relay_config, shared_linker
 from bot.settings import (
-    INDEXER_KEYS,
+    WEB_KEYS,
     Settings,
     SettingsError,
     configure_logging,
@@ -42,9 +42,8 @@ from bot.settings import (
 )
 from bot.startup import (
     StartupError,
-    check_spotify,
+    check_spotify_settings,
     quiet_discord_logs,
-    redirect_warnings,
     start_announcer,
     start_failure,
 )
@@ -63,7 +62,7 @@ from bot.web.server import ServerLimits, start_http
 from bot.web.services import METRICS, SYNC_HEALTH
 from core.audience import AudiencePublisher
 from core.host_presence import HostPresence, PresenceTracks
-from core.linking import Linker, LinkOutcome
+from core.linking import LinkOutcome
 from core.listen import ListenAlong
 from core.presence import PresenceBoard
 from core.sessions import SessionService
@@ -220,10 +219,7 @@ async def running(
             ytmusic_client_factory=ytmusic_client_factory,
         )
         http, store, spotify, resolver = res.http, res.storage, res.spotify, res.resolver
-        if settings.spotify_app:  # optional (voice): without it hosts are followed by presence
-            await check_spotify(settings, spotify)
-            for warning in redirect_warnings(settings):
-                log.warning("%s", warning)
+        await check_spotify_settings(settings, spotify, bot=gateway)
         await resolver.start()
         presence = PresenceBoard()
         # Track titles from hosts' presences first: the only source without a Spotify app.
@@ -237,7 +233,7 @@ async def running(
             http=http,
             storage=store,
             spotify=spotify,
-            linker=Linker(store, store, spotify, pending=store),
+            linker=shared_linker(store, spotify),
             sessions=SessionService(store, store, spotify_accounts=settings.spotify_app),
             resolver=resolver,
             listen=ListenLinks(listen, settings.public_base_url),
@@ -337,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         return status
     web_only = argv == ["web"]  # no gateway, so no DISCORD_TOKEN needed
     try:
-        settings = load_settings(required=INDEXER_KEYS) if web_only else load_settings()
+        settings = load_settings(required=WEB_KEYS) if web_only else load_settings()
     except SettingsError as err:
         print(err.report(), file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,29 +34,16 @@ from typing import Any, NoReturn, TextIO
 
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
+from bot.index_output import describe_plan, progress_bar, summary_lines
 from bot.keyfile import KeyFileError, with_stored_key
 from bot.services import open_resources
 from bot.settings import INDEXER_KEYS, Settings, SettingsError, configure_logging, load_settings
 from core.errors import NotFound, NotLinked, PlaylistNotReadable, TokenRevoked, UserFacingError
 from core.indexer import (
     Indexer,
-    IndexPlan,
-    IndexReport,
     Outcome,
-    TrackResult,
     parse_playlist_id,
-    track_names,
     unless_stopped,
 )
 from core.spotify import CallPriority, SpotifyClient
@@ -156,82 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the resolver does")
     return parser
-
-
-# --- output ------------------------------------------------------------------------------------
-
-
-class BarProgress:
-    """core.indexer.Progress as a rich progress bar (None: no bar, e.g. output to a pipe)."""
-
-    def __init__(self, progress: Progress | None) -> None:
-        self._progress = progress
-        self._task: TaskID | None = None
-        self._counts = dict.fromkeys(Outcome, 0)
-
-    def started(self, plan: IndexPlan) -> None:
-        self._counts = dict.fromkeys(Outcome, 0)
-        if self._progress is not None:
-            self._task = self._progress.add_task("indexing", total=len(plan.tracks))
-
-    def track_done(self, result: TrackResult) -> None:
-        self._counts[result.outcome] += 1
-        if self._progress is None or self._task is None:
-            return
-        c = self._counts
-        description = (
-            f"resolved {c[Outcome.RESOLVED] + c[Outcome.RENEWED]} · "
-            f"cached {c[Outcome.CACHED]} · failed {c[Outcome.FAILED]}"
-        )
-        self._progress.update(self._task, advance=1, description=description)
-
-
-@contextlib.contextmanager
-def progress_bar(console: Console) -> Iterator[BarProgress]:
-    """A live bar on a terminal; elsewhere nothing (the summary says it all)."""
-    if not console.is_terminal:
-        yield BarProgress(None)
-        return
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as bar:
-        yield BarProgress(bar)
-
-
-def describe_plan(plan: IndexPlan, limit: int = 5) -> str:
-    names = [f"{p.name} ({p.track_count})" for p in plan.playlists[:limit]]
-    if len(plan.playlists) > limit:
-        names.append(f"{len(plan.playlists) - limit} more")
-    count = len(plan.playlists)
-    return (
-        f"Indexing {count} playlist{'s' if count != 1 else ''}: {', '.join(names) or 'none'}; "
-        f"{len(plan.tracks)} distinct tracks"
-    )
-
-
-def summary_lines(report: IndexReport, elapsed_s: float) -> list[str]:
-    renewed = report.count(Outcome.RENEWED)
-    resolved = report.count(Outcome.RESOLVED) + renewed
-    lines = [
-        f"{'Stopped' if report.interrupted else 'Done'} in {elapsed_s:.1f} s: resolved {resolved}"
-        + (f" ({renewed} only renewed an expired stream URL)" if renewed else "")
-        + f" · already cached {report.count(Outcome.CACHED)}"
-        + f" · failed {report.count(Outcome.FAILED)}"
-    ]
-    for reason, tracks in report.failures_by_reason().items():
-        lines.append(f"  failed, {reason}: {len(tracks)} — {track_names(tracks)}")
-    if report.interrupted:
-        lines.append(
-            f"Interrupted with {report.remaining} of {len(report.plan.tracks)} tracks to go; "
-            "finished tracks are cached, so running this again continues from here."
-        )
-    return lines
 
 
 # --- running -----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from bot.voice_relay import VoiceRelay
 from bot.web.listen import ListenLinks
 from bot.web.services import AudioRoute, RelayConfig
 from bot.web.signing import RelaySigner, derive_secret
+from core.errors import NoSpotifyApp
 from core.linking import Linker
 from core.presence import PresenceBoard
 from core.resolver import Resolver, ResolverConfig, TrackLookup
@@ -23,6 +25,7 @@ from core.resolver_factory import build_resolver
 from core.sessions import SessionService
 from core.spotify import CallPriority, SpotifyClient, SpotifyConfig, StoreLocks
 from core.sync.health import SyncHealth
+from core.tracks import TrackInfo
 from core.youtube import YouTubeConfig
 from core.ytargs import parse_extractor_args
 from storage.base import Storage
@@ -88,11 +91,78 @@ def relay_config(settings: Settings) -> RelayConfig:
     )
 
 
-def track_lookup(spotify: SpotifyClient) -> TrackLookup:
+def track_lookup(spotify: SpotifyClient, *, spotify_app: bool = True) -> TrackLookup:
     """The resolver's metadata lookup: any client can trigger one (a new id), so it runs at the
     lowest priority; the budget's reserve keeps a host's player reads (COMMAND) admitted, and
-    a refused lookup makes `/song` match the client's claim instead."""
+    a refused lookup makes `/song` match the client's claim instead.
+
+    Without the Spotify app keys every lookup is refused at once, with nothing sent: `/song`
+    then matches the client's claim, and a bare id that is not cached gets a plain 503.
+    """
+    if not spotify_app:
+        return _no_lookup
     return partial(spotify.track, priority=CallPriority.BACKGROUND)
+
+
+async def _no_lookup(track_id: str) -> TrackInfo:
+    raise NoSpotifyApp()
+
+
+def shared_spotify(
+    config: SpotifyConfig,
+    store: Storage,
+    http: aiohttp.ClientSession,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> SpotifyClient:
+    """A SpotifyClient whose budget lives in `store`: the backend counts every call and keeps
+    the holds and the refresh lock, so the budget survives a restart and every process sharing
+    the storage (shards, web replicas, the indexer) spends one budget."""
+    return SpotifyClient(config, store, http, counters=store, locks=StoreLocks(store), clock=clock)
+
+
+def shared_linker(store: Storage, spotify: SpotifyClient) -> Linker:
+    """Links, OAuth states and pending confirmations all in `store`, so a link begun in one
+    process may be confirmed in another (web replicas)."""
+    return Linker(store, store, spotify, pending=store)
+
+
+@dataclass(frozen=True)
+class Streams:
+    """How the resolver finds and extracts audio (the production values come from Settings)."""
+
+    youtube: YouTubeConfig
+    resolver: ResolverConfig = field(default_factory=ResolverConfig)
+    ytmusic_client_factory: Callable[[], Any] | None = None  # None: the real YouTube Music
+
+
+async def open_spotify_and_resolver(
+    stack: AsyncExitStack,
+    store: Storage,
+    http: aiohttp.ClientSession,
+    spotify: SpotifyConfig,
+    streams: Streams,
+    *,
+    spotify_app: bool = True,
+) -> tuple[SpotifyClient, Resolver]:
+    """The Spotify client and the stream resolver over one storage; `stack` closes them.
+
+    The resolver is built but not started: the bot starts it (warm-up, refresher), a one-off
+    indexer run needs neither. Its aclose is registered first, so a start that fails half-way
+    still shuts its pool down.
+    """
+    client = shared_spotify(spotify, store, http)
+    stack.push_async_callback(client.aclose)
+    resolver = build_resolver(
+        store,
+        track_lookup(client, spotify_app=spotify_app),
+        config=streams.resolver,
+        youtube_config=streams.youtube,
+        ytmusic_client_factory=streams.ytmusic_client_factory,
+        leases=store,  # one refresher pass at a time across the processes on this storage
+    )
+    stack.push_async_callback(resolver.aclose)
+    return client, resolver
 
 
 @dataclass(frozen=True)
@@ -112,31 +182,18 @@ async def open_resources(
     resolver_workers: int,
     ytmusic_client_factory: Callable[[], Any] | None = None,
 ) -> Resources:
-    """Open the shared resources; `stack` closes them in reverse order.
-
-    The resolver is built but not started: the bot starts it (warm-up, refresher), a one-off
-    indexer run needs neither. Its aclose is registered first, so a start that fails half-way
-    still shuts its pool down.
-    """
+    """Open the shared resources from the settings; `stack` closes them in reverse order."""
     http = await stack.enter_async_context(aiohttp.ClientSession())
     store = await storage.open_storage(
         settings.storage_url, settings.cipher(), max_streams=settings.stream_cache_max_entries
     )
     stack.push_async_callback(store.aclose)
-    # The storage backend counts every Spotify call and keeps the holds and the refresh lock,
-    # so the budget survives a restart and every process sharing it (shards, the indexer)
-    # spends one budget.
-    spotify = SpotifyClient(
-        spotify_config(settings), store, http, counters=store, locks=StoreLocks(store)
+    streams = Streams(
+        youtube_config(settings),
+        ResolverConfig(workers=resolver_workers, force_cooldown_s=settings.force_cooldown_s),
+        ytmusic_client_factory,
     )
-    stack.push_async_callback(spotify.aclose)
-    resolver = build_resolver(
-        store,
-        track_lookup(spotify),
-        config=ResolverConfig(workers=resolver_workers, force_cooldown_s=settings.force_cooldown_s),
-        youtube_config=youtube_config(settings),
-        ytmusic_client_factory=ytmusic_client_factory,
-        leases=store,  # one refresher pass at a time across the processes on this storage
+    spotify, resolver = await open_spotify_and_resolver(
+        stack, store, http, spotify_config(settings), streams, spotify_app=settings.spotify_app
     )
-    stack.push_async_callback(resolver.aclose)
     return Resources(http, store, spotify, resolver)

@@ -48,6 +48,9 @@ DEFAULT_STORAGE_URL = "sqlite:///data/gamenight.db"
 BOT_KEYS = frozenset({"DISCORD_TOKEN"})
 SPOTIFY_APP_KEYS = frozenset({"SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET"})
 INDEXER_KEYS = SPOTIFY_APP_KEYS
+# `python -m bot web` needs none: no gateway, and without the Spotify app it serves what needs
+# no lookup (cached songs, the relay, listen pages) and says plainly what does.
+WEB_KEYS: frozenset[str] = frozenset()
 
 
 class SettingsError(Exception):

@@ -55,6 +55,17 @@ async def check_spotify(settings: Settings, spotify: SpotifyClient) -> None:
         raise StartupError(f"checking the Spotify app token failed: {exc.message}") from None
 
 
+async def check_spotify_settings(settings: Settings, spotify: SpotifyClient, *, bot: bool) -> None:
+    """The Spotify app is optional (#16): checked and its redirect URI warned about when set,
+    else one warning says what is off in this role (`bot`: the bot, else web-only)."""
+    if not settings.spotify_app:
+        log.warning("%s", without_spotify_app(bot=bot))
+        return
+    await check_spotify(settings, spotify)
+    for warning in redirect_warnings(settings):
+        log.warning("%s", warning)
+
+
 def redirect_warnings(settings: Settings) -> list[str]:
     """What about the redirect URI will surprise players (Settings refused the impossible)."""
     uri = urlsplit(settings.spotify_redirect_uri)
@@ -71,6 +82,18 @@ def redirect_warnings(settings: Settings) -> list[str]:
             "can /link from their own devices (README: 'A public HTTPS address')"
         )
     return warnings
+
+
+def without_spotify_app(*, bot: bool) -> str:
+    """The start-up line of a process run without the Spotify app keys: what is off."""
+    off = (
+        "/link, following the host on one's own Spotify, and looking up tracks by id that "
+        "are not cached yet are off; game nights follow the host's Discord presence"
+        if bot
+        else "Spotify linking and looking up tracks by id that are not cached yet are off; "
+        "/song matches the title and artists the client sends"
+    )
+    return f"SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET are not set: {off} (see .env.example)"
 
 
 # The developer portal's names for the privileged intents, in the portal's order.

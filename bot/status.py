@@ -246,8 +246,16 @@ class StatusBoard:
 
     async def _create(self, session: Session, channel: discord.abc.Messageable) -> discord.Message:
         """The one place a status message is created (callers hold the guild's lock)."""
+        embed = await self._embed(session)
+        message = await channel.send(embed=embed, view=self._buttons())
+        self._messages[session.guild_id] = (message.channel.id, message.id)
+        await self._sessions.set_status_message(session.guild_id, message.channel.id, message.id)
+        return message
+
+    async def _embed(self, session: Session) -> discord.Embed:
+        """The status embed of `session` as it is now (host's track, audience, voice)."""
         track, playing, unreadable = await self._now(session)
-        embed = render_status(
+        return render_status(
             session,
             track,
             playing,
@@ -255,10 +263,6 @@ class StatusBoard:
             host_unreadable=unreadable,
             voice=self.voice_line(session.guild_id),
         )
-        message = await channel.send(embed=embed, view=self._buttons())
-        self._messages[session.guild_id] = (message.channel.id, message.id)
-        await self._sessions.set_status_message(session.guild_id, message.channel.id, message.id)
-        return message
 
     async def refresh(self, session: Session) -> None:
         """Edit the status message; post a new one if it was deleted. Never raises."""
@@ -274,15 +278,7 @@ class StatusBoard:
                 message_id = self._messages[session.guild_id][1]
             if session.channel_id is None or message_id is None:
                 return  # not posted yet: the start posts it, showing what is current then
-            track, playing, unreadable = await self._now(session)
-            embed = render_status(
-                session,
-                track,
-                playing,
-                await self.browser_listeners(session),
-                host_unreadable=unreadable,
-                voice=self.voice_line(session.guild_id),
-            )
+            embed = await self._embed(session)
             channel = self._client.get_partial_messageable(session.channel_id)
             try:
                 try:

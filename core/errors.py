@@ -107,6 +107,19 @@ class BudgetRefused(SpotifyError):
         self.retry_after = retry_after
 
 
+class NoSpotifyApp(SpotifyError):
+    """A Spotify lookup on a server run without the Spotify app keys (optional since #16):
+    nothing was sent. A 503, not a 4xx: the client did nothing wrong, this server cannot."""
+
+    http_status = 503
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This server has no Spotify app configured, so it can only play tracks it has "
+            "already found; send the track's title and artists (POST /song) instead."
+        )
+
+
 class Forbidden(SpotifyError):
     """403 for a reason the other errors do not name."""
 

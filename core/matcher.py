@@ -18,16 +18,18 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from spotdl.download.downloader import Downloader
-from spotdl.types.result import Result
-from spotdl.types.song import Song
-from spotdl.utils.matching import order_results
+from typing import TYPE_CHECKING, Any
 
 from core.errors import NoMatch, ResolveError, SearchFailed
 from core.tracks import TrackInfo
 from core.youtube import YouTube
+
+if TYPE_CHECKING:
+    from spotdl.types.result import Result
+    from spotdl.types.song import Song
+
+# spotDL is imported where it is first used (building a finder, a Song): its import takes about
+# 1.4 s, which a process that never resolves (keygen, a settings report, --help) need not pay.
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ class VideoMatch:
 
 def song_for(track: TrackInfo) -> Song:
     """A spotDL Song built from what we already know: no Spotify call."""
+    from spotdl.types.song import Song  # noqa: PLC0415 - a slow import (above)
+
     artists = list(track.artists) or [""]
     return Song.from_missing_data(
         name=track.name,
@@ -76,6 +80,8 @@ class SpotdlFinder:
         self._tolerance = duration_tolerance_s
         self._fallback_limit = fallback_limit
         self._seen = threading.local()
+        from spotdl.download.downloader import Downloader  # noqa: PLC0415 - a slow import (above)
+
         saved_locale = locale.setlocale(locale.LC_ALL)
         try:
             # loop= keeps spotDL from creating and installing an event loop of its own; ffmpeg
@@ -131,6 +137,9 @@ class SpotdlFinder:
 
     def warm_up(self) -> None:
         """Blocking: run spotDL's ranking once offline so its lazy set-up is not paid later."""
+        from spotdl.types.result import Result  # noqa: PLC0415 - a slow import (above)
+        from spotdl.utils.matching import order_results  # noqa: PLC0415 - a slow import (above)
+
         song = song_for(TrackInfo("0" * 22, "Warm Up", ("Nobody",), "", 60_000))
         sample = Result(
             source="warm-up",
@@ -193,11 +202,16 @@ class SpotdlFinder:
                 song.duration,
             )
             return None
+        from spotdl.utils.matching import order_results  # noqa: PLC0415 - a slow import (above)
+
         # An ISRC hit with a single verified result is returned unranked: it is exact.
         score = order_results([chosen], song).get(chosen, 100.0)
         return VideoMatch(url, chosen.name, chosen.duration, round(score, 2), "spotdl")
 
     def _ytsearch(self, song: Song) -> VideoMatch | None:
+        from spotdl.types.result import Result  # noqa: PLC0415 - a slow import (above)
+        from spotdl.utils.matching import order_results  # noqa: PLC0415 - a slow import (above)
+
         query = f"{', '.join(a for a in song.artists if a)} - {song.name}".strip(" -")
         entries = self._youtube.search(query, self._fallback_limit)
         candidates = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.fakes.spotify_catalog import FakeTrack
+from tests.fakes.youtube import FakeYouTube
 
 PWA_ORIGIN = "https://pwa.example"
 TRACK_ID = "4PTG3Z6ehGkBFwjybzWkR8"
@@ -42,3 +43,15 @@ def track_body() -> dict[str, Any]:
         "albumArtist": "Rick Astley",
         "coverImg": "https://i.scdn.co/image/ab67616d0000b273baf89eb11ec7c657805d2da0",
     }
+
+
+def add_pwa_video(youtube: FakeYouTube, video_id: str) -> None:
+    """The PWA's track as a video on the fake YouTube, under `video_id`."""
+    youtube.add_video(
+        video_id,
+        PWA_TRACK.name,
+        list(PWA_TRACK.artists),
+        PWA_TRACK.duration_ms // 1000,
+        album=PWA_TRACK.album,
+        isrc=PWA_TRACK.isrc,
+    )

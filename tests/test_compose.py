@@ -19,7 +19,7 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
-from bot.settings import BOT_KEYS, INDEXER_KEYS, load_settings
+from bot.settings import BOT_KEYS, WEB_KEYS, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -90,7 +90,7 @@ def test_compose_runs_two_shards_a_web_replica_and_redis(tmp_path: Path) -> None
         name: load_settings(
             environment(services[name]),
             dotenv_path=None,
-            required=INDEXER_KEYS if name == "web" else BOT_KEYS,
+            required=WEB_KEYS if name == "web" else BOT_KEYS,
         )
         for name in ("shard0", "shard1", "web")
     }

@@ -28,7 +28,8 @@ from aiohttp import web
 from bot.web.client_limit import ensure_limiter, limit
 from bot.web.services import RELAY, RelayConfig
 from core.errors import NotFound
-from core.listen import ListenAlong, ListenView, StreamStatus
+from core.listen import ListenAlong
+from core.listen_view import ListenView, StreamStatus
 
 log = logging.getLogger(__name__)
 

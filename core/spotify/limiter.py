@@ -9,8 +9,9 @@ under its budget instead of discovering it through 429s.
 The window and the hold live in a CounterStore: the storage backend's (on Redis, and on a
 SQLite file the indexer shares with the bot, every process spends one budget and a Retry-After
 seen by one holds them all, #15), or, without one, core.spotify.counters.MemoryCounters in this
-process. Each acquire reads the hold and records the call in one atomic step each; `clock` must
-be wall time so processes agree.
+process. Each acquire records the call in one atomic step; the shared hold is re-read at most
+every `hold_refresh` seconds (a hold this process stores applies at once, another process's
+within that); `clock` must be wall time so processes agree.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class AppLimiter:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         store: CounterStore | None = None,
         name: str = "spotify:app",
+        hold_refresh: float = 1.0,
     ) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("limit must be >= 1 and window > 0")
@@ -48,6 +50,8 @@ class AppLimiter:
         self._quota_exceeded = False
         self._store: CounterStore = MemoryCounters() if store is None else FallbackCounters(store)
         self._name = name
+        self._hold_refresh = hold_refresh
+        self._hold_checked = float("-inf")
 
     @property
     def blocked_for(self) -> float:
@@ -74,7 +78,14 @@ class AppLimiter:
         await self._store.set_hold(self._name, self._blocked_until, reason)
 
     async def _sync_hold(self) -> None:
-        hold = await self._store.get_hold(self._name, self._clock())
+        # At most every `hold_refresh` seconds: one more storage round trip per Spotify call
+        # serialised hundreds of calls behind SQLite's one connection at 200 guilds; a hold
+        # this process stored is known here at once, another process's within the refresh.
+        now = self._clock()
+        if now - self._hold_checked < self._hold_refresh:
+            return
+        self._hold_checked = now
+        hold = await self._store.get_hold(self._name, now)
         if hold is not None and hold.until > self._blocked_until:
             self._blocked_until = hold.until
             self._quota_exceeded = hold.reason == "quota"

@@ -46,8 +46,8 @@ logging.getLogger("spotipy").setLevel(logging.CRITICAL)
 @dataclass(frozen=True)
 class Timed(Generic[T]):
     value: T
-    sent_at: float  # local clock when the call was handed to its thread
-    answered_at: float
+    sent_at: float  # local clock when the worker thread started the request
+    answered_at: float  # ... and when it had the answer (both stamped in the thread)
 
 
 class SpotipyPool:
@@ -86,13 +86,18 @@ class SpotipyPool:
             self._local.client = client
         return client
 
-    def _run(self, token: str, call: Callable[[spotipy.Spotify], T]) -> T:
+    def _run(self, token: str, call: Callable[[spotipy.Spotify], T]) -> Timed[T]:
         client = self._client()
         client.set_auth(token)
+        # Stamped here, in the thread, around the request itself: what the event loop was busy
+        # with before and after (hundreds of calls at once) is not part of the round trip the
+        # sync engine learns each listener's latency from.
+        sent_at = self._clock()
         try:
-            return call(client)
+            value = call(client)
         finally:
             client.set_auth(None)
+        return Timed(value, sent_at, self._clock())
 
     async def call(self, token: str, call: Callable[[spotipy.Spotify], T]) -> Timed[T]:
         """Run `call(spotify)` in a worker thread; Upstream(timeout=True) after call_timeout."""
@@ -108,21 +113,19 @@ class SpotipyPool:
             raise Upstream("Spotify did not answer in time.", timeout=True) from None
         self.in_use += 1
 
-        def finished(_: Future[T]) -> None:
+        def finished(_: Future[Timed[T]]) -> None:
             # RuntimeError: the loop closed while a hung thread was still out.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._release)
 
-        sent_at = self._clock()
         future = self._executor.submit(self._run, token, call)
         future.add_done_callback(finished)
         try:
             async with asyncio.timeout_at(deadline):
-                value = await asyncio.wrap_future(future)
+                return await asyncio.wrap_future(future)
         except TimeoutError:
             log.warning("Spotify call timed out after %.1f s; its thread is still out", limit)
             raise Upstream("Spotify did not answer in time.", timeout=True) from None
-        return Timed(value, sent_at, self._clock())
 
     def _release(self) -> None:
         self.in_use -= 1

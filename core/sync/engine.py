@@ -24,15 +24,17 @@ DRIFT, commands COMMAND). Without a governor the host is read every round, as be
 
 Rate limiting is app-wide: while the Spotify client's shared limiter holds every call
 (Retry-After, `hold`), a round makes no call at all and sleeps until the hold ends. A 429
-marked QUOTA_EXCEEDED is told to the host (at most every `QUOTA_NOTICE_EVERY_S`).
+marked QUOTA_EXCEEDED is told to the host (host_read.py, at most every ten minutes).
 
 Recovery: per-listener back-off after transient failures is cut short by a host change, and
 while listeners back off one of them is probed every `probe_interval_s`; the first command
 that gets through clears everyone's back-off, so an outage's end is caught within a second.
 
-Module map: planner/changes/schedule/failures/state/clock are the pure decisions; listeners.py
-is the listener command path; lease.py the guild lease; reporter.py the reporting;
-supervisor.py runs one engine per guild.
+Module map: planner/changes/schedule/failures/state/clock are the pure decisions; host_read.py
+reads the host (and tells them what only they can fix); listener_reads.py picks and makes the
+listener reads, listeners.py the listener command path (devices.py when there is no active
+device); host_signal.py the presence signal and the quota's pacing; lease.py the guild lease;
+reporter.py the reporting; supervisor.py runs one engine per guild.
 """
 
 from __future__ import annotations
@@ -40,48 +42,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 
-from core.errors import BudgetRefused, NotLinked, QuotaHeld, RateLimited, TokenRevoked
+from core.errors import RateLimited
 from core.presence import PresenceBoard
-from core.spotify.quota import CallPriority
 from core.sync.changes import Change, HostChange, detect
 from core.sync.clock import Clock
 from core.sync.config import EngineConfig
 from core.sync.health import SyncHealth
+from core.sync.host_read import HOST_RELINK, HOST_UNLINKED, QUOTA_NOTICE, HostReader
 from core.sync.host_signal import Governor, HostSignal
 from core.sync.lease import GuildLease
 from core.sync.listeners import Listeners
 from core.sync.planner import plan
-from core.sync.ports import PlayerClient, observation
+from core.sync.ports import PlayerClient
 from core.sync.reporter import Announcer, PlaybackReport, Reporter
 from core.sync.schedule import (
-    Budget,
     RatePressure,
     host_idle_expired,
     next_poll_delay,
-    pick_drift_checks,
 )
 from core.sync.state import PlayerState
-from core.timetext import TimedText
-from core.tracks import TrackInfo
 from storage.base import LeaseStore, SessionStore
 from storage.records import Session
 
 log = logging.getLogger(__name__)
 
 __all__ = ["HOST_RELINK", "HOST_UNLINKED", "QUOTA_NOTICE", "EngineConfig", "SyncEngine"]
-
-QUOTA_NOTICE_EVERY_S = 600.0
-QUOTA_NOTICE = (
-    "Spotify says this bot has used up its API quota for now, so syncing is paused. "
-    "It resumes by itself at {time}, when Spotify allows it again."
-)
-HOST_RELINK = "Your Spotify link expired — run /link again to host"
-HOST_UNLINKED = "Your Spotify isn't linked any more — run /link again to host"
 
 
 class SyncEngine:
@@ -138,6 +126,7 @@ class SyncEngine:
             lease=self.lease,
             clock=clock,
             sync=config.sync,
+            drift=config.drift,
             call_timeout_s=config.call_timeout_s,
             rate_limited=self._rate_limited,
             held=self._held,
@@ -145,21 +134,24 @@ class SyncEngine:
             status_changed=self._mark_status,
             recovered=self._recovered,
         )
+        self.host_reader = HostReader(
+            guild_id,
+            client=client,
+            clock=clock,
+            call_timeout_s=config.call_timeout_s,
+            calls=self.listeners.calls,
+            rate_limited=self._rate_limited,
+            tell=self.reporter.tell,
+            status_changed=self._mark_status,
+        )
         self._lease_generation = self.lease.generation
-        self._quota_told_at = float("-inf")
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._session: Session | None = None  # as last read (kept when storage fails)
         self._host_id: int | None = None
         self._host: PlayerState | None = None  # latest host observation
-        self._host_unreadable = False
-        self._track: TrackInfo | None = None
-        self._host_told = False  # the host was told their link is dead
         self._host_active_at = 0.0
         self._pressure = RatePressure()
-        self._budget = Budget.per_minute(
-            config.drift.calls_per_minute, config.drift.burst, clock.now()
-        )
         self._persisted_at = float("-inf")
         self._status_dirty = True
         self.last_change = HostChange()
@@ -294,7 +286,9 @@ class SyncEngine:
         if change:
             self._recovered()  # the host moved on: nobody waits out an old back-off
 
-        observed = await self._reads(host, change)
+        observed = await self.listeners.reads.for_round(
+            host, change, self.signal, self._config.fanout_wait_s
+        )
         self.listeners.probe(now, self._config.probe_interval_s)
         views = self.listeners.views(observed)
         actions = plan(host, views, self._clock.now(), self._config.sync)
@@ -302,7 +296,7 @@ class SyncEngine:
 
         self._host = host
         self.last_change = change
-        self.signal.expect(self.listeners.expected_tracks(host.track_id))
+        self.signal.expect(self.listeners.reads.expected_tracks(host.track_id))
         if change:
             log.debug("guild %s host change: %s", self.guild_id, change.describe())
             self._status_dirty |= bool(change.kinds - {Change.SEEK, Change.DEVICE})
@@ -318,8 +312,8 @@ class SyncEngine:
             # A listener reset (a resync, a timed-out command) is read once their settle window
             # ends, not at the host's next read, which with presence can be minutes away.
             # (One already due was read, or tried, this round: no tight loop on a failing read.)
-            dues = [self.listeners.next_read_at()]
-            dues += [self.listeners.settled_at(uid) for uid in self.signal.suspected]
+            dues = [self.listeners.reads.next_read_at()]
+            dues += [self.listeners.reads.settled_at(uid) for uid in self.signal.suspected]
             if due := min((d for d in dues if d is not None and d > started), default=None):
                 delay = min(delay, due - started)
         else:
@@ -339,7 +333,7 @@ class SyncEngine:
         look = self.signal.look(self._host, started)
         if look.read is None:
             return look.state
-        read = await self._read_host(host_id, look.read)
+        read = await self.host_reader.read(host_id, look.read)
         return self.signal.settle(look, read, self._clock.now())
 
     async def _read_session(self) -> Session | None:
@@ -367,7 +361,7 @@ class SyncEngine:
         elif session.host_user_id != self._host_id:
             self._host = None  # a new host: their player has no history with us
             self._host_active_at = self._clock.now()
-            self._host_told = False
+            self.host_reader.new_host()
             # The one edit of ours a hand-over needs: the old host's track must go even when
             # the new host plays nothing (no host change would mark it then).
             self._status_dirty = True
@@ -385,81 +379,14 @@ class SyncEngine:
         return held
 
     def _rate_limited(self, error: RateLimited) -> None:
-        now = self._clock.now()
-        self._pressure = self._pressure.hit(now, error.retry_after)
-        if not error.quota_exceeded or self._host_id is None:
-            return
-        if now - self._quota_told_at < QUOTA_NOTICE_EVERY_S:
-            return
-        self._quota_told_at = now
-        log.warning("guild %s: Spotify quota exceeded; telling the host", self.guild_id)
-        self.reporter.tell(self._host_id, quota_notice(error))
+        self._pressure = self._pressure.hit(self._clock.now(), error.retry_after)
+        if error.quota_exceeded and self._host_id is not None:
+            self.host_reader.quota_exceeded(self._host_id, error)
 
     def _recovered(self) -> None:
         """Spotify answers commands again (or the host moved on): end every back-off now."""
         if self.listeners.end_back_offs():
             self.wake()
-
-    # -- reads -----------------------------------------------------------------------------
-
-    async def _read_host(
-        self, host_id: int, priority: CallPriority = CallPriority.COMMAND
-    ) -> PlayerState | None:
-        """The host's player; None when it could not be read (the round then changes nothing:
-        an unreadable host is not an idle one, and nobody is paused for it)."""
-        requested = self._clock.now()
-        try:
-            async with asyncio.timeout(self._config.call_timeout_s):
-                self.calls["host_read"] += 1
-                playback = await self._client.playback(host_id, priority=priority)
-        except RateLimited as error:
-            self._rate_limited(error)
-            return None
-        except BudgetRefused:  # our own budget: nothing was sent, no hold; skip this beat
-            return None
-        except (TokenRevoked, NotLinked) as error:
-            # Only they can fix it (/link): tell them once; listeners keep what they play.
-            self._host_unreadable = True
-            if not self._host_told:
-                self._host_told = True
-                self._status_dirty = True
-                unlinked = isinstance(error, NotLinked)
-                self.reporter.tell(host_id, HOST_UNLINKED if unlinked else HOST_RELINK)
-            return None
-        except Exception as error:
-            log.warning("guild %s: host read failed: %r", self.guild_id, error)
-            return None
-        if self._host_unreadable:
-            self._host_unreadable = False
-            self._status_dirty = True
-        self._host_told = False
-        self._track = playback.track if playback is not None else None
-        return observation(playback, requested, self._clock.now())
-
-    async def _reads(self, host: PlayerState, change: HostChange) -> dict[int, PlayerState]:
-        """First reads of unknown listeners (always), plus drift checks when nothing changed."""
-        unknown, drift = self.listeners.to_read(self._clock.now(), self._config.sync)
-        picked: list[int] = []
-        rate = self.signal.drift_rate_per_s()  # None: no governor, keep the configured rate
-        if rate is not None and rate > 0:
-            self._budget = replace(self._budget, rate_per_s=rate)  # the quota's share
-        if not change and (rate is None or rate > 0):
-            picked, self._budget = pick_drift_checks(
-                drift, host, self._clock.now(), self._budget, self._config.drift
-            )
-        # Listeners whose Discord presence shows another track are read now, outside the
-        # drift budget (the budget's checks may be minutes apart): they may have wandered off.
-        if self.signal.allows(CallPriority.DRIFT):
-            candidates = {c.user_id for c in drift} - set(picked)
-            now = self._clock.now()
-            # A read within the settle window after our command proves nothing: wait for it.
-            picked += self.signal.suspects(
-                lambda uid: uid in candidates and self.listeners.settled_at(uid) <= now
-            )
-        # Someone unknown is read before being commanded: that read is part of the command.
-        priorities = dict.fromkeys(unknown, CallPriority.COMMAND)
-        priorities.update(dict.fromkeys(picked, CallPriority.DRIFT))
-        return await self.listeners.read(priorities, self._config.fanout_wait_s)
 
     # -- state, storage, reports -------------------------------------------------------------
 
@@ -499,10 +426,10 @@ class SyncEngine:
             PlaybackReport(
                 guild_id=self.guild_id,
                 host_user_id=host_id,
-                track=self._track,
-                is_playing=bool(host and host.is_playing) and not self._host_unreadable,
+                track=self.host_reader.track,
+                is_playing=bool(host and host.is_playing) and not self.host_reader.unreadable,
                 listeners=tuple(m.state for m in self.listeners.members.values()),
-                host_unreadable=self._host_unreadable,
+                host_unreadable=self.host_reader.unreadable,
             )
         )
 
@@ -521,10 +448,3 @@ class SyncEngine:
         # The bot ends it (SessionService.end: deleted, every hook told, the message edited),
         # through the reporter's task, off the loop; `_delete_ended` covers a bot that could not.
         self.reporter.end(reason)
-
-
-def quota_notice(error: RateLimited) -> TimedText:
-    """QUOTA_NOTICE naming when calls resume (the bot shows it in the host's own zone)."""
-    # Wall time: it is shown to a person, not used to time anything here.
-    wall = error.resume_at if isinstance(error, QuotaHeld) else time.time() + error.retry_after
-    return TimedText(QUOTA_NOTICE, wall)

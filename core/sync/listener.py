@@ -7,6 +7,7 @@ seek position at the moment the Spotify client sends the request (see core/sync/
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 
 from core.sync.clock import Clock, Latency, landing_position
@@ -15,6 +16,10 @@ from core.sync.lease import GuildLease
 from core.sync.planner import ListenerView
 from core.sync.state import PlayerState
 from storage.records import ListenerState, ListenerStatus
+
+# Our own writes remembered per listener: a read racing a few quick status changes of ours may
+# show any of them. Status changes are rare (a failure, a recovery), so a few suffice.
+OWN_WRITES = 8
 
 
 class StaleCommand(Exception):
@@ -37,6 +42,24 @@ class Listener:
     told: set[ListenerStatus] = field(default_factory=set)
     no_device_looks: int = 0  # looks for a device since they were NO_DEVICE (backs off)
     inflight: asyncio.Task[None] | None = None  # a command still out (the round moved on)
+    # The stored state as last read, and our own last writes: a stored state that is neither
+    # was written by someone else (see `written_by_someone_else`).
+    seen: ListenerState | None = None
+    written: deque[ListenerState] = field(default_factory=lambda: deque(maxlen=OWN_WRITES))
+
+    def wrote(self, state: ListenerState) -> None:
+        """We are storing `state` (a status change of ours)."""
+        self.written.append(state)
+
+    def written_by_someone_else(self, stored: ListenerState) -> bool:
+        """Whether `stored` (as just read) is news from another writer: it changed since the
+        last read and is none of our recent writes. A read may still show one of our earlier
+        writes (it raced a later one, or a late write landed after it): that is no news.
+        Compared by value, so no two machines' clocks need agree."""
+        if stored == self.seen:
+            return False
+        self.seen = stored
+        return stored != self.state and stored not in self.written
 
     @property
     def busy(self) -> bool:
@@ -102,6 +125,15 @@ class PositionAt:
         position = landing_position(self._host, now, self._latency, self._lead_ms)
         self.sent = (now, position)
         return position
+
+    @property
+    def one_way_s(self) -> float:
+        """The one-way latency the position allows for (benchmarks attribute skew with it)."""
+        return self._latency.one_way_s
+
+    @property
+    def lead_ms(self) -> int:
+        return self._lead_ms
 
     def guard(self) -> None:
         """For a command without a position (pause): the same fencing, right before sending."""

@@ -1,9 +1,9 @@
-"""The listener command path: reads and commands for one guild's listeners, and what follows.
+"""The listener command path: commands for one guild's listeners, and what follows.
 
 `Listeners` holds the engine's working memory about each listener (`Listener`) and carries out
 the planner's actions: every command in its own task with its own timeout, a 404 retried once
-on a listed device (never kept for later: a listener who moves to their phone is not pulled
-back), failures mapped by `failures.classify` to statuses, retry times and private notices.
+on a listed device (devices.py), failures mapped by `failures.classify` to statuses, retry
+times and private notices. Which listeners a round reads, and the reads: listener_reads.py.
 
 Three guarantees live here:
  - the position of a play or seek is computed in the Spotify client's worker thread at the
@@ -24,12 +24,14 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from core.errors import BudgetRefused, NoActiveDevice, RateLimited
+from core.errors import NoActiveDevice, RateLimited
 from core.spotify.quota import CallPriority
 from core.sync.clock import Clock
+from core.sync.devices import find_device, plan_on_device, unplaced
 from core.sync.failures import Verdict, classify
 from core.sync.lease import GuildLease
 from core.sync.listener import Listener, PositionAt, StaleCommand
+from core.sync.listener_reads import ListenerReads
 from core.sync.planner import (
     Action,
     Command,
@@ -42,13 +44,10 @@ from core.sync.planner import (
     Seek,
     SyncConfig,
     belief_after,
-    needs_read,
-    plan_listener,
-    read_due_at,
 )
-from core.sync.ports import PlayerClient, observation, pick_device
+from core.sync.ports import PlayerClient
 from core.sync.reporter import Reporter
-from core.sync.schedule import DriftCandidate
+from core.sync.schedule import DriftConfig
 from core.sync.state import PlayerState
 from storage.base import SessionStore
 from storage.records import ListenerStatus, Session
@@ -78,6 +77,7 @@ class Listeners:
         lease: GuildLease,
         clock: Clock,
         sync: SyncConfig,
+        drift: DriftConfig,
         call_timeout_s: float,
         rate_limited: Callable[[RateLimited], None],
         held: Callable[[], float],
@@ -101,6 +101,17 @@ class Listeners:
         self.members: dict[int, Listener] = {}
         self.calls: Counter[str] = Counter()  # Spotify calls by kind, for metrics and benchmarks
         self._probe_at = 0.0
+        self.reads = ListenerReads(
+            guild_id,
+            members=self.members,
+            client=client,
+            clock=clock,
+            sync=sync,
+            drift=drift,
+            call_timeout_s=call_timeout_s,
+            calls=self.calls,
+            rate_limited=rate_limited,
+        )
 
     def views(self, observed: Mapping[int, PlayerState]) -> dict[int, ListenerView]:
         """Every listener without a command still out (its result will update the belief)."""
@@ -119,10 +130,12 @@ class Listeners:
                 # A status that asks them to act was told when it was stored (maybe by this
                 # process before a restart, or by another): not told again.
                 told = {state.status} if state.status in TOLD else set()
-                self.members[uid] = Listener(state, told=told)
-            elif state.updated_at > mine.state.updated_at and state != mine.state:
-                # Written after our own last write, so by someone else: /gamenight resync
-                # (ATTACHED). A late write of ours compares older and is not mistaken for one.
+                self.members[uid] = Listener(state, told=told, seen=state)
+            elif mine.written_by_someone_else(state):
+                # /gamenight resync (ATTACHED), stored by the bot, maybe on another machine.
+                # Told apart from our own writes by value, not by `updated_at`: two machines'
+                # clocks need not agree, and one running behind would make a resync look
+                # older than our last write and be ignored.
                 if state.status is ListenerStatus.ATTACHED:
                     mine.forget()
                 mine.state = state
@@ -149,85 +162,6 @@ class Listeners:
         for task in tasks:
             task.cancel()
         return tasks
-
-    # -- reads -------------------------------------------------------------------------------
-
-    def to_read(self, now: float, sync: SyncConfig) -> tuple[list[int], list[DriftCandidate]]:
-        """Listeners to read before planning (nothing known of them: outside the drift
-        budget), and the candidates for this round's budgeted drift checks."""
-        unknown = [
-            uid
-            for uid, m in self.members.items()
-            if not m.busy and needs_read(m.view(None), now, sync)
-        ]
-        drift = [
-            DriftCandidate(uid, m.last_checked, m.last_commanded, True)
-            for uid, m in self.members.items()
-            if m.state.status in (ListenerStatus.ATTACHED, ListenerStatus.ERROR)
-            and m.retry_at <= now
-            and not m.busy
-            and uid not in unknown
-        ]
-        return unknown, drift
-
-    def expected_tracks(self, host_track: str | None) -> dict[int, str | None]:
-        """The track each following listener should show: what we last sent them (a belief),
-        else the host's; only listeners we follow (not those who left or must relink)."""
-        return {
-            uid: (m.belief.track_id if m.belief is not None else host_track)
-            for uid, m in self.members.items()
-            if m.state.status in (ListenerStatus.ATTACHED, ListenerStatus.ERROR)
-        }
-
-    def settled_at(self, uid: int) -> float:
-        """When a read of this listener can be trusted over our last command to them."""
-        member = self.members.get(uid)
-        return member.commanded_at + self._sync.settle_s if member is not None else 0.0
-
-    def next_read_at(self) -> float | None:
-        """The soonest time a listener not read yet becomes due for their first read."""
-        due = [
-            at
-            for m in self.members.values()
-            if not m.busy and (at := read_due_at(m.view(None), self._sync)) is not None
-        ]
-        return min(due, default=None)
-
-    async def read(self, uids: Mapping[int, CallPriority], wait_s: float) -> dict[int, PlayerState]:
-        """Read these listeners' players at once, each at its quota priority; a read later
-        than `wait_s` is dropped."""
-        if not uids:
-            return {}
-        reads = {uid: asyncio.create_task(self._read(uid, pri)) for uid, pri in uids.items()}
-        _, late = await asyncio.wait(reads.values(), timeout=wait_s)
-        for task in late:
-            task.cancel()  # a read that late is stale anyway; the round goes on without it
-        return {
-            uid: seen
-            for uid, task in reads.items()
-            if task not in late and (seen := task.result()) is not None
-        }
-
-    async def _read(self, uid: int, priority: CallPriority) -> PlayerState | None:
-        requested = self._clock.now()
-        try:
-            async with asyncio.timeout(self._timeout):
-                self.calls["listener_read"] += 1
-                playback = await self._client.playback(uid, priority=priority)
-        except RateLimited as error:
-            self._rate_limited(error)
-            return None
-        except BudgetRefused:  # our own budget: nothing was sent, no hold; skip this beat
-            return None
-        except Exception as error:
-            log.info("guild %s: reading listener %s failed: %r", self.guild_id, uid, error)
-            return None
-        answered = self._clock.now()
-        listener = self.members.get(uid)
-        if listener is not None:
-            listener.last_checked = answered
-            listener.latency = listener.latency.observe(answered - requested)
-        return observation(playback, requested, answered)
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -305,7 +239,7 @@ class Listeners:
     ) -> None:
         device_tried = False
         try:
-            if _unplaced(listener, view, action):
+            if unplaced(listener, view, action):
                 # Still no device after they were told to open Spotify: a play would only 404.
                 # List their devices (one call) and play only on one that is listed.
                 retarget = await self._retarget(listener, view, host)
@@ -431,32 +365,16 @@ class Listeners:
         self, listener: Listener, view: ListenerView, host: PlayerState
     ) -> tuple[ListenerView, Command] | None:
         """Aim at one of the listener's devices; the command re-planned for it, if any."""
-        listener.device_id = await self._find_device(listener.state.user_id)
+        listener.device_id = await find_device(
+            self._client,
+            listener.state.user_id,
+            timeout_s=self._timeout,
+            calls=self.calls,
+            guild_id=self.guild_id,
+        )
         if listener.device_id is None:
             return None
-        # Nothing of their player is known to be playing there: plan from an idle player.
-        # (Planned as attached there: a NO_DEVICE status would distrust that idle belief.)
-        idle = PlayerState.idle(self._clock.now())
-        view = replace(
-            view,
-            status=ListenerStatus.ATTACHED,
-            device_id=listener.device_id,
-            belief=idle,
-            observed=None,
-        )
-        action = plan_listener(host, view, self._clock.now(), self._sync)
-        if isinstance(action, Nothing | Mark):
-            return None
-        return view, action
-
-    async def _find_device(self, uid: int) -> str | None:
-        try:
-            async with asyncio.timeout(self._timeout):
-                self.calls["devices"] += 1
-                return pick_device(await self._client.devices(uid, priority=COMMAND))
-        except Exception as error:
-            log.info("guild %s: listing devices of %s failed: %r", self.guild_id, uid, error)
-            return None
+        return plan_on_device(view, listener.device_id, host, self._clock.now(), self._sync)
 
     # -- statuses ----------------------------------------------------------------------------
 
@@ -470,6 +388,7 @@ class Listeners:
         listener.state = replace(
             listener.state, status=status, detail=detail, updated_at=self._clock.wall()
         )
+        listener.wrote(listener.state)
         self._status_changed()
         try:
             # Not put_listener: they may have left since this round read the session, and a
@@ -484,13 +403,3 @@ class Listeners:
         if tell and status not in listener.told:
             listener.told.add(status)
             self._reporter.tell(uid, detail)
-
-
-def _unplaced(listener: Listener, view: ListenerView, action: Command) -> bool:
-    """A command that needs an active device, for a NO_DEVICE listener read without one."""
-    return (
-        listener.state.status is ListenerStatus.NO_DEVICE
-        and isinstance(action, Play | Resume | Seek)
-        and action.device_id is None
-        and (view.observed is None or view.observed.device_id is None)
-    )

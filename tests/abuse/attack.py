@@ -45,49 +45,39 @@ def _status(answer: bytes) -> int | None:
     return None
 
 
-async def slow_headers(port: int, source: str) -> Cut:
+async def _drip(port: int, source: str, name: str, start: bytes, more: bytes, within: float) -> Cut:
+    """A client that sends `start`, then `more` every half second and never finishes."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
     started = time.monotonic()
-    writer.write(b"POST /song HTTP/1.1\r\nHost: x\r\n")
+    writer.write(start)
 
     async def drip() -> None:
         while True:
             await asyncio.sleep(0.5)
-            writer.write(b"X-Slow: y\r\n")
+            writer.write(more)
 
     dripping = asyncio.create_task(drip())
     try:
-        answer = await read_until_closed(reader, HEADER_TIMEOUT_S + 10)
+        answer = await read_until_closed(reader, within)
     except (ConnectionError, TimeoutError):
         answer = b""
     finally:
         dripping.cancel()
         writer.transport.abort()
-    return Cut("slow headers", _status(answer), time.monotonic() - started)
+    return Cut(name, _status(answer), time.monotonic() - started)
+
+
+async def slow_headers(port: int, source: str) -> Cut:
+    start = b"POST /song HTTP/1.1\r\nHost: x\r\n"
+    return await _drip(port, source, "slow headers", start, b"X-Slow: y\r\n", HEADER_TIMEOUT_S + 10)
 
 
 async def slow_body(port: int, source: str) -> Cut:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
-    started = time.monotonic()
-    writer.write(
+    start = (
         b"POST /song HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Content-Length: 100000\r\n\r\n{"
     )
-
-    async def drip() -> None:
-        while True:
-            await asyncio.sleep(0.5)
-            writer.write(b" " * 10)
-
-    dripping = asyncio.create_task(drip())
-    try:
-        answer = await read_until_closed(reader, BODY_TIMEOUT_S + 10)
-    except (ConnectionError, TimeoutError):
-        answer = b""
-    finally:
-        dripping.cancel()
-        writer.transport.abort()
-    return Cut("slow body", _status(answer), time.monotonic() - started)
+    return await _drip(port, source, "slow body", start, b" " * 10, BODY_TIMEOUT_S + 10)
 
 
 async def bomb(port: int, source: str, body: bytes) -> Cut:

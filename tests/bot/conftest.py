@@ -8,6 +8,7 @@ the consent page) and look at what the bot sent back, what Spotify saw and what 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ from tests.conftest import free_port
 from tests.fakes.discord import FakeDiscord, Member, Message
 from tests.fakes.spotify import FakeSpotify
 from tests.fakes.wiring import settings_for_fakes
+from tests.fakes.youtube import FakeYouTube
 from tests.linkpage import follow_and_confirm
+from tests.pwa import PWA_TRACK, add_pwa_video
 
 
 @dataclass
@@ -105,3 +108,18 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
 def _spotdl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The composition root builds spotDL, which creates ~/.spotdl: keep it out of the real home.
     monkeypatch.setenv("HOME", str(tmp_path))
+
+
+VIDEO_ID = "dQw4w9WgXcQ"  # the PWA's track on the fake YouTube
+
+
+@pytest.fixture
+async def youtube(world: World) -> AsyncIterator[FakeYouTube]:
+    """The fake YouTube with the PWA's track (YOUTUBE_BASE_URL set). Spotify knows it too: the
+    resolver matches on Spotify's metadata, not the request body's."""
+    world.spotify.catalog.append(PWA_TRACK)
+    world.spotify.tracks[PWA_TRACK.id] = PWA_TRACK
+    async with FakeYouTube() as fake:
+        add_pwa_video(fake, VIDEO_ID)
+        world.settings = dataclasses.replace(world.settings, youtube_base_url=fake.base_url)
+        yield fake

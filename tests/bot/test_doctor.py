@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,30 +16,12 @@ from bot.doctor import Check, check_versions, run_checks
 from bot.keyfile import KEY_FILE
 from bot.settings import Settings, SettingsError
 from core.youtube import YouTubeConfig
-from tests.bot.conftest import World
+from tests.bot.conftest import VIDEO_ID, World
 from tests.conftest import free_port
 from tests.fakes.youtube import FakeYouTube
-from tests.pwa import PWA_TRACK, TRACK_ID
+from tests.pwa import TRACK_ID
 
 TODAY = dt.date(2026, 11, 20)
-VIDEO_ID = "dQw4w9WgXcQ"
-
-
-@pytest.fixture
-async def youtube(world: World) -> AsyncIterator[FakeYouTube]:
-    world.spotify.catalog.append(PWA_TRACK)
-    world.spotify.tracks[PWA_TRACK.id] = PWA_TRACK
-    async with FakeYouTube() as fake:
-        fake.add_video(
-            VIDEO_ID,
-            "Never Gonna Give You Up",
-            ["Rick Astley"],
-            213,
-            album="Whenever You Need Somebody",
-            isrc="GBARL9300135",
-        )
-        world.settings = dataclasses.replace(world.settings, youtube_base_url=fake.base_url)
-        yield fake
 
 
 async def checklist(

@@ -15,6 +15,7 @@ from bot.keyfile import KEY_FILE, KeyFileError, with_stored_key
 from bot.settings import Settings
 from storage.crypto import TokenCipher
 from tests.bot.conftest import World
+from tests.bot.keyfile_race import make_key
 
 
 def _unset(world: World, folder: Path) -> Settings:
@@ -35,11 +36,6 @@ def test_an_empty_or_damaged_key_file_is_a_clear_error_and_is_kept(
     assert path.read_bytes() == content.encode("latin-1")  # nothing overwritten behind their back
 
 
-def _make_key(settings: Settings, start: Event, out: Queue[str]) -> None:
-    start.wait()
-    out.put(with_stored_key(settings).token_encryption_key)
-
-
 def test_two_processes_creating_the_key_at_once_agree_on_one(world: World, tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("spawn")
     for attempt in range(5):
@@ -47,7 +43,7 @@ def test_two_processes_creating_the_key_at_once_agree_on_one(world: World, tmp_p
         settings = _unset(world, folder)
         start: Event = ctx.Event()
         out: Queue[str] = ctx.Queue()
-        procs = [ctx.Process(target=_make_key, args=(settings, start, out)) for _ in range(2)]
+        procs = [ctx.Process(target=make_key, args=(settings, start, out)) for _ in range(2)]
         for p in procs:
             p.start()
         start.set()

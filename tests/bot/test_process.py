@@ -25,12 +25,13 @@ def child_env() -> dict[str, str]:
     return env
 
 
-async def python_m_bot(cwd: Path) -> asyncio.subprocess.Process:
-    """`python -m bot` in `cwd` (where its .env is, if any), output captured."""
+async def python_m_bot(cwd: Path, *args: str) -> asyncio.subprocess.Process:
+    """`python -m bot ARGS` in `cwd` (where its .env is, if any), output captured."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bot",
+        *args,
         cwd=cwd,
         env=child_env(),
         stdout=asyncio.subprocess.PIPE,

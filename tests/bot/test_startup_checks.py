@@ -6,7 +6,7 @@ import aiohttp
 import discord
 import pytest
 
-from bot.startup import StartupError, check_spotify, start_failure
+from bot.startup import StartupError, check_spotify, start_failure, without_spotify_app
 from core.spotify.client import SpotifyClient
 from storage import open_storage
 from storage.crypto import TokenCipher
@@ -47,3 +47,12 @@ def test_the_privileged_intents_refusal_names_what_the_bot_asked_for(
     assert line is not None
     assert f"switch on {named}" in line
     assert "Message Content" not in line
+
+
+@pytest.mark.parametrize(("bot", "off"), [(True, "/link"), (False, "Spotify linking")])
+def test_without_the_spotify_app_the_start_says_which_keys_and_what_is_off(
+    bot: bool, off: str
+) -> None:
+    line = without_spotify_app(bot=bot)
+    assert line.startswith("SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET are not set: ")
+    assert off in line and "not cached yet are off" in line

@@ -19,28 +19,9 @@ import pytest
 from bot.__main__ import Running, running
 from core.errors import Overloaded
 from storage import open_storage
-from tests.bot.conftest import World
+from tests.bot.conftest import VIDEO_ID, World
 from tests.fakes.youtube import FakeYouTube
-from tests.pwa import PWA_ORIGIN, PWA_TRACK, TRACK_ID, track_body
-
-VIDEO_ID = "dQw4w9WgXcQ"
-
-
-@pytest.fixture
-async def youtube(world: World) -> AsyncIterator[FakeYouTube]:
-    # Spotify knows the PWA's track: the resolver matches on Spotify's metadata, not the body's.
-    world.spotify.catalog.append(PWA_TRACK)
-    world.spotify.tracks[PWA_TRACK.id] = PWA_TRACK
-    async with FakeYouTube() as fake:
-        fake.add_video(
-            VIDEO_ID,
-            "Never Gonna Give You Up",
-            ["Rick Astley"],
-            213,
-            album="Whenever You Need Somebody",
-            isrc="GBARL9300135",
-        )
-        yield fake
+from tests.pwa import PWA_ORIGIN, TRACK_ID, track_body
 
 
 @asynccontextmanager

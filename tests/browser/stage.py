@@ -6,23 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import random
-import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiohttp
 from aiohttp.test_utils import TestServer
 
+from bot.services import Streams, open_spotify_and_resolver
 from bot.web import RateLimit, create_app
 from bot.web.listen import add_listen_routes
 from bot.web.services import AudioRoute, RelayConfig
-from bot.web.signing import RelaySigner
 from core.listen import ListenAlong, ListenConfig
-from core.resolver_factory import build_resolver
-from core.spotify import SpotifyClient, StoreLocks
 from core.youtube import YouTubeConfig
 from storage import open_storage
 from storage.base import Storage
@@ -128,27 +125,19 @@ async def stage(tmp_path: Path) -> AsyncIterator[Stage]:
         storage = await open_storage(f"sqlite:///{tmp_path / 'listen.db'}", TokenCipher.generate())
         stack.push_async_callback(storage.aclose)
         http = await stack.enter_async_context(aiohttp.ClientSession())
-        client = SpotifyClient(
-            config_for(spotify), storage, http, counters=storage, locks=StoreLocks(storage)
-        )
-        stack.push_async_callback(client.aclose)
         # The bot's side (yt-dlp, the relay) connects from BOT_SIDE_ADDRESS; chromium, on
         # 127.0.0.1, is refused the raw stream URLs like a listener elsewhere would be.
-        resolver = build_resolver(
-            storage,
-            client.track,
-            youtube_config=YouTubeConfig(
-                base_url=youtube.base_url, source_address=BOT_SIDE_ADDRESS
-            ),
+        streams = Streams(
+            YouTubeConfig(base_url=youtube.base_url, source_address=BOT_SIDE_ADDRESS),
             ytmusic_client_factory=youtube.ytmusic_client,
         )
-        await stack.enter_async_context(resolver)
+        client, resolver = await open_spotify_and_resolver(
+            stack, storage, http, config_for(spotify), streams
+        )
+        await resolver.start()
         listen = ListenAlong(storage, resolver, client, config=ListenConfig(poll_interval_s=0.25))
         stack.push_async_callback(listen.aclose)
-        relay = RelayConfig(
-            RelaySigner(secrets.token_bytes(32), "http://127.0.0.1"),
-            route=AudioRoute(source_address=BOT_SIDE_ADDRESS),
-        )
+        relay = replace(RelayConfig.private(), route=AudioRoute(source_address=BOT_SIDE_ADDRESS))
         app = create_app(
             storage=storage,
             resolver=resolver,

@@ -10,7 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from core.spotify import SpotifyClient, SpotifyConfig, StoreLocks
+from bot.services import shared_spotify
+from core.spotify import SpotifyClient, SpotifyConfig
 from storage import Storage, TokenCipher, open_storage
 from storage.records import SpotifyLink
 from tests.fakes.spotify import FakeSpotify
@@ -36,8 +37,8 @@ def config_for(fake: FakeSpotify, **overrides: Any) -> SpotifyConfig:
 def client_on(
     store: Storage, http: aiohttp.ClientSession, config: SpotifyConfig, **kwargs: Any
 ) -> SpotifyClient:
-    """A client wired as bot/services.py wires it: counters, holds and refresh lock in storage."""
-    return SpotifyClient(config, store, http, counters=store, locks=StoreLocks(store), **kwargs)
+    """A client wired as the bot wires it (bot/services.py): its budget in storage."""
+    return shared_spotify(config, store, http, **kwargs)
 
 
 class WallClock:

@@ -10,7 +10,9 @@ import pytest
 
 from core.errors import RateLimited, Upstream
 from core.spotify import AppLimiter, SpotifyClient
+from core.spotify.counters import MemoryCounters
 from storage import Storage
+from storage.records import Hold
 from tests.fakes.spotify import FakeSpotify
 from tests.spotify.conftest import ALICE, BOB, client_on, config_for, link
 
@@ -189,3 +191,34 @@ async def test_limiter_penalty_holds_calls_and_only_ever_grows() -> None:
 def test_limiter_rejects_nonsense_budgets() -> None:
     with pytest.raises(ValueError, match="limit"):
         AppLimiter(0, 30)
+
+
+class CountingCounters(MemoryCounters):
+    """One store two limiters share (two processes on one SQLite file), counting hold reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold_reads = 0
+
+    async def get_hold(self, name: str, now: float) -> Hold | None:
+        self.hold_reads += 1
+        return await super().get_hold(name, now)
+
+
+async def test_limiter_reads_the_shared_hold_once_a_second_and_follows_it_within_one() -> None:
+    """Each acquire read the shared hold from storage: one more SQLite round trip per Spotify
+    call, hundreds of calls a second at 200 guilds, all behind the one connection."""
+    clock = ManualClock()
+    store = CountingCounters()
+    here = AppLimiter(10**6, 30.0, clock=clock, sleep=clock.sleep, store=store)
+    there = AppLimiter(10**6, 30.0, clock=clock, sleep=clock.sleep, store=store)
+    for _ in range(50):
+        await here.acquire(max_wait=0)
+        clock.now += 0.01
+    assert store.hold_reads == 1
+    await there.hold(20.0)  # another process sees a 429 with Retry-After: 20
+    clock.now += 1.0
+    with pytest.raises(RateLimited) as caught:
+        await here.acquire(max_wait=0)  # followed within the refresh interval
+    assert caught.value.retry_after == pytest.approx(19.0)
+    assert store.hold_reads == 2

@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from bot.services import shared_spotify
 from core.errors import QuotaHeld, RateLimited
-from core.spotify import SpotifyClient, StoreLocks
+from core.spotify import SpotifyClient
 from storage import Storage, TokenCipher, open_storage
 from storage.records import LinkStatus
 from tests.conftest import storage_url_for
@@ -31,10 +32,7 @@ async def two(
     url = storage_url_for("redis", tmp_path, request)  # type: ignore[arg-type]
     cipher = TokenCipher.generate()
     stores = [await open_storage(url, cipher) for _ in range(2)]
-    clients = [
-        SpotifyClient(config_for(fake, max_rate_wait=0.5), s, http, counters=s, locks=StoreLocks(s))
-        for s in stores
-    ]
+    clients = [shared_spotify(config_for(fake, max_rate_wait=0.5), s, http) for s in stores]
     yield clients[0], clients[1], stores[0]
     for client in clients:
         await client.aclose()

@@ -11,7 +11,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from core.spotify import SpotifyClient, SpotifyConfig, StoreLocks
+from bot.services import shared_spotify
+from core.spotify import SpotifyConfig
 from core.sync.engine import EngineConfig
 from core.sync.planner import SyncConfig
 from core.sync.schedule import DriftConfig, PollConfig
@@ -50,9 +51,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         fake.set_latency(0.02, jitter=0.01)
         fake.lag.read_lag = READ_LAG_S  # Spotify's read side lags its command side
         store = await open_storage(f"sqlite:///{tmp_path}/sync.db", TokenCipher.generate())
-        client = SpotifyClient(
-            spotify_config(fake), store, http, counters=store, locks=StoreLocks(store)
-        )
+        client = shared_spotify(spotify_config(fake), store, http)
         world = Rig(fake, store, client, TEST_CONFIG)
         try:
             yield world

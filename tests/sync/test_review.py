@@ -10,6 +10,7 @@ from dataclasses import replace
 import aiohttp
 import pytest
 
+from core.sessions import SessionService
 from core.spotify import SpotifyClient
 from core.sync.clock import Clock, Latency
 from core.sync.health import SyncHealth
@@ -226,3 +227,27 @@ async def test_a_failing_first_session_read_logs_one_traceback_per_episode(
         await until(lambda: engine.calls["host_read"] >= 1)
     failed = [r for r in caplog.records if "sync round failed" in r.message]
     assert len(failed) == 1
+
+
+async def test_a_resync_from_a_machine_whose_clock_runs_behind_is_followed(rig: Rig) -> None:
+    """The bot that stores /gamenight resync may run on another machine than the engine, its
+    clock ten minutes behind: the resync was ignored (its `updated_at` looked older than the
+    engine's own last write), and Ann stayed detached."""
+    queue = await setup(rig)
+    host = rig.player(HOST)
+    host.load(queue, position_ms=10_000)
+    engine = rig.engine(GUILD)
+    await engine.start()
+    await until(lambda: rig.in_sync(HOST, ANN) and rig.in_sync(HOST, BEN))
+    rig.player(ANN).load([rig.fake.catalog[10].id])  # she plays something of her own
+
+    async def ann_is(wanted: S) -> bool:
+        session = await rig.store.get_session(GUILD)
+        return session is not None and session.listeners[ANN].status is wanted
+
+    await until(lambda: ann_is(S.DETACHED))
+    behind = SessionService(rig.store, rig.store, clock=lambda: time.time() - 600)
+    await behind.resync(GUILD, ANN)
+    engine.wake()
+    await until(lambda: rig.in_sync(HOST, ANN))
+    assert await ann_is(S.ATTACHED)

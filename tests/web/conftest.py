@@ -5,7 +5,6 @@ SQLite storage, the fake YouTube (spotDL and yt-dlp talk to it for real) and the
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -18,14 +17,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.services import track_lookup
+from bot.services import Streams, open_spotify_and_resolver
 from bot.web import RateLimit, create_app
 from bot.web.services import AudioRoute, RelayConfig
 from bot.web.signing import RelaySigner
-from core.matcher import SpotdlFinder
 from core.resolver import Resolver, ResolverConfig
 from core.spotify import SpotifyClient, SpotifyConfig
-from core.youtube import YouTube, YouTubeConfig
+from core.youtube import YouTubeConfig
 from storage import open_storage
 from storage.base import Storage
 from storage.crypto import TokenCipher
@@ -33,7 +31,7 @@ from storage.records import CachedStream
 from tests.fakes.spotify import FakeSpotify
 from tests.fakes.spotify_catalog import FakeTrack
 from tests.fakes.youtube import BOT_SIDE_ADDRESS, FakeYouTube
-from tests.pwa import PWA_ORIGIN, PWA_TRACK
+from tests.pwa import PWA_ORIGIN, PWA_TRACK, add_pwa_video
 from tests.redis_proc import free_port
 
 # Spotify's own record of the track the PWA asks for (tests/pwa.py's body describes it too).
@@ -87,14 +85,7 @@ async def youtube() -> AsyncIterator[FakeYouTube]:
 
 @pytest.fixture
 def catalog(youtube: FakeYouTube) -> None:
-    youtube.add_video(
-        VIDEO_ID,
-        "Never Gonna Give You Up",
-        ["Rick Astley"],
-        213,
-        album="Whenever You Need Somebody",
-        isrc="GBARL9300135",
-    )
+    add_pwa_video(youtube, VIDEO_ID)
     youtube.add_video("decoy000001", "Never Gonna Give You Up (live)", ["Rick Astley"], 260)
 
 
@@ -144,15 +135,12 @@ async def api_factory(
             storage = await open_test_storage(stack, tmp_path / f"api{count}.db")
             # The bot's side connects from BOT_SIDE_ADDRESS, so the fake's IP binding refuses
             # the raw stream URLs to a "browser" (this test, on 127.0.0.1).
-            adapter = YouTube(
-                config=YouTubeConfig(
+            streams = Streams(
+                YouTubeConfig(
                     base_url=youtube.base_url, source_address=BOT_SIDE_ADDRESS, proxy=proxy
-                )
-            )
-            finder = SpotdlFinder(
-                adapter,
-                loop=asyncio.get_running_loop(),
-                ytmusic_client_factory=youtube.ytmusic_client,
+                ),
+                resolver_config or ResolverConfig(),
+                youtube.ytmusic_client,
             )
             config = SpotifyConfig(
                 client_id=spotify.app.client_id,
@@ -162,11 +150,10 @@ async def api_factory(
                 accounts_base=spotify.base,
                 **({} if daily_budget is None else {"daily_budget": daily_budget}),
             )
-            client = SpotifyClient(config, storage, http)
-            stack.push_async_callback(client.aclose)
-            resolver = await stack.enter_async_context(
-                Resolver(storage, finder, adapter, track_lookup(client), config=resolver_config)
+            client, resolver = await open_spotify_and_resolver(
+                stack, storage, http, config, streams
             )
+            await resolver.start()
             port = free_port()
             signer = RelaySigner(RELAY_SECRET, f"http://127.0.0.1:{port}", ttl_s=relay_ttl_s)
             app = create_app(

@@ -15,14 +15,8 @@ from bot.web.listen import add_listen_routes
 from bot.web.ratelimit import RateLimit, RateLimiter
 from bot.web.services import LIMITER
 from core.errors import NotFound
-from core.listen import (
-    Change,
-    ListenAlong,
-    ListenConfig,
-    StreamStatus,
-    looks_like_token,
-    playback_change,
-)
+from core.listen import ListenAlong, ListenConfig, looks_like_token
+from core.listen_view import Change, StreamStatus, playback_change
 from core.sessions import NoSession
 from core.tracks import TrackInfo
 from storage import open_storage

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
@@ -169,7 +171,9 @@ class SlowAudio:
         return response
 
 
-async def test_listener_leaving_ends_the_upstream_fetch(api: Api) -> None:
+@asynccontextmanager
+async def slow_audio(api: Api) -> AsyncIterator[tuple[SlowAudio, str]]:
+    """A SlowAudio upstream seeded as TRACK_ID's stream; yields it and the track's relay URL."""
     source = SlowAudio()
     app = web.Application()
     app.router.add_get("/videoplayback", source.handle)
@@ -180,17 +184,20 @@ async def test_listener_leaving_ends_the_upstream_fetch(api: Api) -> None:
     try:
         port = runner.addresses[0][1]
         await seed_stream(api, TRACK_ID, f"http://127.0.0.2:{port}/videoplayback?expire=1999999999")
-        url = api.signer.url(TRACK_ID)
-        async with aiohttp.ClientSession() as browser:
-            response = await browser.get(url)
-            assert response.status == 200
-            assert len(await response.content.readexactly(200_000)) == 200_000
-            response.close()  # the listener closes the tab
+        yield source, api.signer.url(TRACK_ID)
+    finally:
+        await runner.cleanup()
+
+
+async def test_listener_leaving_ends_the_upstream_fetch(api: Api) -> None:
+    async with slow_audio(api) as (source, url), aiohttp.ClientSession() as browser:
+        response = await browser.get(url)
+        assert response.status == 200
+        assert len(await response.content.readexactly(200_000)) == 200_000
+        response.close()  # the listener closes the tab
         async with asyncio.timeout(10):
             await source.ended.wait()  # the relay dropped its upstream fetch too
         assert source.sent < 50_000_000
-    finally:
-        await runner.cleanup()
 
 
 async def test_the_relay_follows_youtube_proxy(
@@ -232,31 +239,18 @@ async def test_head_is_refused_without_fetching_upstream(api: Api, youtube: Fake
 
 
 async def test_one_client_holds_a_bounded_number_of_streams(api: Api) -> None:
-    source = SlowAudio()
-    app = web.Application()
-    app.router.add_get("/videoplayback", source.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.2", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
-        await seed_stream(api, TRACK_ID, f"http://127.0.0.2:{port}/videoplayback?expire=1999999999")
-        url = api.signer.url(TRACK_ID)
-        cap = api.client.app[RELAY].slots.per_client
-        async with aiohttp.ClientSession() as browser:
-            held = [await browser.get(url) for _ in range(cap)]
-            assert [r.status for r in held] == [200] * cap
-            async with browser.get(url) as extra:
-                assert extra.status == 429
-            held.pop().close()  # one ends: its slot is free again
-            async with asyncio.timeout(10):
-                while api.client.app[RELAY].slots.held("127.0.0.1") >= cap:  # noqa: ASYNC110 - no event to await: the relay frees the slot when it sees the close
-                    await asyncio.sleep(0.02)
-            again = await browser.get(url)
-            assert again.status == 200
-            again.close()
-            for response in held:
-                response.close()
-    finally:
-        await runner.cleanup()
+    cap = api.client.app[RELAY].slots.per_client
+    async with slow_audio(api) as (_, url), aiohttp.ClientSession() as browser:
+        held = [await browser.get(url) for _ in range(cap)]
+        assert [r.status for r in held] == [200] * cap
+        async with browser.get(url) as extra:
+            assert extra.status == 429
+        held.pop().close()  # one ends: its slot is free again
+        async with asyncio.timeout(10):
+            while api.client.app[RELAY].slots.held("127.0.0.1") >= cap:  # noqa: ASYNC110 - no event to await: the relay frees the slot when it sees the close
+                await asyncio.sleep(0.02)
+        again = await browser.get(url)
+        assert again.status == 200
+        again.close()
+        for response in held:
+            response.close()
