@@ -53,6 +53,10 @@ RECONNECT_WINDOW_S = 300.0
 RECONNECT_DELAY_S = 1.0
 GRID_MS = 20  # discord.py's player sends frame k at play() + 20 ms * (k + 1)
 REFUSED_FRAMES = 10  # a stream that ends within 200 ms was refused, not finished
+# discord.py's player waits out a reconnect (a move) and goes on where it was: the channel then
+# lags the host for good. Behind the clock by this much for this long, the play is restarted.
+STALL_MS = 200
+STALL_FOR_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,8 @@ class GuildVoice:
         self._forced: set[str] = set()
         self._reconnects: list[float] = []
         self._moved_at: float | None = None  # someone dragged the bot to another channel
+        self._move_dropped = False  # ... and discord.py has left the old voice server since
+        self._behind_since: float | None = None  # the player fell behind the clock
         self._empty_since: float | None = None
         self._startup_ms = 15.0  # ffmpeg spawn; learnt from every play
         self._task: asyncio.Task[None] | None = None
@@ -118,6 +124,7 @@ class GuildVoice:
                  channel.id)  # fmt: skip
         self.channel = channel
         self._moved_at = time.monotonic()
+        self._move_dropped = False
         self.wake()
 
     async def close(self) -> None:
@@ -152,10 +159,12 @@ class GuildVoice:
         """One round; returns why to leave, or None to go on."""
         if not self.vc.is_connected():
             if self._moving():
+                self._move_dropped = True
                 return None  # discord.py is still connecting to the new channel
             if not await self._reconnect():
                 return "lost"
-        self._moved_at = None
+        elif self._move_dropped:  # the move is done: a drop from now on is a drop
+            self._moved_at, self._move_dropped = None, False
         self.channel = self.vc.channel
         if self.humans() == 0:
             now = time.monotonic()
@@ -164,6 +173,10 @@ class GuildVoice:
                 return "empty"
         else:
             self._empty_since = None
+        if self._stalled(time.monotonic()):
+            log.info("guild %s: voice fell behind; playing from the host's position again",
+                     self.guild_id)  # fmt: skip
+            self._silence()
         host = await self.players.host_playback(self.guild_id, self.host_id)
         action = decide(self.playing, host, time.monotonic(), skipped=self._skipped)
         if isinstance(action, Quiet):
@@ -173,7 +186,23 @@ class GuildVoice:
             await self._play(action)
         return None
 
+    def _stalled(self, now: float) -> bool:
+        """Whether the audio sent (frames read) has lagged the clock for `STALL_FOR_S`."""
+        playing, source = self.playing, self._source
+        if playing is None or source is None or not self.vc.is_playing():  # or ran out
+            self._behind_since = None
+            return False
+        sent_ms = playing.start_ms + source.frames * GRID_MS
+        if playing.position_at(now) - sent_ms < STALL_MS:
+            self._behind_since = None
+            return False
+        self._behind_since = self._behind_since or now
+        return now - self._behind_since >= STALL_FOR_S
+
     def _moving(self) -> bool:
+        """Within the time discord.py takes to follow a move. Connected again after a
+        drop ends it early; connected before any drop does not (the new voice server's event
+        may still be on its way)."""
         since = self._moved_at
         return (
             since is not None and time.monotonic() - since < self.players.config.connect_timeout_s
@@ -203,6 +232,7 @@ class GuildVoice:
         self._generation += 1
         self.playing = None
         self._source = None
+        self._behind_since = None
         if self.vc.is_playing() or self.vc.is_paused():
             self.vc.stop()
 
@@ -376,7 +406,9 @@ class VoicePlayers:
         if player is None:
             return
         me, channel = self.client.user, after.channel
-        if me is not None and member.id == me.id and channel not in (None, before.channel):
+        # From one channel to another (a reconnect of ours comes from no channel).
+        to_another = before.channel is not None and channel not in (None, before.channel)
+        if me is not None and member.id == me.id and to_another and channel is not None:
             player.moved(channel)
         player.wake()  # the bot itself removed or moved: the next round notices
         self.changed(member.guild.id)

@@ -30,9 +30,10 @@ What a test reads: `received` (every RTP packet: arrival time, seq, decoded PCM;
 time is the kernel's receive timestamp, so a reader thread the GIL holds up invents no gap),
 `heard(since)` (the fake YouTube's time code read back: which track and which position, per
 200 ms window of received audio), `gaps(since)` and the voice-connection records.
-Switches: `require_dave`, `heartbeat_ack_delay_s`, `decode` (False: record arrivals only, no
-Opus decoding, so a capacity benchmark's fake takes little CPU from the bot), `close_voice(code)`
-to drop the bot's voice websocket the way a voice server restart does.
+Switches: `require_dave`, `heartbeat_ack_delay_s`, `ready_delay_s` (a slow voice server),
+`decode` (False: record arrivals only, no Opus decoding, so a capacity benchmark's fake takes
+little CPU from the bot), `close_voice(code)` to drop the bot's voice websocket the way a voice
+server restart does.
 """
 
 from __future__ import annotations
@@ -180,6 +181,7 @@ class FakeVoice:
         self.require_dave = True  # close 4017 when IDENTIFY offers no DAVE (Discord since 2026-03)
         self.heartbeat_ack_delay_s = 0.03
         self.decode = True
+        self.ready_delay_s = 0.0  # before READY: a slow voice server (discord.py's player waits)
         self.channels: dict[int, VoiceChannel] = {}
         self.states: dict[tuple[int, int], int] = {}  # (guild, user) -> voice channel id
         self.connections: list[VoiceConnection] = []
@@ -415,9 +417,11 @@ class FakeVoice:
                     conn.close_code = 4017
                     await ws.close(code=4017, message=b"E2EE/DAVE protocol required")
                     break
+                await asyncio.sleep(self.ready_delay_s)
                 conn.ssrc = self.ssrc + len(self.connections)  # one per connection
                 await send(2, {"ssrc": conn.ssrc, "ip": HOST, "port": self.udp_port,
                                "modes": MODES_OFFERED})  # fmt: skip
+                await self.discord._notify()  # a test may wait for the connection's ssrc
             elif op == 1:
                 conn.mode = d["data"]["mode"]
                 if conn.mode != "aead_xchacha20_poly1305_rtpsize":

@@ -29,17 +29,15 @@ async def test_moved_by_a_moderator_the_bot_plays_on_in_the_new_channel(
         await voice.in_sync(since=0.0)
         board = voice.world.status_message()
 
+        # The new channel's voice server is slow to answer: discord.py's player waits for it
+        # and then goes on where it was, behind the host; the bot catches up.
+        fake.voice.ready_delay_s = 1.0
         await fake.voice.move(fake.bot, lounge)
         await fake.wait_until(lambda: len(fake.voice.connections) == 2, within=10)
         moved = fake.voice.connections[-1]
-        await fake.wait_until(lambda: moved.ssrc is not None, within=10)
+        await fake.wait_until(lambda: moved.ssrc != 0, within=10)  # READY sent: its ssrc
         # The new connection carries the host's track at the host's position.
-        heard = await voice.hears(
-            lambda h: len(h) >= 5 and all(voice.in_step(w) for w in h[-5:]),
-            since=moved.opened,
-        )
-        on_new = fake.voice.heard(since=moved.opened, ssrc=moved.ssrc)
-        assert len(on_new) >= 5 and all(voice.in_step(w) for w in on_new[-5:]), heard[-5:]
+        await voice.in_sync(since=moved.opened, ssrc=moved.ssrc)
         await fake.wait_until(
             lambda: f"<#{lounge.id}> · 1 person" in fake.message(board.id).text, within=6
         )
