@@ -284,7 +284,7 @@ async def main(quick: bool, max_sessions: int, step_s: float) -> None:
                     ix = await fake_discord.slash("gamenight voice join", member, guild=guild)
                     await ix.reply(within=15)
                     hosts.append((guild, member))
-                seconds = (10 if quick else STEADY_S) if n == 1 else step_s
+                seconds = 10 if quick else STEADY_S if n == 1 else step_s
                 steps.append(await capacity_step(vw, hosts[:n], seconds))
                 print(steps[-1].line(), flush=True)
                 failed_in_a_row = 0 if steps[-1].passed else failed_in_a_row + 1
