@@ -32,7 +32,7 @@ from bot.dblock import lock_sqlite
 from bot.discord_lookup import DiscordDirectory, bounded_who
 from bot.keyfile import KeyFileError, with_stored_key
 from bot.names import MemberNames
-from bot.services import Services, open_resources, relay_config, shared_linker
+from bot.services import Services, audio_route, open_resources, relay_config, shared_linker
 from bot.settings import (
     WEB_KEYS,
     Settings,
@@ -49,6 +49,7 @@ from bot.startup import (
 )
 from bot.sync import start_sync
 from bot.voice import VoiceConfig
+from bot.voice_relay import start_voice_relay
 from bot.web import RateLimit, create_app
 from bot.web.discord_oauth import CALLBACK_PATH as DISCORD_CALLBACK
 from bot.web.discord_oauth import DiscordOAuth
@@ -237,6 +238,10 @@ async def running(
             resolver=resolver,
             listen=ListenLinks(listen, settings.public_base_url),
             presence=presence,
+            # Closed after the bot (entered later): its voice players read from it to the end.
+            voice_relay=await start_voice_relay(stack, store, resolver, audio_route(settings))
+            if gateway
+            else None,
         )
         quiet_discord_logs(voice_enabled=gateway)
         bot = (

@@ -142,7 +142,8 @@ class GameNightBot(commands.Bot):
     ) -> None:
         """Voice players and /gamenight voice (bot/voice.py), fed by the presence board."""
         s = self.services
-        players = VoicePlayers(self, s.presence, s.resolver, self.voice_config)
+        assert s.voice_relay is not None, "the composition root starts it with the gateway"
+        players = VoicePlayers(self, s.presence, s.resolver, s.voice_relay, self.voice_config)
         watch = VoiceWatch(players, s.sessions)
         self.voice = players
         board.voice_line = players.status_line

@@ -13,6 +13,7 @@ import aiohttp
 
 import storage
 from bot.settings import Settings
+from bot.voice_relay import VoiceRelay
 from bot.web.listen import ListenLinks
 from bot.web.services import AudioRoute, RelayConfig
 from bot.web.signing import RelaySigner, derive_secret
@@ -41,6 +42,7 @@ class Services:
     listen: ListenLinks  # the browser listen-along page
     sync_health: SyncHealth = field(default_factory=SyncHealth)  # read by /healthcheck
     presence: PresenceBoard = field(default_factory=PresenceBoard)  # members' Spotify presence
+    voice_relay: VoiceRelay | None = None  # where voice reads audio (None: the web-only role)
 
 
 def spotify_config(settings: Settings) -> SpotifyConfig:
@@ -70,6 +72,11 @@ def youtube_config(settings: Settings) -> YouTubeConfig:
     )
 
 
+def audio_route(settings: Settings) -> AudioRoute:
+    """How our relays reach YouTube: the way yt-dlp does (stream URLs are bound to it)."""
+    return AudioRoute(settings.youtube_proxy, settings.youtube_source_address)
+
+
 def relay_config(settings: Settings) -> RelayConfig:
     """Relay URL signing, and the relay's route to YouTube (the same as yt-dlp's)."""
     secret = (
@@ -80,7 +87,7 @@ def relay_config(settings: Settings) -> RelayConfig:
     return RelayConfig(
         signer=RelaySigner(secret, settings.public_base_url, ttl_s=settings.relay_url_ttl_s),
         raw_song_urls=settings.song_raw_urls,
-        route=AudioRoute(settings.youtube_proxy, settings.youtube_source_address),
+        route=audio_route(settings),
     )
 
 

@@ -4,10 +4,11 @@
 connection and one task that wakes when the host's presence changes (and on a slow tick;
 when the presence shows no Spotify and the bot has a Spotify app, the sync engine's stored
 snapshot of the host stands in),
-asks `core.voice.decide` what to do, and does it: resolve the track's stream (our resolver;
-the bot fetches the IP-bound URL itself through ffmpeg), start ffmpeg at the host's position
-plus the measured start-up, stop on pause, restart on a seek, skip a track whose audio cannot
-be found (with a note on the status message), re-resolve a stream URL that is refused.
+asks `core.voice.decide` what to do, and does it: resolve the track's stream (our resolver),
+start ffmpeg on it at the host's position plus the measured start-up, stop on pause, restart
+on a seek, skip a track whose audio cannot be found (with a note on the status message),
+re-resolve a stream that is refused. ffmpeg reads through our own relay (bot/voice_relay.py):
+the IP-bound stream URL is fetched the way yt-dlp extracted it (source address, proxy).
 
 Connections are made with discord.py's `reconnect=False`: its own reconnect loop retries
 forever on most close codes and, for 4017, returns a dead client after 25 s. Instead a
@@ -20,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shlex
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -39,6 +39,7 @@ from bot.voice_channel import (
     humans_in,
     let_go,
 )
+from bot.voice_relay import VoiceRelay
 from core.errors import UserFacingError
 from core.presence import Presence, PresenceBoard
 from core.resolver import Resolver
@@ -52,6 +53,10 @@ RECONNECT_WINDOW_S = 300.0
 RECONNECT_DELAY_S = 1.0
 GRID_MS = 20  # discord.py's player sends frame k at play() + 20 ms * (k + 1)
 REFUSED_FRAMES = 10  # a stream that ends within 200 ms was refused, not finished
+# discord.py's player waits out a reconnect (a move) and goes on where it was: the channel then
+# lags the host for good. Behind the clock by this much for this long, the play is restarted.
+STALL_MS = 200
+STALL_FOR_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ class GuildVoice:
         self.players = players
         self.vc = vc
         self.guild_id = vc.guild.id
-        self.channel = vc.channel
+        self.channel: VocalGuildChannel = vc.channel
         self.host_id = host_id
         self.volume = volume
         self.note: str | None = None  # shown on the status message
@@ -88,6 +93,9 @@ class GuildVoice:
         self._force: str | None = None  # re-resolve this track (its URL was refused)
         self._forced: set[str] = set()
         self._reconnects: list[float] = []
+        self._moved_at: float | None = None  # someone dragged the bot to another channel
+        self._move_dropped = False  # ... and discord.py has left the old voice server since
+        self._behind_since: float | None = None  # the player fell behind the clock
         self._empty_since: float | None = None
         self._startup_ms = 15.0  # ffmpeg spawn; learnt from every play
         self._task: asyncio.Task[None] | None = None
@@ -106,6 +114,18 @@ class GuildVoice:
 
     def humans(self) -> int:
         return humans_in(self.vc.channel)
+
+    def moved(self, channel: VocalGuildChannel) -> None:
+        """Someone (a moderator) moved the bot to `channel`: it plays on there. discord.py
+        connects to the new channel's voice server itself (the old websocket closes with
+        4014); until it has, the connection looks dropped and must not be re-made here (that
+        would race it, and go back to the old channel)."""
+        log.info("guild %s: moved to voice channel %s; playing on there", self.guild_id,
+                 channel.id)  # fmt: skip
+        self.channel = channel
+        self._moved_at = time.monotonic()
+        self._move_dropped = False
+        self.wake()
 
     async def close(self) -> None:
         self._closing = True
@@ -137,8 +157,14 @@ class GuildVoice:
 
     async def _step(self) -> str | None:
         """One round; returns why to leave, or None to go on."""
-        if not self.vc.is_connected() and not await self._reconnect():
-            return "lost"
+        if not self.vc.is_connected():
+            if self._moving():
+                self._move_dropped = True
+                return None  # discord.py is still connecting to the new channel
+            if not await self._reconnect():
+                return "lost"
+        elif self._move_dropped:  # the move is done: a drop from now on is a drop
+            self._moved_at, self._move_dropped = None, False
         self.channel = self.vc.channel
         if self.humans() == 0:
             now = time.monotonic()
@@ -147,6 +173,10 @@ class GuildVoice:
                 return "empty"
         else:
             self._empty_since = None
+        if self._stalled(time.monotonic()):
+            log.info("guild %s: voice fell behind; playing from the host's position again",
+                     self.guild_id)  # fmt: skip
+            self._silence()
         host = await self.players.host_playback(self.guild_id, self.host_id)
         action = decide(self.playing, host, time.monotonic(), skipped=self._skipped)
         if isinstance(action, Quiet):
@@ -155,6 +185,28 @@ class GuildVoice:
             self._skipped = None
             await self._play(action)
         return None
+
+    def _stalled(self, now: float) -> bool:
+        """Whether the audio sent (frames read) has lagged the clock for `STALL_FOR_S`."""
+        playing, source = self.playing, self._source
+        if playing is None or source is None or not self.vc.is_playing():  # or ran out
+            self._behind_since = None
+            return False
+        sent_ms = playing.start_ms + source.frames * GRID_MS
+        if playing.position_at(now) - sent_ms < STALL_MS:
+            self._behind_since = None
+            return False
+        self._behind_since = self._behind_since or now
+        return now - self._behind_since >= STALL_FOR_S
+
+    def _moving(self) -> bool:
+        """Within the time discord.py takes to follow a move. Connected again after a
+        drop ends it early; connected before any drop does not (the new voice server's event
+        may still be on its way)."""
+        since = self._moved_at
+        return (
+            since is not None and time.monotonic() - since < self.players.config.connect_timeout_s
+        )
 
     async def _reconnect(self) -> bool:
         now = time.monotonic()
@@ -180,6 +232,7 @@ class GuildVoice:
         self._generation += 1
         self.playing = None
         self._source = None
+        self._behind_since = None
         if self.vc.is_playing() or self.vc.is_paused():
             self.vc.stop()
 
@@ -201,16 +254,11 @@ class GuildVoice:
         generation = self._generation
         began = time.monotonic()
         start_ms = action.host.position_at(began) + int(self._startup_ms) + GRID_MS
-        before = f"-ss {start_ms / 1000:.3f} {FFMPEG_INPUT}"
-        if stream.http_headers:
-            # The stream URL plays only for the client that extracted it (User-Agent & co.;
-            # googlevideo answers 403 to others): ffmpeg sends yt-dlp's headers. ffmpeg cannot
-            # connect from YOUTUBE_SOURCE_ADDRESS; with one address per host it needs not.
-            headers = "".join(f"{name}: {value}\r\n" for name, value in stream.http_headers)
-            before += f" -headers {shlex.quote(headers)}"
         audio = Ffmpeg(
-            stream.stream_url,
-            before_options=before,
+            # The relay serves the entry just resolved (the resolver's memory has it); it
+            # re-extracts once itself when YouTube refuses the URL early.
+            self.players.relay.url(stream.track_id),
+            before_options=f"-ss {start_ms / 1000:.3f} {FFMPEG_INPUT}",
             options="-vn -loglevel error",  # after discord.py's own "-loglevel warning"
         )
         source = CountingSource(audio, self.volume)
@@ -260,11 +308,13 @@ class VoicePlayers:
         client: discord.Client,
         board: PresenceBoard,
         resolver: Resolver,
+        relay: VoiceRelay,
         config: VoiceConfig,
     ) -> None:
         self.client = client
         self.board = board
         self.resolver = resolver
+        self.relay = relay
         self.config = config
         # The sync engine's view of the host, for hosts without a presence (Spotify app only).
         self.snapshots: Callable[[int], Awaitable[HostPlayback | None]] | None = None
@@ -355,6 +405,11 @@ class VoicePlayers:
         player = self._guilds.get(member.guild.id)
         if player is None:
             return
+        me, channel = self.client.user, after.channel
+        # From one channel to another (a reconnect of ours comes from no channel).
+        to_another = before.channel is not None and channel not in (None, before.channel)
+        if me is not None and member.id == me.id and to_another and channel is not None:
+            player.moved(channel)
         player.wake()  # the bot itself removed or moved: the next round notices
         self.changed(member.guild.id)
 

@@ -26,11 +26,14 @@ PyNaCl and davey) then connects here exactly as it does to Discord. Facts from
 - Discord does not answer an op 4 for a channel the bot may not join (no Connect, or full
   without Move Members): no event comes and the client times out. Modelled the same way.
 
-What a test reads: `received` (every RTP packet: arrival time, seq, decoded PCM),
+What a test reads: `received` (every RTP packet: arrival time, seq, decoded PCM; the arrival
+time is the kernel's receive timestamp, so a reader thread the GIL holds up invents no gap),
 `heard(since)` (the fake YouTube's time code read back: which track and which position, per
 200 ms window of received audio), `gaps(since)` and the voice-connection records.
-Switches: `require_dave`, `heartbeat_ack_delay_s`, `close_voice(code)` to drop the bot's voice
-websocket the way a voice server restart does.
+Switches: `require_dave`, `heartbeat_ack_delay_s`, `ready_delay_s` (a slow voice server),
+`decode` (False: record arrivals only, no Opus decoding, so a capacity benchmark's fake takes
+little CPU from the bot), `close_voice(code)` to drop the bot's voice websocket the way a voice
+server restart does.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ VIEW_CHANNEL = 1 << 10
 CONNECT = 1 << 20
 SPEAK = 1 << 21
 MOVE_MEMBERS = 1 << 24
+SO_TIMESTAMPNS = 35  # Linux (asm-generic/socket.h); the socket module does not name it
 
 
 @dataclass
@@ -176,6 +180,8 @@ class FakeVoice:
         self.discord = discord
         self.require_dave = True  # close 4017 when IDENTIFY offers no DAVE (Discord since 2026-03)
         self.heartbeat_ack_delay_s = 0.03
+        self.decode = True
+        self.ready_delay_s = 0.0  # before READY: a slow voice server (discord.py's player waits)
         self.channels: dict[int, VoiceChannel] = {}
         self.states: dict[tuple[int, int], int] = {}  # (guild, user) -> voice channel id
         self.connections: list[VoiceConnection] = []
@@ -219,6 +225,8 @@ class FakeVoice:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind((HOST, 0))
         self._sock.settimeout(0.2)
+        with contextlib.suppress(OSError):  # arrival times from the kernel where it offers them
+            self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.udp_port = self._sock.getsockname()[1]
         self._reader = threading.Thread(target=self._read_udp, name="fake-voice-udp", daemon=True)
         self._reader.start()
@@ -279,9 +287,17 @@ class FakeVoice:
         return self.states.get((guild.id, self.discord.bot.user_id))
 
     async def move(self, member: Member, channel: VoiceChannel | None) -> None:
-        """A member joins, moves to or (None) leaves a voice channel."""
+        """A member joins, moves to or (None) leaves a voice channel; for the bot, what a
+        moderator dragging it (or disconnecting it) does."""
         guild = self.discord.guilds[channel.guild_id] if channel else self.discord.default_guild
         await self._set_state(guild, member.user_id, channel.id if channel else None)
+        moved = channel is not None and member.user_id == self.discord.bot.user_id
+        if moved and self.live_connections():
+            # Discord moves a connected bot like this (discord-api-docs #2450, Javacord #1170):
+            # the new channel's voice server, then the old voice websocket closed with 4014.
+            # discord.py closes it itself on the server update and connects again.
+            await self._server_update(guild)
+            await self.close_voice(4014)
 
     async def _set_state(self, guild: Guild, user_id: int, channel_id: int | None) -> None:
         if channel_id is None:
@@ -330,6 +346,9 @@ class FakeVoice:
             self.ignored_op4.append(data)  # Discord sends nothing back; the client times out
             return
         await self._set_state(guild, self.discord.bot.user_id, channel.id)
+        await self._server_update(guild)
+
+    async def _server_update(self, guild: Guild) -> None:
         await self.discord.dispatch(
             "VOICE_SERVER_UPDATE",
             {
@@ -398,9 +417,11 @@ class FakeVoice:
                     conn.close_code = 4017
                     await ws.close(code=4017, message=b"E2EE/DAVE protocol required")
                     break
+                await asyncio.sleep(self.ready_delay_s)
                 conn.ssrc = self.ssrc + len(self.connections)  # one per connection
                 await send(2, {"ssrc": conn.ssrc, "ip": HOST, "port": self.udp_port,
                                "modes": MODES_OFFERED})  # fmt: skip
+                await self.discord._notify()  # a test may wait for the connection's ssrc
             elif op == 1:
                 conn.mode = d["data"]["mode"]
                 if conn.mode != "aead_xchacha20_poly1305_rtpsize":
@@ -425,15 +446,17 @@ class FakeVoice:
         sock = self._sock
         while sock is not None and self._sock is sock:
             try:
-                data, addr = sock.recvfrom(65536)
+                data, ancillary, _, addr = sock.recvmsg(65536, socket.CMSG_SPACE(16))
             except TimeoutError:
                 continue
             except OSError:
                 return
-            self.on_datagram(data, addr, sock)
+            self.on_datagram(data, addr, sock, _kernel_arrival(ancillary))
 
-    def on_datagram(self, data: bytes, addr: tuple[str, int], sock: socket.socket) -> None:
-        now = time.monotonic()
+    def on_datagram(
+        self, data: bytes, addr: tuple[str, int], sock: socket.socket, at: float | None = None
+    ) -> None:
+        now = time.monotonic() if at is None else at
         if len(data) == 74 and data[:4] == b"\x00\x01\x00\x46":  # IP discovery request
             ssrc = struct.unpack_from(">I", data, 4)[0]
             answer = bytearray(74)
@@ -456,7 +479,7 @@ class FakeVoice:
         if decoder is None:
             decoder = self._decoders[ssrc] = discord.opus.Decoder()
         silence = opus == OPUS_SILENCE
-        pcm = decoder.decode(opus, fec=False)
+        pcm = decoder.decode(opus, fec=False) if self.decode else b""
         self.received.append(Packet(now, seq, ts, ssrc, silence, pcm))
 
     # ---------------------------------------------------------------- reading it back
@@ -483,6 +506,15 @@ class FakeVoice:
         """Inter-arrival gaps longer than `over_s` between audio packets after `since`."""
         arrivals = [p.at for p in self.packets(since, ssrc) if not p.silence]
         return [b - a for a, b in itertools.pairwise(arrivals) if b - a > over_s]
+
+
+def _kernel_arrival(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The kernel's receive time (SO_TIMESTAMPNS, wall clock) on the monotonic clock."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack_from("qq", data)
+            return seconds + nanoseconds / 1e9 - (time.time() - time.monotonic())
+    return None
 
 
 def _peak(spec: np.ndarray[Any, Any], freqs: np.ndarray[Any, Any], lo: float, hi: float) -> float:

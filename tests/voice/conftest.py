@@ -67,13 +67,10 @@ class VoiceWorld:
 
     @asynccontextmanager
     async def run(self, **settings: object) -> AsyncIterator[Running]:
-        # ffmpeg connects from the host's default address, where yt-dlp must then have
-        # extracted the stream URL too (the fake binds it to that address): no source address.
+        # yt-dlp extracts from BOT_SIDE_ADDRESS (settings_for_fakes): the fake YouTube plays its
+        # stream URLs only to that address, so voice must fetch them the same way (the relay).
         self.world.settings = dataclasses.replace(
-            self.world.settings,
-            youtube_base_url=self.youtube.base_url,
-            youtube_source_address=None,
-            **settings,
+            self.world.settings, youtube_base_url=self.youtube.base_url, **settings
         )
         options = {"guild_ready_timeout": 0.05, "connector": self.discord.voice.client_connector()}
         async with running(
@@ -136,24 +133,31 @@ class VoiceWorld:
         )
 
     async def hears(
-        self, check: Callable[[list[Heard]], bool], within: float = 10.0, since: float = 0.0
+        self,
+        check: Callable[[list[Heard]], bool],
+        within: float = 10.0,
+        since: float = 0.0,
+        ssrc: int | None = None,
     ) -> list[Heard]:
-        """Wait until `check` holds for what the channel heard after `since`."""
+        """Wait until `check` holds for what the channel heard after `since` (from one voice
+        connection's `ssrc`, or any)."""
         deadline = time.monotonic() + within
         while True:
-            heard = self.discord.voice.heard(since)
+            heard = self.discord.voice.heard(since, ssrc=ssrc)
             if check(heard):
                 return heard
             assert time.monotonic() < deadline, f"the channel heard {heard[-5:]}"
             await asyncio.sleep(0.1)
 
-    async def in_sync(self, since: float, within: float = 10.0, windows: int = 5) -> list[Heard]:
+    async def in_sync(
+        self, since: float, within: float = 10.0, windows: int = 5, ssrc: int | None = None
+    ) -> list[Heard]:
         """Wait for `windows` consecutive windows of the host's track at the host's position."""
 
         def ok(heard: list[Heard]) -> bool:
             return len(heard) >= windows and all(self.in_step(h) for h in heard[-windows:])
 
-        return await self.hears(ok, within, since)
+        return await self.hears(ok, within, since, ssrc)
 
 
 @pytest.fixture
