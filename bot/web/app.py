@@ -66,7 +66,9 @@ def create_app(
             response: web.StreamResponse | None = None
             if request.method == "OPTIONS":
                 response = cors.preflight(request)
-            elif request.headers.get("Content-Encoding", "identity").lower() != "identity":
+            elif (encoding := request.headers.get("Content-Encoding")) is not None and (
+                encoding.lower() != "identity"
+            ):
                 response = refuse_encoding(request)
             if response is None:
                 try:
