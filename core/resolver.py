@@ -272,10 +272,9 @@ class Resolver:
             cached = None
             if not force:
                 now = self._clock()
-                cached = self._front.get(key, now)
+                cached = self._front_hit(key, now)
                 if cached is not None:
-                    self._stats.memory_hits += 1
-                    return self._hit(cached, now)
+                    return cached
                 cached = await self._cache.get_stream(key)
                 if cached is not None and still_usable(cached, now, self.config.min_validity_s):
                     self._front.remember(cached, now)
@@ -308,6 +307,21 @@ class Resolver:
                 return await asyncio.shield(flight)
         except TimeoutError:
             raise ResolveTimeout(slow) from None
+
+    def cached(self, track_id: str) -> CachedStream | None:
+        """The answer `resolve_claimed` would give at once for a track id, when the front cache
+        holds it (else None: await `resolve_claimed`). A hit on the bare id is all a hot track's
+        request needs; this spares it the coroutines and awaits of the full path."""
+        if self._closed or (track_id, "fill") in self._flights:
+            return None  # the full path raises, or waits for the running resolution
+        return self._front_hit(track_id, self._clock())
+
+    def _front_hit(self, key: str, now: float) -> CachedStream | None:
+        cached = self._front.get(key, now)
+        if cached is None:
+            return None
+        self._stats.memory_hits += 1
+        return self._hit(cached, now)
 
     def _hit(self, cached: CachedStream, now: float) -> CachedStream:
         self._stats.hits += 1

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bot.web import ops, relay_route, songs, tracks
-from bot.web.cors import Cors
+from bot.web.cors import CORS, Cors
 from bot.web.errors import error_response, refuse_encoding
 from bot.web.metrics import WebMetrics
 from bot.web.proxies import TrustedProxies, client_address_middleware
@@ -59,14 +59,17 @@ def create_app(
     # One middleware, not three: each layer costs a coroutine per request on the hot path.
     @web.middleware
     async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Answers preflights, turns exceptions into plain-text answers, records metrics."""
+        """Answers preflights, turns exceptions into plain-text answers, adds CORS headers,
+        records metrics."""
         started = time.perf_counter()
         status = 500
         try:
             response: web.StreamResponse | None = None
             if request.method == "OPTIONS":
                 response = cors.preflight(request)
-            elif request.headers.get("Content-Encoding", "identity").lower() != "identity":
+            elif (encoding := request.headers.get("Content-Encoding")) is not None and (
+                encoding.lower() != "identity"
+            ):
                 response = refuse_encoding(request)
             if response is None:
                 try:
@@ -77,10 +80,13 @@ def create_app(
                     raise  # aiohttp's own 404/405 already carry a short text body
                 except Exception as exc:
                     response = error_response(request, exc)
+            if not response.prepared:  # a streamed one has its headers (cors.before_stream)
+                cors.apply(request, response)
             status = response.status
             return response
         except web.HTTPException as exc:
             status = exc.status
+            cors.apply(request, exc)
             raise
         finally:
             metrics.observe_request(request, status, time.perf_counter() - started)
@@ -88,7 +94,7 @@ def create_app(
     # Behind a trusted proxy the client's address replaces the proxy's first (HTTP_TRUSTED_PROXIES).
     middlewares = [client_address_middleware(trusted_proxies), edge] if trusted_proxies else [edge]
     app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
-    app.on_response_prepare.append(cors.add_headers)
+    app[CORS] = cors
     app[STORAGE] = storage
     app[RESOLVER] = resolver
     app[RELAY] = relay or RelayConfig.private()

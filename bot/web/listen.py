@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.web.client_limit import ensure_limiter, limit
+from bot.web.cors import before_stream
 from bot.web.services import RELAY, RelayConfig
 from core.errors import NotFound
 from core.listen import ListenAlong
@@ -149,6 +150,7 @@ async def listen_events(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         response.headers["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
         _private(response)
+        before_stream(request, response)
         await response.prepare(request)
         try:
             await response.write(f"retry: {RETRY_MS}\n\n".encode())

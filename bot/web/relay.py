@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import aiohttp
 from aiohttp import web
 
+from bot.web.cors import before_stream
 from core.errors import UserFacingError
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ async def relay(
         for name in RETURNED:
             if name in upstream.headers:
                 response.headers[name] = upstream.headers[name]
+        before_stream(request, response)
         await response.prepare(request)
         try:
             async for chunk, _ in upstream.content.iter_chunks():

@@ -32,17 +32,26 @@ _PARSED_MAX_BYTES = 4096
 
 
 async def read_song(request: web.Request) -> SongRequest:
-    # A body over the app's client_max_size raises HTTPRequestEntityTooLarge, which the error
-    # middleware turns into a plain 413.
+    raw = body_at_hand(request)
+    return song_request(raw if raw is not None else await read_body(request))
+
+
+def body_at_hand(request: web.Request) -> bytes | None:
+    """The whole body if it came with the headers (a small one does), else None: taken without
+    read()'s two awaits (a fifth of a cache hit's time in the handler)."""
     content = request.content
-    if content.is_eof():
-        # The whole (small) body came with the headers: take it without read()'s two awaits
-        # (a fifth of a cache hit's time in the handler).
-        raw = content.read_nowait()
-        if len(raw) > request.app[MAX_BODY]:
-            raise web.HTTPRequestEntityTooLarge(request.app[MAX_BODY], len(raw))
-    else:
-        raw = await read_body(request)
+    if not content.is_eof():
+        return None
+    raw = content.read_nowait()
+    # A body over the app's client_max_size raises HTTPRequestEntityTooLarge (read_body too),
+    # which the error middleware turns into a plain 413.
+    if len(raw) > (limit := request.app[MAX_BODY]):
+        raise web.HTTPRequestEntityTooLarge(limit, len(raw))
+    return raw
+
+
+def song_request(raw: bytes) -> SongRequest:
+    """The body parsed, or BadRequest; the same bytes are parsed once."""
     wanted = _PARSED.get(raw)
     if wanted is None:
         wanted = parse_song_request(raw)
@@ -60,10 +69,17 @@ def client_of(request: web.BaseRequest) -> str:
 @routes.post("/song")
 async def song(request: web.Request) -> web.Response:
     """A URL that plays the track, as a JSON string (a signed relay URL unless configured)."""
-    request.app[LIMITER].take(client_of(request))
-    wanted = await read_song(request)
-    entry = await request.app[RESOLVER].resolve_claimed(wanted.track, force=wanted.force)
-    relay = request.app[RELAY]
+    app = request.app
+    app[LIMITER].take(client_of(request))
+    # A hot track's request awaits nothing: its body is at hand, parsed before, and its stream
+    # is in the resolver's front cache.
+    raw = body_at_hand(request)
+    wanted = song_request(raw) if raw is not None else await read_song(request)
+    resolver = app[RESOLVER]
+    entry = None if wanted.force else resolver.cached(wanted.track.id)
+    if entry is None:
+        entry = await resolver.resolve_claimed(wanted.track, force=wanted.force)
+    relay = app[RELAY]
     if relay.raw_song_urls:
         return web.Response(text=json.dumps(entry.stream_url), content_type="application/json")
     # A relay URL is made of letters, digits and `/:?&=~.`: a JSON string as it stands.

@@ -217,3 +217,56 @@ async def test_storage_read_racing_a_newer_write_does_not_replace_the_copy(
     reads = storage.reads
     assert await resolver.resolve(RICK) == forced  # but the newer copy stays in memory
     assert storage.reads == reads
+
+
+async def test_cached_answers_as_resolve_claimed_would_without_awaiting(
+    make_resolver: MakeResolver, storage: CountingReads, clock: Clock
+) -> None:
+    """`cached` is POST /song's fast path: for each state it either gives exactly what
+    `resolve_claimed` gives at once (and counts it the same), or None (take the full path)."""
+    resolver = make_resolver(front_ttl_s=30)
+    assert resolver.cached(RICK.id) is None  # cold: the full path resolves it
+    resolved = await resolver.resolve_claimed(RICK)
+    reads, hits = storage.reads, resolver.stats.hits
+
+    clock.advance(5)
+    fast = resolver.cached(RICK.id)
+    assert fast == resolved == await resolver.resolve_claimed(RICK)
+    assert storage.reads == reads  # neither path read storage
+    assert resolver.stats.hits == hits + 2 and resolver.stats.memory_hits == 2
+    await resolver.flush_access()
+    stored = await storage.get_stream(RICK.id)
+    assert stored is not None and stored.last_access == pytest.approx(clock(), abs=1)
+
+    assert resolver.cached(QUEEN.id) is None  # never asked for
+    clock.advance(31)  # past the front cache's ttl: storage must be asked again
+    assert resolver.cached(RICK.id) is None
+    reread = await resolver.resolve_claimed(RICK)  # with the access time flushed above
+    assert reread.stream_url == resolved.stream_url
+    assert resolver.cached(RICK.id) == reread
+    await resolver.aclose()
+    assert resolver.cached(RICK.id) is None  # a closed resolver refuses on the full path
+
+
+async def test_cached_gives_way_to_a_running_resolution(
+    make_resolver: MakeResolver, clock: Clock, fake_youtube: FakeYouTube
+) -> None:
+    resolver = make_resolver(front_ttl_s=3600, refresh_ahead_s=0)
+    fake_youtube.stream_lifetime = 600
+    first = await resolver.resolve_claimed(RICK)
+    clock.advance(600 - 100)  # too little life left: the full path re-extracts it
+    fake_youtube.stream_lifetime = 6 * 3600
+    misses = resolver.stats.misses
+    refreshing = asyncio.create_task(resolver.resolve_claimed(RICK))
+    await eventually(lambda: resolver.stats.misses > misses)  # its resolution is running
+    assert resolver.cached(RICK.id) is None
+    fresh = await refreshing
+    assert fresh.stream_url != first.stream_url
+    await asyncio.sleep(0)  # the finished resolution leaves the flights
+    assert resolver.cached(RICK.id) == fresh
+
+
+async def test_cached_is_none_without_a_front_cache(make_resolver: MakeResolver) -> None:
+    resolver = make_resolver(front_entries=0)
+    await resolver.resolve_claimed(RICK)
+    assert resolver.cached(RICK.id) is None  # every hit reads storage, on the full path

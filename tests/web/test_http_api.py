@@ -69,8 +69,14 @@ async def test_pwa_preflight_then_song_gives_a_url_that_plays(
 async def test_second_song_request_is_a_cache_hit(api: Api, youtube: FakeYouTube) -> None:
     first = await api.post_song(track_body())
     searches = youtube.counts.searches
+    memory_hits = api.resolver.stats.memory_hits
     second = await api.post_song(track_body())
-    assert await first.text() == await second.text()
+    # The hit took the handler's fast path (the resolver's front cache, no await); its answer
+    # is the full path's, byte for byte, headers included.
+    assert api.resolver.stats.memory_hits == memory_hits + 1
+    assert (second.status, await second.text()) == (first.status, await first.text())
+    for header in ("Content-Type", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers"):
+        assert second.headers.get(header) == first.headers.get(header)
     assert youtube.counts.searches == searches
 
 
