@@ -4,6 +4,7 @@ arrival order inside it, and a failure fails the whole batch (nothing of it comm
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from storage import StorageError, StorageUnavailable, TokenCipher
+from storage.records import CounterHit
 from storage.sqlite import SQLiteStorage
 
 
@@ -89,3 +91,58 @@ async def test_a_closed_store_still_refuses_hits(tmp_path: Path) -> None:
     await store.aclose()
     with pytest.raises(StorageUnavailable):
         await store.hit_counter("x", time.time(), 60, limit=1)
+
+
+def _one_by_one(
+    db: sqlite3.Connection, name: str, now: float, window: float, limit: int | None
+) -> CounterHit:
+    """The counter as it was, one transaction per hit: the oracle for the batched replay."""
+    with db:
+        db.execute("DELETE FROM counter_hits WHERE name=? AND at<=?", (name, now - window))
+        count, oldest = db.execute(
+            "SELECT COUNT(*), MIN(at) FROM counter_hits WHERE name=?", (name,)
+        ).fetchone()
+        recorded = limit is not None and (limit < 0 or count < limit)
+        if recorded:
+            db.execute("INSERT INTO counter_hits VALUES (?,?)", (name, now))
+            count += 1
+            oldest = now if oldest is None else oldest
+    return CounterHit(recorded, count, None if oldest is None else float(oldest))
+
+
+async def test_a_batch_answers_and_stores_what_hits_one_by_one_would(tmp_path: Path) -> None:
+    # Out-of-order times, mixed windows, looks, unlimited and limited hits, old rows expiring
+    # mid-batch: the batch is replayed in memory, so compare it with the plain SQL per hit.
+    rng = random.Random(7)
+    store = await _open(tmp_path)
+    oracle = sqlite3.connect(tmp_path / "oracle.db", isolation_level=None)
+    try:
+        oracle.execute("CREATE TABLE counter_hits (name TEXT NOT NULL, at REAL NOT NULL)")
+        old = [(rng.choice("ab"), 1000.0 + rng.randrange(60)) for _ in range(40)]
+        oracle.executemany("INSERT INTO counter_hits VALUES (?,?)", old)
+        with sqlite3.connect(tmp_path / "g.db") as db:
+            db.executemany("INSERT INTO counter_hits VALUES (?,?)", old)
+        calls = [
+            (
+                rng.choice("ab"),
+                1060.0 + rng.randrange(40),
+                float(rng.choice((10, 30, 60))),
+                rng.choice((None, -1, 5, 12, 30)),
+            )
+            for _ in range(200)
+        ]
+        want = [_one_by_one(oracle, *call) for call in calls]
+        got = await asyncio.gather(
+            *(
+                store.count_counter(name, now, window)
+                if limit is None
+                else store.hit_counter(name, now, window, limit=None if limit < 0 else limit)
+                for name, now, window, limit in calls
+            )
+        )
+        assert got == want
+        rows = "SELECT name, at FROM counter_hits ORDER BY name, at"
+        assert (await store._db.execute_fetchall(rows)) == oracle.execute(rows).fetchall()
+    finally:
+        oracle.close()
+        await store.aclose()
