@@ -62,6 +62,7 @@ class SQLiteStorage(
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
+            await self._hits_written()
             await self._db.close()
 
     @_sqlite_errors

@@ -529,6 +529,16 @@ async def test_counter_concurrent_hits_never_over_admit(open_store: Opener) -> N
     assert (await stores[0].count_counter("budget", now, 60)).count == 7
 
 
+async def test_counter_concurrent_hits_on_one_store_count_in_turn(store: Storage) -> None:
+    # SQLite writes concurrent hits in one transaction (group commit): each must still be
+    # counted in turn, seeing the hits admitted before it, never a shared count.
+    now = time.time()
+    hits = await asyncio.gather(*(store.hit_counter("burst", now, 60, limit=20) for _ in range(50)))
+    assert sorted(h.count for h in hits if h.recorded) == list(range(1, 21))
+    assert all(h.count == 20 for h in hits if not h.recorded)
+    assert (await store.count_counter("burst", now, 60)).count == 20
+
+
 async def test_hold_keeps_the_later_one_and_ends(store: Storage) -> None:
     # Real time, not NOW: Redis expires the key at `until` (PEXPIREAT), so a fixed epoch would
     # be in the past, and the hold gone at once, from the day the calendar passes it.
