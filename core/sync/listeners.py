@@ -54,6 +54,9 @@ from storage.records import ListenerStatus, Session
 
 log = logging.getLogger(__name__)
 
+# A probe counts as due this much of `probe_interval_s` after the last one (see `probe`).
+PROBE_EARLY = 0.8
+
 # Commands (and the device lookup a command needs) follow a host change or a join: a person is
 # waiting on them, so they are the quota's first priority (core/spotify/quota.py).
 COMMAND = CallPriority.COMMAND
@@ -154,7 +157,11 @@ class Listeners:
         the first command that gets through ends everyone's back-off (`recovered`)."""
         waiting = [m for m in self.members.values() if m.backing_off and m.retry_at > now]
         if waiting and now >= self._probe_at:
-            self._probe_at = now + interval_s
+            # Rounds come every poll interval counted from their start, but `now` is read after
+            # the host read, whose time varies: a probe due a full interval later fell a few ms
+            # after the next round about half the time and waited a round more (2 s, not 1 s,
+            # from an outage's end to everyone back in sync).
+            self._probe_at = now + interval_s * PROBE_EARLY
             min(waiting, key=lambda m: m.retry_at).retry_at = now
 
     def cancel_all(self) -> list[asyncio.Task[None]]:

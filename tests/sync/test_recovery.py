@@ -11,8 +11,10 @@ from typing import Any
 from core.sync.changes import Change
 from core.sync.clock import Clock
 from core.sync.engine import HOST_RELINK, SyncEngine
+from core.sync.listener import Listener
 from core.sync.reporter import PlaybackReport
 from core.sync.supervisor import GuildEngines
+from storage.records import ListenerState
 from storage.records import ListenerStatus as S
 from tests.fakes.spotify import FakePlayer
 from tests.sync.conftest import until
@@ -257,3 +259,21 @@ async def test_a_timed_out_play_is_not_overtaken_by_a_second_one(rig: Rig) -> No
     await asyncio.sleep(1.5)  # timed out at 1 s; the late play lands at 1.6 s
     assert plays(rig, ANN) == 1  # no second play that the late one would overtake
     await until(lambda: rig.in_sync(HOST, ANN), within=8)
+
+
+async def test_while_listeners_back_off_every_round_probes_one_though_rounds_jitter(
+    rig: Rig,
+) -> None:
+    # Rounds are a poll interval apart from their starts; the probe's clock is read after the
+    # host read, so consecutive rounds may see a hair under one interval between them.
+    await host_plays(rig)
+    listeners = rig.engine(GUILD, probe_interval_s=1.0).listeners
+    for uid in (ANN, BEN):
+        listeners.members[uid] = Listener(ListenerState(uid), failures=2, retry_at=1_000.0)
+    probed = []
+    for now in (10.0, 10.998, 11.995, 12.997):
+        listeners.probe(now, 1.0)
+        probed.append([uid for uid, m in listeners.members.items() if m.retry_at == now])
+        for member in listeners.members.values():
+            member.retry_at = 1_000.0
+    assert all(len(uids) == 1 for uids in probed), probed
