@@ -26,6 +26,7 @@ validates every JSON answer against it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -874,7 +875,10 @@ class FakeDiscord:
                 self.heartbeats += 1
                 if self.heartbeat_ack_delay_s:
                     await asyncio.sleep(self.heartbeat_ack_delay_s)
-                await conn.send({"op": 11, "d": None})
+                # A client killed mid-heartbeat (kill -9 in tests/bench/restart.py) has closed
+                # its socket: the ack goes nowhere, as on Discord, instead of a handler traceback.
+                with contextlib.suppress(ConnectionResetError):
+                    await conn.send({"op": 11, "d": None})
             elif op == 2:
                 await self._identify(conn, frame["d"])
             elif op == 6:
