@@ -12,9 +12,10 @@ cached for a short time (storage `Failure` records), and so is an id Spotify doe
 
 Around it: the front cache in process memory (core/front_cache.py), the claims a client's body
 makes and how far they are trusted (core/claims.py), deferred access-time writes and the
-refresher (core/refresher.py), and what anyone on the internet can make it spend, capped for all
-clients together (core/budget.py): Spotify lookups of new ids, searches from claims, and
-re-extractions of URLs YouTube refuses.
+refresher (core/refresher.py), the blocking libraries and the cache records their answers
+become (core/stream_sources.py), the budgeted Spotify lookup (core/track_metadata.py), and what
+anyone on the internet can make it spend, capped for all clients together (core/budget.py):
+Spotify lookups of new ids, searches from claims, and re-extractions of URLs YouTube refuses.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from core.budget import Bucket, Cooldown
 from core.claims import (
@@ -40,20 +41,24 @@ from core.claims import (
 from core.errors import (
     ExtractionFailed,
     NoMatch,
-    NotFound,
     Overloaded,
-    RateLimited,
-    ResolveError,
     ResolveTimeout,
     SearchFailed,
     UserFacingError,
 )
 from core.front_cache import FrontCache, still_usable
-from core.matcher import VideoMatch
 from core.refresher import Refresher
 from core.resolver_config import ResolverConfig, ResolverStats
+from core.stream_sources import (
+    Extractor,
+    Finder,
+    failure_error,
+    failure_reason,
+    matched,
+    reextracted,
+)
+from core.track_metadata import TrackLookup, TrackLookups
 from core.tracks import InvalidTrackId, TrackInfo, check_track_id
-from core.youtube import Extraction, stream_expiry
 from storage.base import LeaseStore, StreamCache
 from storage.records import CachedStream, Failure
 
@@ -72,47 +77,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-TrackLookup = Callable[[str], Awaitable[TrackInfo]]
-
-
-class Finder(Protocol):
-    """Blocking: the best video for a track (core.matcher.SpotdlFinder)."""
-
-    def find(self, track: TrackInfo) -> VideoMatch: ...
-
-    def warm_up(self) -> None: ...
-
-
-class Extractor(Protocol):
-    """Blocking: a stream URL for a video (core.youtube.YouTube)."""
-
-    def extract(self, video_url: str) -> Extraction: ...
-
-    def warm_up(self) -> None:
-        """Blocking: pay one-off import and set-up costs before the first request."""
-        ...
-
-    def close(self) -> None:
-        """Release pooled connections once no thread uses the extractor any more."""
-        ...
-
-
-_FAILURE_KINDS: dict[str, Callable[[], UserFacingError]] = {
-    "not_found": lambda: NotFound("Spotify has no track with this id."),
-    "no_match": lambda: NoMatch("No YouTube video matches this track."),
-    "extraction_failed": lambda: ExtractionFailed(
-        "Could not get an audio stream for this track; try again in a few minutes."
-    ),
-    "search_failed": lambda: SearchFailed("YouTube search is not answering; try again later."),
-}
-
-
-def _failure_kind(exc: ResolveError) -> str:
-    if isinstance(exc, NoMatch):
-        return "no_match"
-    if isinstance(exc, ExtractionFailed):
-        return "extraction_failed"
-    return "search_failed"
 
 
 class Resolver:
@@ -131,7 +95,6 @@ class Resolver:
         self._cache = cache
         self._finder = finder
         self._extractor = extractor
-        self._track_lookup = track_lookup
         self.config = config = config or ResolverConfig()
         self._clock = clock
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="resolver")
@@ -145,13 +108,20 @@ class Resolver:
         # Spotify's own metadata (a host's player read, or one app-token lookup); a client's
         # claim never lands here.
         self._known = KnownTracks(config.known_tracks)
+        self._lookups = TrackLookups(
+            track_lookup,
+            self._known,
+            config.lookups,
+            cache=cache,
+            failure_ttl_s=config.failure_ttl_s,
+            clock=clock,
+        )
         # A forced re-match costs a search and maybe a Spotify lookup, and anyone may ask for
         # one; a refused URL's re-extraction is asked for by every listener while YouTube
         # keeps refusing. Each runs at most once per key per cooldown.
         self._forces = Cooldown(config.force_cooldown_s, config.known_tracks, clock)
         self._reextracts = Cooldown(config.reextract_cooldown_s, config.known_tracks, clock)
         self._claims = ClaimEntries(config.claim_entries)
-        self._lookups = Bucket(config.lookups)
         self._claim_searches = Bucket(config.claim_searches)
         self._loops: list[asyncio.Task[None]] = []
         self._stats = ResolverStats()
@@ -282,7 +252,7 @@ class Resolver:
                 failure = await self._cache.get_failure(key, now)
                 if failure is not None:
                     self._stats.negative_hits += 1
-                    raise _FAILURE_KINDS.get(failure.reason, _FAILURE_KINDS["search_failed"])()
+                    raise failure_error(failure.reason)
             # Another request may have started a flight while we awaited storage; a running
             # background refresh produces exactly what an expired entry needs, too.
             flight = self._flights.get((key, kind))
@@ -373,7 +343,7 @@ class Resolver:
                 # A claim's entry was evicted (ClaimEntries): only its claim can match it again.
                 raise NoMatch("This song's match is no longer kept; play it again.")
             if track is None:
-                track = await self._lookup(key)
+                track = await self._lookups.lookup(key)
             if is_claim(key) and not self._claim_searches.take():
                 # Not cached as a failure: the next claim may come when there is budget again.
                 raise Overloaded("Too many songs are being looked up right now; try again soon.")
@@ -381,19 +351,7 @@ class Resolver:
             match = await self._run(self._finder.find, track)
             self._stats.extractions += 1
             extraction = await self._run(self._extractor.extract, match.video_url)
-            now = self._clock()
-            entry = CachedStream(
-                track_id=key,
-                video_url=match.video_url,
-                stream_url=extraction.stream_url,
-                expires_at=stream_expiry(extraction.stream_url, now, self.config.fallback_ttl_s),
-                resolved_at=now,
-                last_access=now,
-                title=match.title,
-                duration_s=match.duration_s,
-                score=match.score,
-                http_headers=extraction.http_headers,
-            )
+            entry = matched(key, match, extraction, self._clock(), self.config.fallback_ttl_s)
             await self._cache.put_stream(entry)
             self._front.remember(entry, self._clock())
             if is_claim(key):
@@ -413,43 +371,16 @@ class Resolver:
         except (NoMatch, ExtractionFailed, SearchFailed) as exc:
             self._stats.failures += 1
             retry_after = self._clock() + self.config.failure_ttl_s
-            await self._cache.put_failure(Failure(key, _failure_kind(exc), retry_after))
+            await self._cache.put_failure(Failure(key, failure_reason(exc), retry_after))
             log.info("resolving %s failed: %s", key, exc.message)
             raise
-
-    async def _lookup(self, track_id: str) -> TrackInfo:
-        """Spotify's metadata of a track nobody has described yet: one budgeted app call.
-
-        An id Spotify does not know is remembered as a failure (for `failure_ttl_s`), so a
-        client repeating it costs no further call. A refused call (budget, quota) is a
-        SpotifyError: `resolve_claimed` then falls back to the client's own claim.
-        """
-        if not self._lookups.take():
-            raise RateLimited(
-                "Too many new tracks are being looked up right now; try again in a minute.",
-                self._lookups.retry_after(),
-            )
-        try:
-            track = await self._track_lookup(track_id)
-        except NotFound:
-            retry_after = self._clock() + self.config.failure_ttl_s
-            await self._cache.put_failure(Failure(track_id, "not_found", retry_after))
-            raise
-        self._known.learn(track)
-        return track
 
     async def _reextract(self, cached: CachedStream) -> CachedStream:
         self._stats.extractions += 1
         extraction = await self._run(self._extractor.extract, cached.video_url)
         now = self._clock()
-        entry = replace(
-            cached,
-            stream_url=extraction.stream_url,
-            expires_at=stream_expiry(extraction.stream_url, now, self.config.fallback_ttl_s),
-            http_headers=extraction.http_headers,
-            resolved_at=now,
-            last_access=max(cached.last_access, self._refresher.last_access(cached.track_id)),
-        )
+        last_access = max(cached.last_access, self._refresher.last_access(cached.track_id))
+        entry = reextracted(cached, extraction, now, self.config.fallback_ttl_s, last_access)
         await self._cache.put_stream(entry)
         self._front.remember(entry, self._clock())
         return entry
