@@ -1,6 +1,6 @@
 """What the voice channel should play, given the host's presence: plain decisions, no Discord.
 
-The bot's voice player (bot/voice.py) asks `decide()` every time the host's presence changes
+The bot's voice player (bot/voice_guild.py) asks `decide()` every time the host's presence changes
 and on a slow tick; it answers "keep going", "go quiet" or "play this track from here". The
 host's state comes from the `PresenceBoard` (Discord's PRESENCE_UPDATE, no Spotify call): the
 track id, title, artists, album, duration and position in a Spotify presence are enough to
