@@ -34,7 +34,8 @@ Module map: planner/changes/schedule/failures/state/clock are the pure decisions
 reads the host (and tells them what only they can fix); listener_reads.py picks and makes the
 listener reads, listeners.py the listener command path (devices.py when there is no active
 device); host_signal.py the presence signal and the quota's pacing; lease.py the guild lease;
-reporter.py the reporting; supervisor.py runs one engine per guild.
+record.py the session's storage (read, snapshot, delete) and its status report, reporter.py
+the reporting; supervisor.py runs one engine per guild.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ from core.sync.lease import GuildLease
 from core.sync.listeners import Listeners
 from core.sync.planner import plan
 from core.sync.ports import PlayerClient
-from core.sync.reporter import Announcer, PlaybackReport, Reporter
+from core.sync.record import SessionRecord
+from core.sync.reporter import Announcer, Reporter
 from core.sync.schedule import (
     RatePressure,
     host_idle_expired,
@@ -99,7 +101,6 @@ class SyncEngine:
         (core/sync/host_signal.py); without one, the host is read every round."""
         self.guild_id = guild_id
         self._client = client
-        self._sessions = sessions
         self._config = config = config or EngineConfig()
         self._clock = clock = clock or Clock()
         self._hold = hold
@@ -119,6 +120,16 @@ class SyncEngine:
             clock=clock.now,
             on_change=self.wake,
         )
+        self.record = SessionRecord(
+            guild_id,
+            sessions=sessions,
+            clock=clock,
+            lease=self.lease,
+            reporter=self.reporter,
+            health=self.health,
+            persist_interval_s=config.persist_interval_s,
+            report_timeout_s=config.report_timeout_s,
+        )
         self.listeners = Listeners(
             guild_id,
             client=client,
@@ -131,8 +142,8 @@ class SyncEngine:
             call_timeout_s=config.call_timeout_s,
             rate_limited=self._rate_limited,
             held=self._held,
-            write_failed=self._write_failed,
-            status_changed=self._mark_status,
+            write_failed=self.record.write_failed,
+            status_changed=self.record.mark_status,
             recovered=self._recovered,
         )
         self.host_reader = HostReader(
@@ -143,18 +154,15 @@ class SyncEngine:
             calls=self.listeners.calls,
             rate_limited=self._rate_limited,
             tell=self.reporter.tell,
-            status_changed=self._mark_status,
+            status_changed=self.record.mark_status,
         )
         self._lease_generation = self.lease.generation
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._session: Session | None = None  # as last read (kept when storage fails)
         self._host_id: int | None = None
         self._host: PlayerState | None = None  # latest host observation
         self._host_active_at = 0.0
         self._pressure = RatePressure()
-        self._persisted_at = float("-inf")
-        self._status_dirty = True
         self.last_change = HostChange()
         self.ended: str | None = None  # why the loop ended ("stopped", "idle"), once it has
         self.signal = HostSignal(
@@ -229,7 +237,7 @@ class SyncEngine:
                     delay = max(delay, self._config.lease_ttl_s)
                 if delay is None:
                     if self.ended == "idle":
-                        await self._delete_ended()
+                        await self.record.delete_ended()
                     await self.lease.aclose()
                     return
                 # Not asyncio.wait_for: on 3.11 it swallows a cancel that comes as the wait
@@ -255,7 +263,7 @@ class SyncEngine:
             self._host_id = None
             for listener in self.listeners.members.values():
                 listener.forget()
-        session = await self._read_session()
+        session = await self.record.read()
         if session is None:
             self.ended = "stopped"
             self.reporter.gone()  # a stop reported by the bot already marked it; else we do
@@ -298,8 +306,9 @@ class SyncEngine:
         self.signal.expect(self.listeners.reads.expected_tracks(host.track_id))
         if change:
             log.debug("guild %s host change: %s", self.guild_id, change.describe())
-            self._status_dirty |= bool(change.kinds - {Change.SEEK, Change.DEVICE})
-        await self._persist(host, force=bool(change))
+            if change.kinds - {Change.SEEK, Change.DEVICE}:
+                self.record.mark_status()
+        await self.record.persist(host, self._host_id, self._host_active_at, force=bool(change))
         self._report(session.host_user_id)
         # Counted from the round's start, so host reads keep a steady cadence however long
         # the round took (a late read is a late detection of whatever the host did).
@@ -324,7 +333,7 @@ class SyncEngine:
         presence shows, so the listen page keeps following them meanwhile."""
         if (seen := self.signal.held(self._host)) is not None:
             self._host = seen
-            await self._persist(seen, force=True)
+            await self.record.persist(seen, self._host_id, self._host_active_at, force=True)
 
     async def _look_at_host(self, host_id: int, started: float) -> PlayerState | None:
         """This round's host state: read (at the priority `HostSignal` chose), taken from a
@@ -334,17 +343,6 @@ class SyncEngine:
             return look.state
         read = await self.host_reader.read(host_id, look.read)
         return self.signal.settle(look, read, self._clock.now())
-
-    async def _read_session(self) -> Session | None:
-        try:
-            session = await self._sessions.get_session(self.guild_id)
-        except Exception as error:
-            if self._session is None:
-                raise
-            self._write_failed("reading the session", error)
-            return self._session  # keep syncing from memory until storage answers
-        self._session = session
-        return session
 
     def _adopt(self, session: Session) -> None:
         if self._host_id is None:  # first round: resume from what storage remembers
@@ -363,7 +361,7 @@ class SyncEngine:
             self.host_reader.new_host()
             # The one edit of ours a hand-over needs: the old host's track must go even when
             # the new host plays nothing (no host change would mark it then).
-            self._status_dirty = True
+            self.record.mark_status()
         self._host_id = session.host_user_id
 
         # Joins, leaves and resyncs are not marked for a status edit: SessionService stored
@@ -387,63 +385,13 @@ class SyncEngine:
         if self.listeners.end_back_offs():
             self.wake()
 
-    # -- state, storage, reports -------------------------------------------------------------
-
-    def _mark_status(self) -> None:
-        self._status_dirty = True
-
-    def _write_failed(self, what: str, error: Exception) -> None:
-        self.health.storage_failed(self.guild_id, what, error)
-
-    async def _persist(self, host: PlayerState, *, force: bool) -> None:
-        if not self.lease.valid():
-            return  # lost during the round: the guild's new holder writes its own
-        now = self._clock.now()
-        if not force and now - self._persisted_at < self._config.persist_interval_s:
-            return
-        snapshot = host.to_snapshot(self._clock.to_wall(host.at), self._host_id)
-        try:
-            await self._sessions.update_session(
-                self.guild_id,
-                {
-                    "snapshot": snapshot,
-                    "host_active_at": self._clock.to_wall(self._host_active_at),
-                },
-            )
-        except Exception as error:
-            self._write_failed("storing the host snapshot", error)
-            return
-        self._persisted_at = now
-        self.health.storage_ok()
-
     def _report(self, host_id: int) -> None:
-        if not self._status_dirty or not self.lease.valid():
-            return  # (lost during the round: the new holder reports; this stays dirty)
-        self._status_dirty = False
-        host = self._host
-        self.reporter.show(
-            PlaybackReport(
-                guild_id=self.guild_id,
-                host_user_id=host_id,
-                track=self.host_reader.track,
-                is_playing=bool(host and host.is_playing) and not self.host_reader.unreadable,
-                listeners=tuple(m.state for m in self.listeners.members.values()),
-                host_unreadable=self.host_reader.unreadable,
-            )
-        )
-
-    async def _delete_ended(self) -> None:
-        """After the bot heard of the end (it deletes the session and edits the message),
-        delete it here too in case it could not."""
-        await self.reporter.aclose(drain_s=self._config.report_timeout_s)
-        try:
-            await self._sessions.delete_session(self.guild_id)
-        except Exception as error:
-            self._write_failed("deleting the ended session", error)
+        self.record.report(host_id, self._host, self.host_reader, self.listeners)
 
     def _end(self, reason: str) -> None:
         self.ended = reason
         log.info("guild %s: session ended (%s)", self.guild_id, reason)
         # The bot ends it (SessionService.end: deleted, every hook told, the message edited),
-        # through the reporter's task, off the loop; `_delete_ended` covers a bot that could not.
+        # through the reporter's task, off the loop; `record.delete_ended` covers a bot that
+        # could not.
         self.reporter.end(reason)
