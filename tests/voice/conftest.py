@@ -16,8 +16,9 @@ import pytest
 
 from bot.__main__ import Running, running
 from tests.bot.conftest import World, _spotdl_home, world  # noqa: F401 (fixtures)
+from tests.bot.test_gamenight import linked, say
 from tests.fakes.discord import Member
-from tests.fakes.discord_voice import Heard
+from tests.fakes.discord_voice import Heard, VoiceChannel
 from tests.fakes.youtube import FakeYouTube, track_frequency
 
 AUDIO_S = 40  # every fake video's audio is this long; positions in tests stay below it
@@ -87,6 +88,17 @@ class VoiceWorld:
                 lambda: app.services.presence.available or not bot.intents.presences
             )
             yield app
+
+    async def host_in_voice(self, room: VoiceChannel, song: Song, position_ms: int) -> Member:
+        """Hana, linked and in `room`, starts a game night playing `song` from `position_ms`,
+        has the bot join her in voice, and the channel hears her track in step."""
+        host = await linked(self.world, "hana")
+        await self.discord.voice.move(host, room)
+        await say(self.world, "gamenight start", host)
+        await self.play(host, song, position_ms=position_ms)
+        await say(self.world, "gamenight voice join", host)
+        await self.in_sync(since=0.0)
+        return host
 
     async def play(self, member: Member, song: Song | None, position_ms: int = 0) -> None:
         """The member's Spotify presence: `song` from `position_ms` now (None: paused)."""

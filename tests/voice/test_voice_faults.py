@@ -140,12 +140,7 @@ async def test_dropped_again_and_again_the_bot_stops_instead_of_looping(voice: V
     fake = voice.discord
     room = fake.voice.add_channel("Game Room")
     async with voice.run():
-        host = await linked(voice.world, "hana")
-        await fake.voice.move(host, room)
-        await say(voice.world, "gamenight start", host)
-        await voice.play(host, A, position_ms=2_000)
-        await say(voice.world, "gamenight voice join", host)
-        await voice.in_sync(since=0.0)
+        await voice.host_in_voice(room, A, position_ms=2_000)
         # Someone disconnects the bot from voice: it comes back once, and plays on.
         await fake.voice.move(fake.bot, None)
         await fake.wait_until(lambda: fake.voice.bot_channel() == room.id, within=10)

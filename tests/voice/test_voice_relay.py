@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 
-from tests.bot.test_gamenight import linked, say
 from tests.fakes.youtube import BOT_SIDE_ADDRESS
 from tests.voice.conftest import SONGS, VoiceWorld
 from tests.web.socks import Socks5
@@ -23,12 +22,7 @@ async def test_voice_plays_a_stream_bound_to_the_extractors_source_address(
     room = fake.voice.add_channel("Game Room")
     async with voice.run() as app:
         assert voice.world.settings.youtube_source_address == BOT_SIDE_ADDRESS
-        host = await linked(voice.world, "hana")
-        await fake.voice.move(host, room)
-        await say(voice.world, "gamenight start", host)
-        await voice.play(host, A, position_ms=4_000)
-        await say(voice.world, "gamenight voice join", host)
-        await voice.in_sync(since=0.0)
+        await voice.host_in_voice(room, A, position_ms=4_000)
         stored = await app.services.storage.get_stream(A.track_id)
         assert stored is not None and f"ip={BOT_SIDE_ADDRESS}" in stored.stream_url
         assert youtube.counts.stream_fetches > 0
@@ -39,12 +33,7 @@ async def test_voice_follows_youtube_proxy(voice: VoiceWorld) -> None:
     fake, youtube = voice.discord, voice.youtube
     room = fake.voice.add_channel("Game Room")
     async with Socks5() as proxy, voice.run(youtube_proxy=proxy.url) as app:
-        host = await linked(voice.world, "hana")
-        await fake.voice.move(host, room)
-        await say(voice.world, "gamenight start", host)
-        await voice.play(host, B, position_ms=6_000)
-        await say(voice.world, "gamenight voice join", host)
-        await voice.in_sync(since=0.0)
+        host = await voice.host_in_voice(room, B, position_ms=6_000)
         stored = await app.services.storage.get_stream(B.track_id)
         # Extracted through the proxy, so bound to its exit address (which only the proxy
         # connects from): every fetch went through it, none was refused.
@@ -64,12 +53,7 @@ async def test_a_url_youtube_revokes_mid_session_is_extracted_again_in_the_same_
     fake, youtube = voice.discord, voice.youtube
     room = fake.voice.add_channel("Game Room")
     async with voice.run():
-        host = await linked(voice.world, "hana")
-        await fake.voice.move(host, room)
-        await say(voice.world, "gamenight start", host)
-        await voice.play(host, A, position_ms=3_000)
-        await say(voice.world, "gamenight voice join", host)
-        await voice.in_sync(since=0.0)
+        host = await voice.host_in_voice(room, A, position_ms=3_000)
         pages = youtube.counts.page_fetches
         # YouTube refuses every URL handed out so far (before their expiry); the host seeks,
         # so ffmpeg asks for the audio again: the relay is refused, re-extracts once, plays.
