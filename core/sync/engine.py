@@ -296,7 +296,7 @@ class SyncEngine:
         observed = await self.listeners.reads.for_round(
             host, change, self.signal, self._config.fanout_wait_s
         )
-        self.listeners.probe(now, self._config.probe_interval_s)
+        self.listeners.back_offs.probe(now, self._config.probe_interval_s)
         views = self.listeners.views(observed)
         actions = plan(host, views, self._clock.now(), self._config.sync)
         await self.listeners.fan_out(actions, host, observed, self._config.fanout_wait_s)
@@ -382,7 +382,7 @@ class SyncEngine:
 
     def _recovered(self) -> None:
         """Spotify answers commands again (or the host moved on): end every back-off now."""
-        if self.listeners.end_back_offs():
+        if self.listeners.back_offs.end():
             self.wake()
 
     def _report(self, host_id: int) -> None:

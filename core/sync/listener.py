@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from core.sync.clock import Clock, Latency, landing_position
@@ -146,3 +147,36 @@ class PositionAt:
         if not self._lease.valid():
             raise StaleCommand("the sync lease is no longer ours")
         return now
+
+
+# A probe counts as due this much of `probe_interval_s` after the last one (see `probe`).
+PROBE_EARLY = 0.8
+
+
+class BackOffs:
+    """Listeners waiting after transient failures (an outage, a hang): one of them probes every
+    `probe_interval_s`, and the first command that gets through ends everyone's wait."""
+
+    def __init__(self, members: Mapping[int, Listener]) -> None:
+        self._members = members
+        self._probe_at = 0.0
+
+    def end(self) -> bool:
+        """Cut every transient back-off short; whether any was running."""
+        ended = False
+        for listener in self._members.values():
+            if listener.backing_off and listener.retry_at > 0:
+                listener.retry_at = 0.0
+                ended = True
+        return ended
+
+    def probe(self, now: float, interval_s: float) -> None:
+        """While listeners back off, let the one due soonest try now, every `interval_s`."""
+        waiting = [m for m in self._members.values() if m.backing_off and m.retry_at > now]
+        if waiting and now >= self._probe_at:
+            # Rounds come every poll interval counted from their start, but `now` is read after
+            # the host read, whose time varies: a probe due a full interval later fell a few ms
+            # after the next round about half the time and waited a round more (2 s, not 1 s,
+            # from an outage's end to everyone back in sync).
+            self._probe_at = now + interval_s * PROBE_EARLY
+            min(waiting, key=lambda m: m.retry_at).retry_at = now

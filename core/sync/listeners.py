@@ -30,7 +30,7 @@ from core.sync.clock import Clock
 from core.sync.devices import find_device, plan_on_device, unplaced
 from core.sync.failures import Verdict, classify
 from core.sync.lease import GuildLease
-from core.sync.listener import Listener, PositionAt, StaleCommand
+from core.sync.listener import BackOffs, Listener, PositionAt, StaleCommand
 from core.sync.listener_reads import ListenerReads
 from core.sync.planner import (
     Action,
@@ -53,9 +53,6 @@ from storage.base import SessionStore
 from storage.records import ListenerStatus, Session
 
 log = logging.getLogger(__name__)
-
-# A probe counts as due this much of `probe_interval_s` after the last one (see `probe`).
-PROBE_EARLY = 0.8
 
 # Commands (and the device lookup a command needs) follow a host change or a join: a person is
 # waiting on them, so they are the quota's first priority (core/spotify/quota.py).
@@ -103,7 +100,7 @@ class Listeners:
         self._recovered = recovered
         self.members: dict[int, Listener] = {}
         self.calls: Counter[str] = Counter()  # Spotify calls by kind, for metrics and benchmarks
-        self._probe_at = 0.0
+        self.back_offs = BackOffs(self.members)
         self.reads = ListenerReads(
             guild_id,
             members=self.members,
@@ -142,27 +139,6 @@ class Listeners:
                 if state.status is ListenerStatus.ATTACHED:
                     mine.forget()
                 mine.state = state
-
-    def end_back_offs(self) -> bool:
-        """Cut every transient back-off short; whether any was running."""
-        ended = False
-        for listener in self.members.values():
-            if listener.backing_off and listener.retry_at > 0:
-                listener.retry_at = 0.0
-                ended = True
-        return ended
-
-    def probe(self, now: float, interval_s: float) -> None:
-        """While listeners back off after transient failures, let one try every `interval_s`:
-        the first command that gets through ends everyone's back-off (`recovered`)."""
-        waiting = [m for m in self.members.values() if m.backing_off and m.retry_at > now]
-        if waiting and now >= self._probe_at:
-            # Rounds come every poll interval counted from their start, but `now` is read after
-            # the host read, whose time varies: a probe due a full interval later fell a few ms
-            # after the next round about half the time and waited a round more (2 s, not 1 s,
-            # from an outage's end to everyone back in sync).
-            self._probe_at = now + interval_s * PROBE_EARLY
-            min(waiting, key=lambda m: m.retry_at).retry_at = now
 
     def cancel_all(self) -> list[asyncio.Task[None]]:
         tasks = [m.inflight for m in self.members.values() if m.inflight is not None]

@@ -272,7 +272,7 @@ async def test_while_listeners_back_off_every_round_probes_one_though_rounds_jit
         listeners.members[uid] = Listener(ListenerState(uid), failures=2, retry_at=1_000.0)
     probed = []
     for now in (10.0, 10.998, 11.995, 12.997):
-        listeners.probe(now, 1.0)
+        listeners.back_offs.probe(now, 1.0)
         probed.append([uid for uid, m in listeners.members.items() if m.retry_at == now])
         for member in listeners.members.values():
             member.retry_at = 1_000.0
