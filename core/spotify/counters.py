@@ -14,6 +14,27 @@ from storage.records import CounterHit, Hold
 log = logging.getLogger(__name__)
 
 
+class StoreEpisode:
+    """A failing store, told once: a WARNING when it starts failing, an INFO when it answers
+    again, nothing for every call in between."""
+
+    def __init__(self, logger: logging.Logger, failing: str, answering: str) -> None:
+        self._log = logger  # the caller's, so the lines say who stopped counting in storage
+        self._failing_message = failing  # %s: the storage error
+        self._answering_message = answering
+        self.failing = False
+
+    def failed(self, exc: StorageError) -> None:
+        if not self.failing:
+            self._log.warning(self._failing_message, exc)
+        self.failing = True
+
+    def answered(self) -> None:
+        if self.failing:
+            self._log.info(self._answering_message)
+        self.failing = False
+
+
 class MemoryCounters:
     shared_across_processes = False
 
@@ -59,7 +80,11 @@ class FallbackCounters:
     def __init__(self, store: CounterStore) -> None:
         self._store = store
         self._memory = MemoryCounters()
-        self._failing = False
+        self._episode = StoreEpisode(
+            log,
+            "Spotify call counters: storage failing (%s), counting in memory",
+            "Spotify call counters: storage answers again",
+        )
         self.shared_across_processes = store.shared_across_processes
 
     async def hit_counter(
@@ -68,16 +93,16 @@ class FallbackCounters:
         try:
             hit = await self._store.hit_counter(name, now, window, limit)
         except StorageError as exc:
-            self._failed(exc)
+            self._episode.failed(exc)
             return await self._memory.hit_counter(name, now, window, limit)
-        self._answered()
+        self._episode.answered()
         return hit
 
     async def count_counter(self, name: str, now: float, window: float) -> CounterHit:
         try:
             return await self._store.count_counter(name, now, window)
         except StorageError as exc:
-            self._failed(exc)
+            self._episode.failed(exc)
             return await self._memory.count_counter(name, now, window)
 
     async def set_hold(self, name: str, until: float, reason: str) -> Hold:
@@ -85,22 +110,12 @@ class FallbackCounters:
         try:
             return await self._store.set_hold(name, until, reason)
         except StorageError as exc:
-            self._failed(exc)
+            self._episode.failed(exc)
             return held
 
     async def get_hold(self, name: str, now: float) -> Hold | None:
         try:
             return await self._store.get_hold(name, now)
         except StorageError as exc:
-            self._failed(exc)
+            self._episode.failed(exc)
             return await self._memory.get_hold(name, now)
-
-    def _failed(self, exc: StorageError) -> None:
-        if not self._failing:
-            log.warning("Spotify call counters: storage failing (%s), counting in memory", exc)
-        self._failing = True
-
-    def _answered(self) -> None:
-        if self._failing:
-            log.info("Spotify call counters: storage answers again")
-        self._failing = False

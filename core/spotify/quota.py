@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from core.errors import BudgetRefused
-from core.spotify.counters import MemoryCounters
+from core.spotify.counters import MemoryCounters, StoreEpisode
 from core.spotify.errors import quota_held
 from core.timetext import TimedText, local_time
 from storage.base import CounterStore
@@ -101,7 +101,11 @@ class QuotaGovernor:
         self._spent = 0
         self._held_until: float | None = None
         self._hold_checked = -math.inf
-        self._store_failing = False
+        self._store_episode = StoreEpisode(
+            log,
+            "cannot record Spotify calls in storage (%s): counting in memory",
+            "recording Spotify calls in storage again",
+        )
 
     # --- synchronous view ---------------------------------------------------------------
 
@@ -171,26 +175,16 @@ class QuotaGovernor:
         except StorageError as exc:
             # A failing store (a full disk, Redis gone) must not stop every Spotify call with
             # it: count here meanwhile; the store's own count takes over when it answers.
-            self._store_failed(exc)
+            self._store_episode.failed(exc)
             if self._spent >= self.limit_for(priority):
                 raise _refused(priority, self.window) from None
             self._spent += 1
             return
-        self._store_answered()
+        self._store_episode.answered()
         self._spent = hit.count
         if not hit.recorded:
             wait = (hit.oldest + self.window - now) if hit.oldest is not None else self.window
             raise _refused(priority, wait)
-
-    def _store_failed(self, exc: StorageError) -> None:
-        if not self._store_failing:
-            log.warning("cannot record Spotify calls in storage (%s): counting in memory", exc)
-        self._store_failing = True
-
-    def _store_answered(self) -> None:
-        if self._store_failing:
-            log.info("recording Spotify calls in storage again")
-        self._store_failing = False
 
     async def hold(self, until: float) -> float:
         """Spotify answered QUOTA_EXCEEDED: hold every call of every process until `until`
@@ -209,7 +203,7 @@ class QuotaGovernor:
         try:
             hold = await self._store.get_hold(HOLD, now)
         except StorageError as exc:
-            self._store_failed(exc)  # keep the hold this process knows of
+            self._store_episode.failed(exc)  # keep the hold this process knows of
             return
         self._held_until = hold.until if hold is not None else None
 
